@@ -1,0 +1,136 @@
+/*
+ * llamac — Llama inference in C.
+ *
+ * The whole public surface: load a model, tokenize, run a session over a KV cache, sample.
+ * Every fallible call takes an llamac_error* (may be NULL) and reports a one-line message through it;
+ * the library never prints and never exits.
+ */
+#ifndef LLAMAC_H
+#define LLAMAC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct llamac_error {
+    char message[512];
+} llamac_error;
+
+typedef struct llamac_model llamac_model;
+typedef struct llamac_tokenizer llamac_tokenizer;
+typedef struct llamac_session llamac_session;
+typedef struct llamac_sampler llamac_sampler;
+
+/* ---- models ------------------------------------------------------------------------------------ */
+
+typedef struct llamac_model_params {
+    /* Tokenizer file to use instead of the one inside the model (required for llama2.c .bin files,
+     * which carry none: tok512.bin and friends). NULL: the model's own, or tokenizer.bin beside it. */
+    const char *tokenizer_path;
+} llamac_model_params;
+
+typedef struct llamac_model_info {
+    int n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, n_vocab, n_ctx_train;
+    int rope_dim;
+    float rms_eps, rope_theta;
+    bool has_rope_freqs;   /* Llama 3.1/3.2 rope scaling factors present */
+    bool tied_output;      /* output projection shares the token embedding */
+    const char *format;    /* "gguf" or "llama2c" */
+    const char *name;      /* general.name or the file name */
+    const char *weight_type; /* dominant tensor type of the matrices, e.g. "q8_0" */
+    uint64_t weight_bytes; /* bytes of all tensors */
+    uint64_t n_params;
+} llamac_model_info;
+
+llamac_model *llamac_model_load(const char *path, const llamac_model_params *params, llamac_error *err);
+void llamac_model_free(llamac_model *model);
+void llamac_model_get_info(const llamac_model *model, llamac_model_info *info);
+const llamac_tokenizer *llamac_model_tokenizer(const llamac_model *model);
+/* Bytes of KV cache a session of n_ctx positions needs. */
+uint64_t llamac_model_kv_bytes(const llamac_model *model, int n_ctx);
+/* Number of tensors and a description of tensor i ("name type [ne0 x ne1] bytes"). */
+int llamac_model_n_tensors(const llamac_model *model);
+int llamac_model_tensor_desc(const llamac_model *model, int i, char *buf, size_t cap);
+
+/* ---- tokenizer --------------------------------------------------------------------------------- */
+
+/* A tokenizer on its own: a GGUF (also vocabulary-only files) or a llama2.c tokenizer.bin. */
+llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err);
+void llamac_tokenizer_free(llamac_tokenizer *tok);
+
+/* Tokenize len bytes of text. Writes at most cap ids to out and returns the total count, which may be
+ * larger than cap (call again with a bigger buffer); -1 on error. parse_special: text like "<s>" or
+ * "<|eot_id|>" becomes the special token instead of plain text. */
+int llamac_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool add_bos, bool parse_special,
+                    int32_t *out, int cap, llamac_error *err);
+int llamac_tokenizer_n_vocab(const llamac_tokenizer *tok);
+int32_t llamac_tokenizer_bos(const llamac_tokenizer *tok);
+int32_t llamac_tokenizer_eos(const llamac_tokenizer *tok);
+/* True for every token that ends a generation (EOS, <|eot_id|>, <|eom_id|>, …). */
+bool llamac_tokenizer_is_eog(const llamac_tokenizer *tok, int32_t id);
+/* The bytes token id stands for in decoded text (may be part of a UTF-8 character). Control tokens
+ * decode to nothing. Returns the length; *bytes points into the tokenizer. */
+size_t llamac_token_bytes(const llamac_tokenizer *tok, int32_t id, const char **bytes);
+
+/* Streaming detokenizer: feeds ids, returns text that is safe to print (never a broken UTF-8
+ * character; a partial one is held until it completes). */
+typedef struct llamac_detokenizer {
+    const llamac_tokenizer *tok;
+    int32_t prev;          /* previous id, -1 at start */
+    unsigned char pending[8];
+    int n_pending;
+} llamac_detokenizer;
+void llamac_detokenizer_init(llamac_detokenizer *d, const llamac_tokenizer *tok);
+/* Appends the printable text for id to buf (NUL-terminated, cap >= 64 is always enough); returns its length. */
+size_t llamac_detokenize(llamac_detokenizer *d, int32_t id, char *buf, size_t cap);
+/* Flushes a held incomplete character as U+FFFD. */
+size_t llamac_detokenizer_flush(llamac_detokenizer *d, char *buf, size_t cap);
+
+/* ---- sessions: a KV cache and the forward pass -------------------------------------------------- */
+
+typedef struct llamac_session_params {
+    int n_ctx;      /* positions in the KV cache; 0: min(model's training context, 4096) */
+    int n_threads;  /* 0: all cores */
+} llamac_session_params;
+
+llamac_session *llamac_session_create(const llamac_model *model, const llamac_session_params *params,
+                                      llamac_error *err);
+void llamac_session_free(llamac_session *s);
+/* Run n tokens at the next positions (as one batch) and keep their keys/values in the cache.
+ * Returns the logits of the last token (n_vocab floats, valid until the next call), NULL on error. */
+const float *llamac_session_eval(llamac_session *s, const int32_t *tokens, int n, llamac_error *err);
+/* Like eval, but writes the logits of every token of the batch to logits_out (n * n_vocab floats). */
+int llamac_session_eval_all(llamac_session *s, const int32_t *tokens, int n, float *logits_out, llamac_error *err);
+int llamac_session_pos(const llamac_session *s);
+int llamac_session_n_ctx(const llamac_session *s);
+/* Forget everything after position pos (0: start over). */
+void llamac_session_truncate(llamac_session *s, int pos);
+
+/* ---- sampling ---------------------------------------------------------------------------------- */
+
+typedef struct llamac_sampler_params {
+    float temperature;     /* 0: greedy */
+    int top_k;             /* 0: off */
+    float top_p;           /* 1: off */
+    float min_p;           /* 0: off */
+    float repeat_penalty;  /* 1: off */
+    int repeat_last_n;     /* tokens the penalty looks back over */
+    uint64_t seed;
+} llamac_sampler_params;
+
+llamac_sampler_params llamac_sampler_defaults(void);
+llamac_sampler *llamac_sampler_create(const llamac_sampler_params *params, int n_vocab, llamac_error *err);
+void llamac_sampler_free(llamac_sampler *s);
+/* Picks the next token from logits (not modified). */
+int32_t llamac_sampler_sample(llamac_sampler *s, const float *logits);
+/* Records a token in the history the repetition penalty looks at (prompt tokens and sampled ones). */
+void llamac_sampler_accept(llamac_sampler *s, int32_t token);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

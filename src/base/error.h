@@ -1,0 +1,11 @@
+#ifndef LLC_ERROR_H
+#define LLC_ERROR_H
+#include "llamac.h"
+
+/* Formats a one-line message into err (NULL-safe). Always returns false, so a failing path can say
+ * `return llc_fail(err, "...")`. */
+bool llc_fail(llamac_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes the message already in err with "context: ". */
+void llc_error_prefix(llamac_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,81 @@
+#include "base/mapped_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/error.h"
+
+bool llc_map_file(llc_mapped_file *f, const char *path, llamac_error *err) {
+    memset(f, 0, sizeof *f);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return llc_fail(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return llc_fail(err, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return llc_fail(err, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return llc_fail(err, "%s: file is empty", path);
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) return llc_fail(err, "%s: mmap failed: %s", path, strerror(e));
+    f->data = p;
+    f->size = (size_t)st.st_size;
+    f->owns_map = 1;
+    return true;
+}
+
+void llc_unmap_file(llc_mapped_file *f) {
+    if (f->owns_map && f->data) munmap((void *)f->data, f->size);
+    memset(f, 0, sizeof *f);
+}
+
+char *llc_read_file(const char *path, size_t max_size, size_t *size_out, llamac_error *err) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        llc_fail(err, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(fp, 0, SEEK_END) != 0) {
+        fclose(fp);
+        llc_fail(err, "%s: cannot seek", path);
+        return NULL;
+    }
+    long n = ftell(fp);
+    if (n < 0 || (unsigned long)n > max_size) {
+        fclose(fp);
+        llc_fail(err, "%s: file too large (%ld bytes, limit %zu)", path, n, max_size);
+        return NULL;
+    }
+    rewind(fp);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) {
+        fclose(fp);
+        llc_fail(err, "%s: out of memory", path);
+        return NULL;
+    }
+    size_t got = fread(buf, 1, (size_t)n, fp);
+    fclose(fp);
+    if (got != (size_t)n) {
+        free(buf);
+        llc_fail(err, "%s: short read", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (size_out) *size_out = (size_t)n;
+    return buf;
+}

@@ -1,0 +1,19 @@
+#ifndef LLC_MAPPED_FILE_H
+#define LLC_MAPPED_FILE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "llamac.h"
+
+/* A whole file mapped read-only. Model weights are used in place from here, never copied. */
+typedef struct llc_mapped_file {
+    const uint8_t *data;
+    size_t size;
+    int owns_map; /* 1: munmap on close; 0: borrowed memory (tests, fuzzing) */
+} llc_mapped_file;
+
+bool llc_map_file(llc_mapped_file *f, const char *path, llamac_error *err);
+void llc_unmap_file(llc_mapped_file *f);
+/* Reads a whole (small) file into a malloc'ed, NUL-terminated buffer; refuses files over max_size. */
+char *llc_read_file(const char *path, size_t max_size, size_t *size_out, llamac_error *err);
+
+#endif

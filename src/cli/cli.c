@@ -1,0 +1,141 @@
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "base/mapped_file.h"
+
+static int vreport(int code, const char *fmt, va_list ap) {
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    for (char *p = msg; *p; p++)
+        if (*p == '\n') *p = ' ';
+    fprintf(stderr, "llamac: error: %s\n", msg);
+    return code;
+}
+
+int cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vreport(1, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int cli_usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vreport(2, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+const char *cli_value(cli_args *a, const char *opt) {
+    if (a->i + 1 >= a->argc) {
+        cli_usage("option %s needs a value", opt);
+        a->failed = true;
+        return NULL;
+    }
+    return a->argv[++a->i];
+}
+
+bool cli_int(const char *opt, const char *v, long min, long max, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno) {
+        cli_usage("option %s expects an integer, got '%s'", opt, v);
+        return false;
+    }
+    if (x < min || x > max) {
+        cli_usage("option %s must be between %ld and %ld, got %ld", opt, min, max, x);
+        return false;
+    }
+    *out = (int)x;
+    return true;
+}
+
+bool cli_u64(const char *opt, const char *v, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!*v || *v == '-') {
+        cli_usage("option %s expects a non-negative integer, got '%s'", opt, v);
+        return false;
+    }
+    unsigned long long x = strtoull(v, &end, 10);
+    if (*end || errno) {
+        cli_usage("option %s expects a non-negative integer, got '%s'", opt, v);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+bool cli_float(const char *opt, const char *v, double min, double max, float *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (!*v || *end || errno || !isfinite(x)) {
+        cli_usage("option %s expects a number, got '%s'", opt, v);
+        return false;
+    }
+    if (x < min || x > max) {
+        cli_usage("option %s must be between %g and %g, got %g", opt, min, max, x);
+        return false;
+    }
+    *out = (float)x;
+    return true;
+}
+
+double cli_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+double cli_peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+llamac_model *cli_load_model(const char *path, const char *tokenizer_path) {
+    llamac_error err = {{0}};
+    llamac_model_params mp = {.tokenizer_path = tokenizer_path};
+    llamac_model *m = llamac_model_load(path, &mp, &err);
+    if (!m) cli_error("%s", err.message);
+    return m;
+}
+
+int cli_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool add_bos, bool special, int32_t **ids) {
+    llamac_error err = {{0}};
+    int cap = 256;
+    for (;;) {
+        int32_t *buf = realloc(*ids, (size_t)cap * sizeof *buf);
+        if (!buf) {
+            cli_error("out of memory tokenizing %zu bytes", len);
+            return -1;
+        }
+        *ids = buf;
+        int n = llamac_tokenize(tok, text, len, add_bos, special, buf, cap, &err);
+        if (n < 0) {
+            cli_error("%s", err.message);
+            return -1;
+        }
+        if (n <= cap) return n;
+        cap = n;
+    }
+}
+
+char *cli_read_text(const char *path, size_t *len) {
+    llamac_error err = {{0}};
+    char *t = llc_read_file(path, (size_t)1 << 30, len, &err);
+    if (!t) cli_error("%s", err.message);
+    return t;
+}

@@ -1,0 +1,44 @@
+#ifndef LLC_CLI_H
+#define LLC_CLI_H
+/* Shared plumbing of the subcommands: strict option parsing and one-line errors. */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "llamac.h"
+
+/* Prints "llamac: error: …" on stderr; returns the exit code 1 so commands can `return cli_error(…)`. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Usage problems exit with 2, like most Unix tools. */
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Iterates argv; the value of an option that takes one is fetched with cli_value. */
+typedef struct cli_args {
+    int argc, i;
+    char **argv;
+    bool failed;
+} cli_args;
+
+/* The next argument as the value of opt, or NULL after reporting that it is missing. */
+const char *cli_value(cli_args *a, const char *opt);
+/* Strict parsers: the whole string must be a number in [min, max]; report and return false otherwise. */
+bool cli_int(const char *opt, const char *v, long min, long max, int *out);
+bool cli_u64(const char *opt, const char *v, uint64_t *out);
+bool cli_float(const char *opt, const char *v, double min, double max, float *out);
+
+double cli_now_ms(void);
+double cli_peak_rss_mb(void);
+/* Loads a model, honouring an optional tokenizer file; prints the error itself. */
+llamac_model *cli_load_model(const char *path, const char *tokenizer_path);
+/* Tokenizes text (growing the buffer as needed); returns the count or -1 after printing the error. */
+int cli_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool add_bos, bool special, int32_t **ids);
+/* Reads a whole file as text (limit 1 GiB); prints the error itself. */
+char *cli_read_text(const char *path, size_t *len);
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+#endif

@@ -1,0 +1,69 @@
+/* llamac info: what a model is and what it takes to run it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage_text[] =
+    "usage: llamac info MODEL [--ctx N] [--tokenizer FILE] [--tensors]\n"
+    "  hyperparameters, weight types and the memory needed at a context of N tokens (default 4096)\n"
+    "  --tensors   list every weight matrix with its type and size\n";
+
+int cmd_info(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *v;
+    int n_ctx = 0;
+    bool tensors = false;
+    cli_args a = {argc, 1, argv, false};
+    for (; a.i < argc; a.i++) {
+        const char *o = argv[a.i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
+            if (!(model_path = cli_value(&a, o))) return 2;
+        } else if (!strcmp(o, "--tokenizer")) {
+            if (!(tok_path = cli_value(&a, o))) return 2;
+        } else if (!strcmp(o, "-c") || !strcmp(o, "--ctx")) {
+            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1 << 24, &n_ctx)) return 2;
+        } else if (!strcmp(o, "--tensors")) {
+            tensors = true;
+        } else if (o[0] == '-' && o[1]) {
+            return cli_usage("info: unknown option '%s'", o);
+        } else if (!model_path) {
+            model_path = o;
+        } else {
+            return cli_usage("info: one model at a time");
+        }
+    }
+    if (!model_path) return cli_usage("info: a model file is required");
+    llamac_model *m = cli_load_model(model_path, tok_path);
+    if (!m) return 1;
+    llamac_model_info in;
+    llamac_model_get_info(m, &in);
+    if (n_ctx == 0) n_ctx = in.n_ctx_train < 4096 ? in.n_ctx_train : 4096;
+    const llamac_tokenizer *tok = llamac_model_tokenizer(m);
+    printf("model:          %s (%s)\n", in.name, in.format);
+    printf("parameters:     %.2f M in %.2f MiB, weights mostly %s\n", (double)in.n_params / 1e6, (double)in.weight_bytes / 1048576.0,
+           in.weight_type);
+    printf("layers:         %d\n", in.n_layers);
+    printf("embedding:      %d\n", in.dim);
+    printf("heads:          %d query, %d key/value (head size %d)\n", in.n_heads, in.n_kv_heads, in.head_dim);
+    printf("feed-forward:   %d\n", in.ffn_dim);
+    printf("vocabulary:     %d (tokenizer: %d tokens, BOS %d, EOS %d)\n", in.n_vocab, llamac_tokenizer_n_vocab(tok),
+           llamac_tokenizer_bos(tok), llamac_tokenizer_eos(tok));
+    printf("context:        %d trained\n", in.n_ctx_train);
+    printf("rope:           base %g, %d dims rotated%s\n", in.rope_theta, in.rope_dim, in.has_rope_freqs ? ", scaled (rope_freqs)" : "");
+    printf("rms norm eps:   %g\n", in.rms_eps);
+    printf("output:         %s\n", in.tied_output ? "tied to the token embedding" : "separate matrix");
+    uint64_t kv = llamac_model_kv_bytes(m, n_ctx);
+    printf("memory at ctx %d: weights %.1f MiB (mapped) + KV cache %.1f MiB = %.1f MiB\n", n_ctx, (double)in.weight_bytes / 1048576.0,
+           (double)kv / 1048576.0, (double)(in.weight_bytes + kv) / 1048576.0);
+    if (tensors) {
+        char line[256];
+        for (int i = 0; i < llamac_model_n_tensors(m); i++)
+            if (llamac_model_tensor_desc(m, i, line, sizeof line) > 0) printf("  %s\n", line);
+    }
+    llamac_model_free(m);
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* llamac: the command-line front end. Each subcommand lives in its own file and is a thin client of
+ * the library (include/llamac.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *help;
+} commands[] = {
+    {"generate", cmd_generate, "generate text from a prompt"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"info", cmd_info, "show a model's hyperparameters, tensors and memory needs"},
+    {"logits", cmd_logits, "print the next-token logits after a prompt (JSON)"},
+    {"perplexity", cmd_perplexity, "measure perplexity on a text file (llama.cpp's convention)"},
+    {"synth", cmd_synth, "write a random-weight GGUF with the shapes of a real model"},
+};
+
+static void usage(FILE *fp) {
+    fprintf(fp, "usage: llamac COMMAND [options]   (llamac COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(fp, "  %-11s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    return cli_usage("unknown command '%s' (try llamac --help)", argv[1]);
+}

@@ -1,0 +1,63 @@
+#include "kernels/matmul.h"
+
+#include "kernels/dispatch.h"
+#include "kernels/types.h"
+
+uint32_t llc_act_type(uint32_t wtype) {
+    switch (wtype) {
+    case LLC_Q8_0:
+    case LLC_Q4_0: return LLC_Q8_0;
+    case LLC_BF16: return LLC_BF16;
+    default: return LLC_F32;
+    }
+}
+
+size_t llc_act_row_bytes(uint32_t wtype, int64_t n_cols) { return llc_row_size(llc_act_type(wtype), n_cols); }
+
+void llc_act_convert(uint32_t wtype, const float *x, void *dst, int64_t n_cols, int n_tok) {
+    uint32_t at = llc_act_type(wtype);
+    const llc_type_traits *tt = llc_type_get(at);
+    size_t rb = llc_row_size(at, n_cols);
+    for (int t = 0; t < n_tok; t++) tt->from_float(x + (size_t)t * n_cols, (char *)dst + (size_t)t * rb, n_cols);
+}
+
+typedef struct matmul_job {
+    float *out;
+    const llc_tensor *W;
+    const void *act;
+    size_t act_rb;
+    int n_tok;
+    llc_vec_dot_fn dot;
+} matmul_job;
+
+/* Rows are split across threads; each thread walks its rows in tiles so that a tile of weight rows
+ * stays in cache while every activation row passes over it (one read of W for the whole batch). */
+#define ROW_TILE 16
+
+static void matmul_task(void *ctx, int ith, int nth) {
+    const matmul_job *j = ctx;
+    long lo, hi;
+    llc_split((long)j->W->n_rows, ith, nth, &lo, &hi);
+    const char *w = j->W->data;
+    for (long r0 = lo; r0 < hi; r0 += ROW_TILE) {
+        long r1 = r0 + ROW_TILE < hi ? r0 + ROW_TILE : hi;
+        for (int t = 0; t < j->n_tok; t++) {
+            const void *xa = (const char *)j->act + (size_t)t * j->act_rb;
+            float *o = j->out + (size_t)t * (size_t)j->W->n_rows;
+            for (long r = r0; r < r1; r++) o[r] = j->dot(j->W->n_cols, w + (size_t)r * j->W->row_bytes, xa);
+        }
+    }
+}
+
+void llc_matmul(llc_pool *pool, float *out, const llc_tensor *W, const void *x, int n_tok, void *act, int x_is_converted) {
+    if (!x_is_converted) {
+        llc_act_convert(W->type, x, act, W->n_cols, n_tok);
+        x = act;
+    }
+    matmul_job j = {out, W, x, llc_act_row_bytes(W->type, W->n_cols), n_tok, llc_kernels_get()->vec_dot[W->type]};
+    llc_pool_run(pool, matmul_task, &j);
+}
+
+void llc_tensor_get_row(const llc_tensor *W, int64_t r, float *dst) {
+    llc_type_get(W->type)->to_float((const char *)W->data + (size_t)r * W->row_bytes, dst, W->n_cols);
+}

@@ -1,0 +1,39 @@
+#ifndef LLC_MATMUL_H
+#define LLC_MATMUL_H
+/*
+ * out = x · Wᵀ for a weight matrix W stored in any supported type.
+ *
+ * Weights stay in their stored type. The activations are first converted once per matmul into the
+ * weight type's "activation type" (Q8_0 blocks for Q8_0/Q4_0 weights, so the inner loop is an integer
+ * dot product; bf16 for bf16 weights; f32 otherwise), then every (weight row, activation row) pair is
+ * one vec_dot call from the dispatch table (kernels/dispatch.h), chosen per type and instruction set.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/threadpool.h"
+
+typedef struct llc_tensor {
+    const void *data;
+    uint32_t type;
+    int64_t n_cols;    /* row length (GGUF ne[0]) */
+    int64_t n_rows;    /* ne[1] */
+    size_t row_bytes;
+} llc_tensor;
+
+/* Type the activations are converted to for weights of type wtype. */
+uint32_t llc_act_type(uint32_t wtype);
+/* Bytes one converted activation row of n_cols takes. */
+size_t llc_act_row_bytes(uint32_t wtype, int64_t n_cols);
+/* Converts n_tok rows of x (n_cols floats each) for weights of type wtype into dst. */
+void llc_act_convert(uint32_t wtype, const float *x, void *dst, int64_t n_cols, int n_tok);
+
+/* out[t * W->n_rows + r] = dot(W row r, x row t) for t < n_tok. act is scratch of at least
+ * n_tok * llc_act_row_bytes(W->type, W->n_cols) bytes; if x_is_converted, x already points at
+ * converted activations (so one conversion serves several matmuls of the same input). */
+void llc_matmul(llc_pool *pool, float *out, const llc_tensor *W, const void *x, int n_tok, void *act, int x_is_converted);
+
+/* One row of W as floats (embedding lookup). */
+void llc_tensor_get_row(const llc_tensor *W, int64_t r, float *dst);
+
+#endif

@@ -1,0 +1,166 @@
+/* Model loading front door: picks the format by content, and the checks common to all formats. */
+#include "model/model.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "kernels/types.h"
+
+bool llc_hparams_validate(const llc_hparams *hp, llamac_error *err) {
+    if (hp->n_layers < 1 || hp->n_layers > 1024) return llc_fail(err, "invalid layer count %d", hp->n_layers);
+    if (hp->dim < 1 || hp->dim > 65536) return llc_fail(err, "invalid embedding size %d", hp->dim);
+    if (hp->n_heads < 1 || hp->n_heads > 1024 || hp->dim % hp->n_heads != 0)
+        return llc_fail(err, "head count %d does not divide the embedding size %d", hp->n_heads, hp->dim);
+    if (hp->n_kv_heads < 1 || hp->n_kv_heads > hp->n_heads || hp->n_heads % hp->n_kv_heads != 0)
+        return llc_fail(err, "KV head count %d does not divide the head count %d", hp->n_kv_heads, hp->n_heads);
+    if (hp->head_dim % 2 != 0) return llc_fail(err, "head size %d is odd (RoPE rotates pairs)", hp->head_dim);
+    if (hp->rope_dim < 2 || hp->rope_dim > hp->head_dim || hp->rope_dim % 2 != 0)
+        return llc_fail(err, "rope dimension count %d is invalid for head size %d", hp->rope_dim, hp->head_dim);
+    if (hp->ffn_dim < 1 || hp->ffn_dim > (1 << 20)) return llc_fail(err, "invalid feed-forward size %d", hp->ffn_dim);
+    if (hp->n_vocab < 1 || hp->n_vocab > (1 << 24)) return llc_fail(err, "invalid vocabulary size %d", hp->n_vocab);
+    if (hp->n_ctx_train < 1) return llc_fail(err, "invalid context length %d", hp->n_ctx_train);
+    if (!(hp->rms_eps > 0 && hp->rms_eps < 1)) return llc_fail(err, "invalid RMS norm epsilon %g", hp->rms_eps);
+    if (!(hp->rope_theta > 0 && hp->rope_theta < 1e12f)) return llc_fail(err, "invalid rope base %g", hp->rope_theta);
+    return true;
+}
+
+bool llc_bind_matrix(llc_tensor *t, const void *data, uint32_t type, int64_t cols, int64_t rows, const char *name,
+                     llamac_error *err) {
+    const llc_type_traits *tt = llc_type_get(type);
+    if (!tt) return llc_fail(err, "tensor %s has unsupported type %s", name, llc_type_name(type));
+    if (cols % tt->block_size != 0)
+        return llc_fail(err, "tensor %s: row length %" PRId64 " is not a multiple of the %s block size", name, cols, tt->name);
+    t->data = data;
+    t->type = type;
+    t->n_cols = cols;
+    t->n_rows = rows;
+    t->row_bytes = llc_row_size(type, cols);
+    return true;
+}
+
+static void model_free_parts(llamac_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    gguf_close(m->gguf);
+    llc_unmap_file(&m->map);
+    llamac_tokenizer_free(m->tok);
+    free(m);
+}
+
+llamac_model *llamac_model_load(const char *path, const llamac_model_params *params, llamac_error *err) {
+    if (!path || !*path) {
+        llc_fail(err, "no model file given");
+        return NULL;
+    }
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        llc_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    unsigned char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, fp);
+    fclose(fp);
+    llamac_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        llc_fail(err, "out of memory");
+        return NULL;
+    }
+    bool ok;
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) ok = llc_model_load_gguf(m, path, err);
+    else ok = llc_model_load_llama2c(m, path, err);
+    if (ok && params && params->tokenizer_path) {
+        llamac_tokenizer_free(m->tok);
+        m->tok = llamac_tokenizer_load(params->tokenizer_path, err);
+        ok = m->tok != NULL;
+    }
+    if (ok && !m->tok) {
+        /* llama2.c checkpoints carry no vocabulary: look for tokenizer.bin beside the model, as run.c does. */
+        char alt[4096];
+        const char *slash = strrchr(path, '/');
+        int dir_len = slash ? (int)(slash - path + 1) : 0;
+        snprintf(alt, sizeof alt, "%.*stokenizer.bin", dir_len, path);
+        llamac_error e2 = {{0}};
+        m->tok = llamac_tokenizer_load(alt, &e2);
+        if (!m->tok) ok = llc_fail(err, "%s has no tokenizer: pass one with --tokenizer FILE", path);
+    }
+    if (ok && llamac_tokenizer_n_vocab(m->tok) > m->hp.n_vocab)
+        ok = llc_fail(err, "tokenizer has %d tokens but the model's embedding only %d rows",
+                      llamac_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
+    if (!ok) {
+        model_free_parts(m);
+        return NULL;
+    }
+    if (!m->name[0]) {
+        const char *base = strrchr(path, '/');
+        snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : path);
+    }
+    return m;
+}
+
+void llamac_model_free(llamac_model *m) { model_free_parts(m); }
+
+const llamac_tokenizer *llamac_model_tokenizer(const llamac_model *m) { return m->tok; }
+
+void llamac_model_get_info(const llamac_model *m, llamac_model_info *info) {
+    memset(info, 0, sizeof *info);
+    info->n_layers = m->hp.n_layers;
+    info->dim = m->hp.dim;
+    info->n_heads = m->hp.n_heads;
+    info->n_kv_heads = m->hp.n_kv_heads;
+    info->head_dim = m->hp.head_dim;
+    info->ffn_dim = m->hp.ffn_dim;
+    info->n_vocab = m->hp.n_vocab;
+    info->n_ctx_train = m->hp.n_ctx_train;
+    info->rope_dim = m->hp.rope_dim;
+    info->rms_eps = m->hp.rms_eps;
+    info->rope_theta = m->hp.rope_theta;
+    info->has_rope_freqs = m->rope_freqs != NULL;
+    info->tied_output = m->tied;
+    info->format = m->format;
+    info->name = m->name;
+    info->weight_type = llc_type_name(m->main_type);
+    info->weight_bytes = m->weight_bytes;
+    info->n_params = m->n_params;
+}
+
+uint64_t llamac_model_kv_bytes(const llamac_model *m, int n_ctx) {
+    uint64_t kv_dim = (uint64_t)m->hp.n_kv_heads * m->hp.head_dim;
+    return 2ull * m->hp.n_layers * (uint64_t)n_ctx * kv_dim * sizeof(float);
+}
+
+static const llc_tensor *model_tensor_at(const llamac_model *m, int i, const char **name, int *layer) {
+    static const char *const global[] = {"token_embd", "output"};
+    static const char *const per_layer[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    *layer = -1;
+    if (i < 2) {
+        *name = global[i];
+        return i == 0 ? &m->tok_embd : &m->output;
+    }
+    i -= 2;
+    if (i >= m->hp.n_layers * 7) return NULL;
+    *layer = i / 7;
+    *name = per_layer[i % 7];
+    const llc_layer *L = &m->layers[i / 7];
+    const llc_tensor *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    return ts[i % 7];
+}
+
+int llamac_model_n_tensors(const llamac_model *m) { return 2 + 7 * m->hp.n_layers; }
+
+int llamac_model_tensor_desc(const llamac_model *m, int i, char *buf, size_t cap) {
+    const char *name;
+    int layer;
+    const llc_tensor *t = model_tensor_at(m, i, &name, &layer);
+    if (!t) return -1;
+    char full[64];
+    if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s", layer, name);
+    else snprintf(full, sizeof full, "%s%s", name, (i == 1 && m->tied) ? " (tied to token_embd)" : "");
+    return snprintf(buf, cap, "%-40s %-5s [%6" PRId64 " x %6" PRId64 "] %10.2f MiB", full, llc_type_name(t->type), t->n_cols,
+                    t->n_rows, (double)t->row_bytes * (double)t->n_rows / (1024.0 * 1024.0));
+}

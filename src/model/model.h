@@ -1,0 +1,50 @@
+#ifndef LLC_MODEL_H
+#define LLC_MODEL_H
+/*
+ * A loaded Llama model: hyperparameters and weights bound in place to the mapped file.
+ */
+#include "formats/gguf.h"
+#include "kernels/matmul.h"
+#include "llamac.h"
+
+typedef struct llc_hparams {
+    int n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, n_vocab, n_ctx_train, rope_dim;
+    float rms_eps, rope_theta;
+} llc_hparams;
+
+typedef struct llc_layer {
+    const float *attn_norm, *ffn_norm; /* f32, dim */
+    llc_tensor wq, wk, wv, wo;         /* [dim x dim], [kv_dim x dim], [kv_dim x dim], [dim x dim] (rows x cols) */
+    llc_tensor w_gate, w_up, w_down;   /* [ffn x dim], [ffn x dim], [dim x ffn] */
+} llc_layer;
+
+struct llamac_model {
+    llc_hparams hp;
+    llc_tensor tok_embd, output;      /* output aliases tok_embd when tied */
+    const float *output_norm;
+    const float *rope_freqs;          /* rope_dim/2 divisors of the base frequencies, or NULL */
+    llc_layer *layers;
+    bool tied;
+    const char *format;
+    char name[128];
+    uint64_t weight_bytes, n_params;
+    uint32_t main_type;
+    /* storage */
+    gguf_file *gguf;                  /* GGUF models */
+    llc_mapped_file map;              /* llama2.c models */
+    float **owned;                    /* small tensors converted to f32 at load (norms stored as f16) */
+    int n_owned;
+    llamac_tokenizer *tok;
+};
+
+/* Checks the hyperparameters against each other and against sane limits. */
+bool llc_hparams_validate(const llc_hparams *hp, llamac_error *err);
+/* Binds a 2-D weight after checking its shape is [rows x cols]. */
+bool llc_bind_matrix(llc_tensor *t, const void *data, uint32_t type, int64_t cols, int64_t rows, const char *name,
+                     llamac_error *err);
+
+/* Format-specific loaders (model_gguf.c, formats/llama2c.c). They fill m; the caller frees on failure. */
+bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err);
+bool llc_model_load_llama2c(llamac_model *m, const char *path, llamac_error *err);
+
+#endif

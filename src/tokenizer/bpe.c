@@ -1,0 +1,469 @@
+/*
+ * Byte-level BPE (Llama 3). See bpe.h for the contract.
+ *
+ * Everything encoding touches is built once in llc_bpe_create and read-only afterwards:
+ *  - every token's bytes, back to back in one blob;
+ *  - an open-addressing hash from bytes to id (the whole-pre-token fast path: most words of ordinary
+ *    text are a token, so most pre-tokens cost one hash and one probe);
+ *  - an open-addressing hash from the pair (left id, right id) to (rank, merged id).
+ * Merging a pre-token that is not a token uses arrays on the stack while it is short (a quadratic
+ * scan beats a heap there) and a heap over a linked list when it is long, so a pathological
+ * pre-token (a megabyte of letters without a space) stays O(n log n).
+ */
+#include "tokenizer/bpe.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "tokenizer/pretokenize.h"
+
+#define NONE_RANK UINT32_MAX
+/* Pre-tokens up to this many bytes merge on the stack. */
+#define SMALL_WORD 64
+
+typedef struct vslot {
+    uint32_t tag; /* high half of the hash: most mismatches end here without touching the blob */
+    int32_t id;   /* -1: empty */
+} vslot;
+
+typedef struct pslot {
+    uint64_t key; /* left id << 32 | right id; UINT64_MAX: empty (ids are below 2^31) */
+    uint32_t rank;
+    int32_t id;
+} pslot;
+
+struct llc_bpe {
+    int n_tokens;
+    uint8_t *blob;
+    uint32_t *off, *len;
+    uint8_t *mergeable; /* a byte token or the result of a merge: what encoding may produce */
+    uint32_t max_len;   /* longest byte-level token: longer pre-tokens skip the lookup */
+    vslot *vtab;
+    uint64_t vmask;
+    pslot *ptab;
+    int pshift;
+    int32_t byte_tok[256];
+};
+
+/* ---- hashing ------------------------------------------------------------------------------------ */
+
+static inline uint64_t rd64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t rd32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Short keys dominate (pre-tokens of a few bytes), so no loop below 8 bytes: overlapping loads cover
+ * the tail. */
+static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull * (uint64_t)(n + 1);
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 < n; i += 8) {
+            h = (h ^ rd64(p + i)) * 0xBF58476D1CE4E5B9ull;
+            h ^= h >> 31;
+        }
+        h ^= rd64(p + n - 8);
+    } else if (n >= 4) {
+        h ^= (rd32(p) << 32) | rd32(p + n - 4);
+    } else if (n > 0) {
+        h ^= ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
+    }
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 32;
+    h *= 0x94D049BB133111EBull;
+    h ^= h >> 29;
+    return h;
+}
+
+static inline int32_t vocab_find(const llc_bpe *b, const uint8_t *p, size_t n) {
+    uint64_t h = hash_bytes(p, n);
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (uint64_t i = h & b->vmask;; i = (i + 1) & b->vmask) {
+        const vslot *s = &b->vtab[i];
+        if (s->id < 0) return -1;
+        if (s->tag == tag && b->len[s->id] == n && memcmp(b->blob + b->off[s->id], p, n) == 0) return s->id;
+    }
+}
+
+static inline uint64_t pair_key(int32_t l, int32_t r) { return ((uint64_t)(uint32_t)l << 32) | (uint32_t)r; }
+
+/* Rank of merging l and r (NONE_RANK if they don't merge) and the merged id in *id. */
+static inline uint32_t pair_rank(const llc_bpe *b, int32_t l, int32_t r, int32_t *id) {
+    uint64_t key = pair_key(l, r);
+    uint64_t mask = ((uint64_t)1 << (64 - b->pshift)) - 1;
+    for (uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> b->pshift;; i = (i + 1) & mask) {
+        const pslot *s = &b->ptab[i];
+        if (s->key == key) {
+            *id = s->id;
+            return s->rank;
+        }
+        if (s->key == UINT64_MAX) return NONE_RANK;
+    }
+}
+
+/* ---- construction ------------------------------------------------------------------------------- */
+
+/* GPT-2's byte-to-unicode map, inverted: code point -> byte, -1 for code points it doesn't use. The
+ * printable bytes stand for themselves; the other 68 take U+0100.. in byte order. */
+#define U2B_SIZE 0x144
+static void byte_unicode_inverse(int16_t u2b[U2B_SIZE]) {
+    for (int i = 0; i < U2B_SIZE; i++) u2b[i] = -1;
+    int n = 0;
+    for (int c = 0; c < 256; c++) {
+        int printable = (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
+        u2b[printable ? c : 256 + n++] = (int16_t)c;
+    }
+}
+
+/* Decodes byte-to-unicode text into bytes (out has room for n); -1 if s isn't in that form. */
+static long gpt2_decode(const int16_t *u2b, const uint8_t *s, size_t n, uint8_t *out) {
+    size_t i = 0, o = 0;
+    while (i < n) {
+        uint32_t cp;
+        if (s[i] < 0x80) {
+            cp = s[i++];
+        } else if (s[i] >= 0xC2 && s[i] <= 0xC5 && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {
+            cp = ((uint32_t)(s[i] & 0x1F) << 6) | (s[i + 1] & 0x3F);
+            i += 2;
+        } else {
+            return -1;
+        }
+        if (cp >= U2B_SIZE || u2b[cp] < 0) return -1;
+        out[o++] = (uint8_t)u2b[cp];
+    }
+    return (long)o;
+}
+
+static int pow2_bits(uint64_t n) {
+    int bits = 4;
+    while (((uint64_t)1 << bits) < n) bits++;
+    return bits;
+}
+
+/* Untrusted text in a message: bounded, and llc_fail keeps it on one line. */
+#define SHOW 48
+static int show_len(llc_str s) { return s.len > SHOW ? SHOW : (int)s.len; }
+
+llc_bpe *llc_bpe_create(const llc_str *tokens, int n_tokens, const llc_str *merges, int n_merges,
+                        llamac_error *err) {
+    if (!tokens || n_tokens <= 0) return llc_fail(err, "BPE vocabulary is empty"), NULL;
+    if (n_merges < 0 || (n_merges > 0 && !merges)) return llc_fail(err, "BPE merges: bad count %d", n_merges), NULL;
+
+    uint64_t total = 0, max_merge = 0;
+    for (int i = 0; i < n_tokens; i++) {
+        if (!tokens[i].ptr && tokens[i].len) return llc_fail(err, "BPE token %d has no text", i), NULL;
+        total += tokens[i].len;
+    }
+    if (total >= UINT32_MAX) return llc_fail(err, "BPE vocabulary too large (%llu bytes)", (unsigned long long)total), NULL;
+    for (int i = 0; i < n_merges; i++) {
+        if (!merges[i].ptr && merges[i].len) return llc_fail(err, "BPE merge %d has no text", i), NULL;
+        if (merges[i].len > max_merge) max_merge = merges[i].len;
+    }
+    if (max_merge >= UINT32_MAX) return llc_fail(err, "BPE merge too long"), NULL;
+
+    llc_bpe *b = calloc(1, sizeof *b);
+    uint8_t *tmp = NULL;
+    if (!b) goto oom;
+    b->n_tokens = n_tokens;
+    b->blob = malloc(total ? total : 1);
+    b->off = malloc((size_t)n_tokens * sizeof *b->off);
+    b->len = malloc((size_t)n_tokens * sizeof *b->len);
+    b->mergeable = calloc((size_t)n_tokens, 1);
+    int vbits = pow2_bits((uint64_t)n_tokens * 2);
+    b->vmask = ((uint64_t)1 << vbits) - 1;
+    b->vtab = malloc(((size_t)1 << vbits) * sizeof *b->vtab);
+    int pbits = pow2_bits((uint64_t)n_merges * 2);
+    b->pshift = 64 - pbits;
+    b->ptab = malloc(((size_t)1 << pbits) * sizeof *b->ptab);
+    tmp = malloc(max_merge + 1);
+    if (!b->blob || !b->off || !b->len || !b->mergeable || !b->vtab || !b->ptab || !tmp) goto oom;
+    memset(b->vtab, 0xFF, ((size_t)1 << vbits) * sizeof *b->vtab); /* id -1 */
+    memset(b->ptab, 0xFF, ((size_t)1 << pbits) * sizeof *b->ptab); /* key UINT64_MAX */
+
+    int16_t u2b[U2B_SIZE];
+    byte_unicode_inverse(u2b);
+
+    /* Token bytes and the bytes -> id hash. Tokens not in byte-to-unicode form keep their text and stay
+     * out of the hash: no text encodes to them. */
+    uint32_t off = 0;
+    for (int i = 0; i < n_tokens; i++) {
+        const uint8_t *t = (const uint8_t *)tokens[i].ptr;
+        size_t tn = (size_t)tokens[i].len;
+        long n = tn ? gpt2_decode(u2b, t, tn, b->blob + off) : 0;
+        b->off[i] = off;
+        if (n < 0) {
+            memcpy(b->blob + off, t, tn);
+            b->len[i] = (uint32_t)tn;
+            off += (uint32_t)tn;
+            continue;
+        }
+        b->len[i] = (uint32_t)n;
+        off += (uint32_t)n;
+        if (n == 0) continue;
+        if (vocab_find(b, b->blob + b->off[i], (size_t)n) >= 0) continue; /* duplicate: lower id kept */
+        if ((uint32_t)n > b->max_len) b->max_len = (uint32_t)n;
+        uint64_t h = hash_bytes(b->blob + b->off[i], (size_t)n);
+        uint64_t j = h & b->vmask;
+        while (b->vtab[j].id >= 0) j = (j + 1) & b->vmask;
+        b->vtab[j].tag = (uint32_t)(h >> 32);
+        b->vtab[j].id = i;
+    }
+
+    for (int c = 0; c < 256; c++) {
+        uint8_t byte = (uint8_t)c;
+        b->byte_tok[c] = vocab_find(b, &byte, 1);
+        if (b->byte_tok[c] < 0) {
+            llc_fail(err, "BPE vocabulary has no token for byte 0x%02X (not a byte-level vocabulary)", c);
+            goto fail;
+        }
+        b->mergeable[b->byte_tok[c]] = 1;
+    }
+
+    uint64_t pmask = ((uint64_t)1 << pbits) - 1;
+    for (int r = 0; r < n_merges; r++) {
+        const uint8_t *m = (const uint8_t *)merges[r].ptr;
+        size_t mn = (size_t)merges[r].len, sp = 1;
+        /* Search from 1: the left part is never empty, so a merge may join a " " token. */
+        while (sp < mn && m[sp] != ' ') sp++;
+        if (sp + 1 >= mn) {
+            llc_fail(err, "BPE merge %d \"%.*s\" is not two tokens separated by a space", r, show_len(merges[r]),
+                     merges[r].ptr ? merges[r].ptr : "");
+            goto fail;
+        }
+        long ln = gpt2_decode(u2b, m, sp, tmp);
+        long rn = ln < 0 ? -1 : gpt2_decode(u2b, m + sp + 1, mn - sp - 1, tmp + ln);
+        int32_t l = ln < 0 ? -1 : vocab_find(b, tmp, (size_t)ln);
+        int32_t rt = rn < 0 ? -1 : vocab_find(b, tmp + ln, (size_t)rn);
+        int32_t res = (l < 0 || rt < 0) ? -1 : vocab_find(b, tmp, (size_t)(ln + rn));
+        if (res < 0) {
+            llc_fail(err, "BPE merge %d \"%.*s\": %s is not in the vocabulary", r, show_len(merges[r]),
+                     merges[r].ptr, l < 0 ? "its left token" : rt < 0 ? "its right token" : "the merged token");
+            goto fail;
+        }
+        uint64_t key = pair_key(l, rt);
+        uint64_t j = (key * 0x9E3779B97F4A7C15ull) >> b->pshift;
+        while (b->ptab[j].key != UINT64_MAX && b->ptab[j].key != key) j = (j + 1) & pmask;
+        if (b->ptab[j].key == key) continue; /* a repeated pair keeps its first (lowest) rank */
+        b->ptab[j].key = key;
+        b->ptab[j].rank = (uint32_t)r;
+        b->ptab[j].id = res;
+        b->mergeable[res] = 1;
+    }
+    free(tmp);
+    return b;
+
+oom:
+    llc_fail(err, "out of memory building the BPE tables");
+fail:
+    free(tmp);
+    llc_bpe_free(b);
+    return NULL;
+}
+
+void llc_bpe_free(llc_bpe *b) {
+    if (!b) return;
+    free(b->blob);
+    free(b->off);
+    free(b->len);
+    free(b->mergeable);
+    free(b->vtab);
+    free(b->ptab);
+    free(b);
+}
+
+size_t llc_bpe_token_bytes(const llc_bpe *b, int32_t id, const char **bytes) {
+    if (!b || id < 0 || id >= b->n_tokens) {
+        *bytes = "";
+        return 0;
+    }
+    *bytes = (const char *)b->blob + b->off[id];
+    return b->len[id];
+}
+
+/* ---- encoding ----------------------------------------------------------------------------------- */
+
+typedef struct sink {
+    int32_t *out;
+    int cap;
+    int n;
+} sink;
+
+static inline void emit(sink *s, int32_t id) {
+    if (s->n < s->cap) s->out[s->n] = id;
+    s->n++;
+}
+
+typedef struct hent {
+    uint32_t rank;
+    int32_t pos;        /* left symbol: its byte offset in the word, so ordering by pos is leftmost-first */
+    int32_t lid, rid;   /* the pair when pushed: stale entries no longer match */
+    int32_t id;
+} hent;
+
+/* Working memory for long pre-tokens, grown on demand and kept for the rest of one encode call. */
+typedef struct scratch {
+    int32_t *id, *prev, *next;
+    hent *heap;
+    size_t cap;
+} scratch;
+
+static bool scratch_reserve(scratch *s, size_t n) {
+    if (n <= s->cap) return true;
+    size_t cap = s->cap ? s->cap : 1024;
+    while (cap < n) cap *= 2;
+    free(s->id);
+    free(s->heap);
+    s->id = malloc(cap * 3 * sizeof(int32_t));
+    s->heap = malloc(cap * 3 * sizeof(hent));
+    if (!s->id || !s->heap) {
+        free(s->id);
+        free(s->heap);
+        memset(s, 0, sizeof *s);
+        return false;
+    }
+    s->prev = s->id + cap;
+    s->next = s->id + 2 * cap;
+    s->cap = cap;
+    return true;
+}
+
+static inline bool hent_less(const hent *a, const hent *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static void heap_push(hent *h, size_t *n, hent e) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!hent_less(&e, &h[p])) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = e;
+}
+
+static hent heap_pop(hent *h, size_t *n) {
+    hent top = h[0], last = h[--*n];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && hent_less(&h[c + 1], &h[c])) c++;
+        if (!hent_less(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+    return top;
+}
+
+static void merge_small(const llc_bpe *b, const uint8_t *w, size_t n, sink *out) {
+    int32_t ids[SMALL_WORD], mid[SMALL_WORD];
+    uint32_t rk[SMALL_WORD];
+    size_t m = n;
+    for (size_t k = 0; k < n; k++) ids[k] = b->byte_tok[w[k]];
+    for (size_t k = 0; k + 1 < m; k++) rk[k] = pair_rank(b, ids[k], ids[k + 1], &mid[k]);
+    while (m > 1) {
+        uint32_t best = NONE_RANK;
+        size_t bi = 0;
+        for (size_t k = 0; k + 1 < m; k++)
+            if (rk[k] < best) best = rk[k], bi = k;
+        if (best == NONE_RANK) break;
+        ids[bi] = mid[bi];
+        /* Drop symbol bi+1 and pair bi (its slot is recomputed below). */
+        size_t tail = m - bi - 2; /* symbols after bi+1 */
+        memmove(ids + bi + 1, ids + bi + 2, tail * sizeof *ids);
+        if (tail > 1) {
+            memmove(rk + bi + 1, rk + bi + 2, (tail - 1) * sizeof *rk);
+            memmove(mid + bi + 1, mid + bi + 2, (tail - 1) * sizeof *mid);
+        }
+        m--;
+        if (bi > 0) rk[bi - 1] = pair_rank(b, ids[bi - 1], ids[bi], &mid[bi - 1]);
+        if (bi + 1 < m) rk[bi] = pair_rank(b, ids[bi], ids[bi + 1], &mid[bi]);
+    }
+    for (size_t k = 0; k < m; k++) emit(out, ids[k]);
+}
+
+static bool merge_large(const llc_bpe *b, const uint8_t *w, size_t n, scratch *s, sink *out) {
+    if (!scratch_reserve(s, n)) return false;
+    int32_t *id = s->id, *prev = s->prev, *next = s->next;
+    hent *heap = s->heap;
+    size_t hn = 0;
+    for (size_t k = 0; k < n; k++) {
+        id[k] = b->byte_tok[w[k]];
+        prev[k] = (int32_t)k - 1;
+        next[k] = k + 1 < n ? (int32_t)k + 1 : -1;
+    }
+    for (size_t k = 0; k + 1 < n; k++) {
+        hent e = {0, (int32_t)k, id[k], id[k + 1], 0};
+        e.rank = pair_rank(b, e.lid, e.rid, &e.id);
+        if (e.rank != NONE_RANK) heap_push(heap, &hn, e);
+    }
+    while (hn) {
+        hent e = heap_pop(heap, &hn);
+        int32_t p = e.pos, r = next[p];
+        if (id[p] != e.lid || r < 0 || id[r] != e.rid) continue;
+        id[p] = e.id;
+        id[r] = -1;
+        int32_t nr = next[r];
+        next[p] = nr;
+        if (nr >= 0) prev[nr] = p;
+        int32_t pl = prev[p];
+        if (pl >= 0) {
+            hent f = {0, pl, id[pl], id[p], 0};
+            f.rank = pair_rank(b, f.lid, f.rid, &f.id);
+            if (f.rank != NONE_RANK) heap_push(heap, &hn, f);
+        }
+        if (nr >= 0) {
+            hent f = {0, p, id[p], id[nr], 0};
+            f.rank = pair_rank(b, f.lid, f.rid, &f.id);
+            if (f.rank != NONE_RANK) heap_push(heap, &hn, f);
+        }
+    }
+    for (int32_t k = 0; k >= 0; k = next[k]) emit(out, id[k]);
+    return true;
+}
+
+int llc_bpe_encode(const llc_bpe *b, const char *text, size_t len, int32_t *out, int cap) {
+    if (!b || (len && !text) || cap < 0 || (cap > 0 && !out) || len > INT_MAX) return -1;
+    const uint8_t *s = (const uint8_t *)text;
+    sink sk = {out, cap, 0};
+    scratch scr = {0};
+    int ret = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        size_t end = llc_pretok_next(s, len, pos);
+        const uint8_t *w = s + pos;
+        size_t n = end - pos;
+        pos = end;
+        if (n == 1) {
+            emit(&sk, b->byte_tok[w[0]]);
+            continue;
+        }
+        if (n <= b->max_len) {
+            int32_t id = vocab_find(b, w, n);
+            if (id >= 0 && b->mergeable[id]) {
+                emit(&sk, id);
+                continue;
+            }
+        }
+        if (n <= SMALL_WORD) {
+            merge_small(b, w, n, &sk);
+        } else if (!merge_large(b, w, n, &scr, &sk)) {
+            ret = -1;
+            break;
+        }
+    }
+    free(scr.id);
+    free(scr.heap);
+    return ret < 0 ? -1 : sk.n;
+}

@@ -1,0 +1,308 @@
+/*
+ * tokenizer.json reader (see hf_json.h). The file is untrusted: every id, count and type is checked
+ * before use, and the first problem found is reported with the file's name.
+ */
+#include "tokenizer/hf_json.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/error.h"
+#include "base/mapped_file.h"
+
+#define MAX_JSON_BYTES ((size_t)256 << 20)
+#define MAX_CONFIG_BYTES ((size_t)16 << 20)
+
+static const char LLAMA3_REGEX[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static const cJSON *get(const cJSON *obj, const char *key) { return cJSON_GetObjectItemCaseSensitive(obj, key); }
+
+static bool is_str(const cJSON *j, const char *s) { return cJSON_IsString(j) && strcmp(j->valuestring, s) == 0; }
+
+/* Absent, null or false. */
+static bool is_off(const cJSON *j) { return !j || cJSON_IsNull(j) || cJSON_IsFalse(j); }
+
+static bool get_id(const cJSON *j, int32_t *id) {
+    if (!cJSON_IsNumber(j)) return false;
+    double d = j->valuedouble;
+    if (!(d >= 0 && d < INT32_MAX) || d != (double)(int32_t)d) return false;
+    *id = (int32_t)d;
+    return true;
+}
+
+static char *dup_str(const char *s, size_t n) {
+    char *r = malloc(n + 1);
+    if (r) {
+        memcpy(r, s, n);
+        r[n] = 0;
+    }
+    return r;
+}
+
+/* Why the pre-tokenizer isn't Llama 3's, or NULL if it is. */
+static const char *check_pre_tokenizer(const cJSON *pt) {
+    if (!pt || cJSON_IsNull(pt)) return "no pre_tokenizer (expected the Llama 3 Split + ByteLevel)";
+    if (!is_str(get(pt, "type"), "Sequence")) return "pre_tokenizer is not a Sequence (expected the Llama 3 Split + ByteLevel)";
+    const cJSON *list = get(pt, "pretokenizers");
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != 2) return "pre_tokenizer is not the Llama 3 one (Split + ByteLevel)";
+    const cJSON *split = cJSON_GetArrayItem(list, 0), *bl = cJSON_GetArrayItem(list, 1);
+    if (!is_str(get(split, "type"), "Split")) return "pre_tokenizer does not start with a Split";
+    if (!is_str(get(get(split, "pattern"), "Regex"), LLAMA3_REGEX)) return "pre_tokenizer Split regex is not the Llama 3 one";
+    if (!is_str(get(split, "behavior"), "Isolated") || !is_off(get(split, "invert")))
+        return "pre_tokenizer Split is not behavior=Isolated, invert=false";
+    if (!is_str(get(bl, "type"), "ByteLevel")) return "pre_tokenizer does not end with ByteLevel";
+    if (!is_off(get(bl, "add_prefix_space")) || !is_off(get(bl, "use_regex")))
+        return "pre_tokenizer ByteLevel has add_prefix_space or use_regex set";
+    return NULL;
+}
+
+/* Id of the token spelled s, -1 if none. Only used for a couple of lookups, so a scan is fine. */
+static int32_t find_token(const llc_hf_vocab *v, const char *s) {
+    size_t n = strlen(s);
+    for (int i = 0; i < v->n_tokens; i++)
+        if (v->token_lens[i] == n && memcmp(v->tokens[i], s, n) == 0) return i;
+    return -1;
+}
+
+/* bos_token / eos_token: a string, or (older files) an object whose "content" is one. */
+static int32_t config_token(const llc_hf_vocab *v, const cJSON *cfg, const char *key) {
+    const cJSON *j = get(cfg, key);
+    if (cJSON_IsObject(j)) j = get(j, "content");
+    return cJSON_IsString(j) ? find_token(v, j->valuestring) : -1;
+}
+
+static bool load_config(const char *json_path, llc_hf_vocab *v, llamac_error *err) {
+    size_t plen = strlen(json_path);
+    const char *slash = strrchr(json_path, '/');
+    size_t dlen = slash ? (size_t)(slash - json_path) + 1 : 0;
+    static const char name[] = "tokenizer_config.json";
+    char *path = malloc(plen + sizeof name);
+    if (!path) return llc_fail(err, "out of memory");
+    memcpy(path, json_path, dlen);
+    memcpy(path + dlen, name, sizeof name);
+    struct stat st;
+    if (stat(path, &st) != 0) { /* no config: bos/eos/template unknown */
+        free(path);
+        return true;
+    }
+    size_t size;
+    char *buf = llc_read_file(path, MAX_CONFIG_BYTES, &size, err);
+    if (!buf) {
+        free(path);
+        return false;
+    }
+    cJSON *cfg = cJSON_ParseWithLength(buf, size);
+    free(buf);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        llc_fail(err, "%s: not a JSON object", path);
+        free(path);
+        return false;
+    }
+    free(path);
+    v->bos = config_token(v, cfg, "bos_token");
+    v->eos = config_token(v, cfg, "eos_token");
+    const cJSON *t = get(cfg, "chat_template");
+    if (cJSON_IsArray(t)) {
+        /* Several named templates: the "default" one, else the first. */
+        const cJSON *e, *pick = NULL;
+        cJSON_ArrayForEach(e, t) {
+            if (!pick || is_str(get(e, "name"), "default")) pick = e;
+            if (is_str(get(e, "name"), "default")) break;
+        }
+        t = pick ? get(pick, "template") : NULL;
+    }
+    bool ok = true;
+    if (cJSON_IsString(t)) {
+        v->chat_template = dup_str(t->valuestring, strlen(t->valuestring));
+        if (!v->chat_template) ok = llc_fail(err, "out of memory");
+    }
+    cJSON_Delete(cfg);
+    return ok;
+}
+
+/* Sets tokens[id] = s unless taken; an added token may restate its vocab entry (same text). */
+static const char *put_token(llc_hf_vocab *v, int32_t id, const char *s, uint8_t type, bool added) {
+    size_t n = strlen(s);
+    if (v->tokens[id]) {
+        if (!added) return "two model.vocab entries have id";
+        if (v->token_lens[id] != n || memcmp(v->tokens[id], s, n) != 0) return "added_tokens entry conflicts with model.vocab at id";
+        v->token_type[id] = type;
+        return NULL;
+    }
+    if (!(v->tokens[id] = dup_str(s, n))) return "out of memory at id";
+    v->token_lens[id] = (uint32_t)n;
+    v->token_type[id] = type;
+    return NULL;
+}
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
+    return h;
+}
+
+/* cJSON keeps repeated object keys; a vocab that names one token twice is corrupt. Returns the first
+ * repeated key, or NULL. *oom set if the check could not run. */
+static const char *repeated_key(const cJSON *vocab, int n, bool *oom) {
+    size_t cap = 16;
+    while (cap < (size_t)n * 2) cap *= 2;
+    const cJSON **tab = calloc(cap, sizeof *tab);
+    if (!tab) {
+        *oom = true;
+        return NULL;
+    }
+    const char *dup = NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) {
+        size_t i = (size_t)fnv1a(e->string) & (cap - 1);
+        while (tab[i] && strcmp(tab[i]->string, e->string) != 0) i = (i + 1) & (cap - 1);
+        if (tab[i]) {
+            dup = e->string;
+            break;
+        }
+        tab[i] = e;
+    }
+    free(tab);
+    return dup;
+}
+
+#define UNSUPPORTED(fmt, ...) llc_fail(err, "unsupported tokenizer.json: %s: " fmt, path, __VA_ARGS__)
+
+static bool load(const char *path, const cJSON *root, llc_hf_vocab *v, llamac_error *err) {
+    const cJSON *model = get(root, "model");
+    if (!cJSON_IsObject(model)) return llc_fail(err, "%s: no \"model\" object", path);
+    const cJSON *type = get(model, "type");
+    if (!is_str(type, "BPE"))
+        return UNSUPPORTED("model.type is \"%.40s\" (only BPE is)", cJSON_IsString(type) ? type->valuestring : "(missing)");
+    const cJSON *norm = get(root, "normalizer");
+    if (norm && !cJSON_IsNull(norm)) return UNSUPPORTED("%s", "it has a normalizer (Llama 3 has none)");
+    const char *why = check_pre_tokenizer(get(root, "pre_tokenizer"));
+    if (why) return UNSUPPORTED("%s", why);
+    if (!is_off(get(model, "byte_fallback"))) return UNSUPPORTED("%s", "model.byte_fallback is set");
+    const cJSON *cp = get(model, "continuing_subword_prefix"), *sfx = get(model, "end_of_word_suffix");
+    if ((cJSON_IsString(cp) && cp->valuestring[0]) || (cJSON_IsString(sfx) && sfx->valuestring[0]))
+        return UNSUPPORTED("%s", "model has a subword prefix or suffix");
+
+    const cJSON *vocab = get(model, "vocab"), *merges = get(model, "merges"), *added = get(root, "added_tokens");
+    if (!cJSON_IsObject(vocab)) return llc_fail(err, "%s: model.vocab is not an object", path);
+    if (!cJSON_IsArray(merges)) return llc_fail(err, "%s: model.merges is not an array", path);
+    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added)) return llc_fail(err, "%s: added_tokens is not an array", path);
+
+    /* Sizes first: the largest id decides the vocabulary size, bounded so a stray huge id cannot make
+     * us allocate gigabytes. */
+    int n_entries = 0;
+    int32_t max_id = -1, id;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) {
+        if (!get_id(e, &id)) return llc_fail(err, "%s: model.vocab[\"%.40s\"] is not a valid id", path, e->string);
+        if (id > max_id) max_id = id;
+        if (++n_entries == INT_MAX / 4) return llc_fail(err, "%s: model.vocab too large", path);
+    }
+    if (n_entries == 0) return llc_fail(err, "%s: model.vocab is empty", path);
+    cJSON_ArrayForEach(e, added) {
+        const cJSON *content = get(e, "content");
+        if (!get_id(get(e, "id"), &id) || !cJSON_IsString(content))
+            return llc_fail(err, "%s: an added_tokens entry lacks a valid id or content", path);
+        if (id > max_id) max_id = id;
+        if (++n_entries == INT_MAX / 4) return llc_fail(err, "%s: too many tokens", path);
+    }
+    if ((int64_t)max_id >= (int64_t)n_entries * 2 + 1024)
+        return llc_fail(err, "%s: token id %d is far beyond the %d tokens listed", path, max_id, n_entries);
+    bool oom = false;
+    const char *dup = repeated_key(vocab, n_entries, &oom);
+    if (oom) return llc_fail(err, "out of memory");
+    if (dup) return llc_fail(err, "%s: model.vocab lists \"%.40s\" twice", path, dup);
+
+    int n = max_id + 1;
+    v->n_tokens = n;
+    v->tokens = calloc((size_t)n, sizeof *v->tokens);
+    v->token_lens = calloc((size_t)n, sizeof *v->token_lens);
+    v->token_type = calloc((size_t)n, 1);
+    if (!v->tokens || !v->token_lens || !v->token_type) return llc_fail(err, "out of memory");
+    cJSON_ArrayForEach(e, vocab) {
+        get_id(e, &id);
+        if ((why = put_token(v, id, e->string, 1, false))) return llc_fail(err, "%s: %s %d", path, why, id);
+    }
+    cJSON_ArrayForEach(e, added) {
+        get_id(get(e, "id"), &id);
+        uint8_t tt = cJSON_IsTrue(get(e, "special")) ? 3 : 4;
+        if ((why = put_token(v, id, get(e, "content")->valuestring, tt, true)))
+            return llc_fail(err, "%s: %s %d", path, why, id);
+    }
+    for (int i = 0; i < n; i++) {
+        if (v->tokens[i]) continue;
+        char pad[32];
+        int pn = snprintf(pad, sizeof pad, "[PAD%d]", i);
+        if (!(v->tokens[i] = dup_str(pad, (size_t)pn))) return llc_fail(err, "out of memory");
+        v->token_lens[i] = (uint32_t)pn;
+        v->token_type[i] = 5;
+    }
+
+    int nm = cJSON_GetArraySize(merges);
+    v->merges = calloc(nm ? (size_t)nm : 1, sizeof *v->merges);
+    if (!v->merges) return llc_fail(err, "out of memory");
+    int k = 0;
+    cJSON_ArrayForEach(e, merges) {
+        const char *a, *b = NULL;
+        if (cJSON_IsString(e)) {
+            a = e->valuestring;
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(cJSON_GetArrayItem(e, 0)) &&
+                   cJSON_IsString(cJSON_GetArrayItem(e, 1))) {
+            a = cJSON_GetArrayItem(e, 0)->valuestring;
+            b = cJSON_GetArrayItem(e, 1)->valuestring;
+        } else {
+            return llc_fail(err, "%s: model.merges[%d] is neither \"A B\" nor [\"A\", \"B\"]", path, k);
+        }
+        size_t an = strlen(a), bn = b ? strlen(b) : 0;
+        char *m = malloc(an + bn + 2);
+        if (!m) return llc_fail(err, "out of memory");
+        memcpy(m, a, an + 1);
+        if (b) {
+            m[an] = ' ';
+            memcpy(m + an + 1, b, bn + 1);
+        }
+        v->merges[k++] = m;
+        v->n_merges = k;
+    }
+    return load_config(path, v, err);
+}
+
+bool llc_hf_vocab_load(const char *path, llc_hf_vocab *out, llamac_error *err) {
+    memset(out, 0, sizeof *out);
+    out->bos = out->eos = -1;
+    size_t size;
+    char *buf = llc_read_file(path, MAX_JSON_BYTES, &size, err);
+    if (!buf) return false;
+    cJSON *root = cJSON_ParseWithLength(buf, size);
+    free(buf);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return llc_fail(err, "%s: not a JSON object (malformed JSON?)", path);
+    }
+    bool ok = load(path, root, out, err);
+    cJSON_Delete(root);
+    if (!ok) {
+        llc_hf_vocab_free(out);
+        out->bos = out->eos = -1;
+    }
+    return ok;
+}
+
+void llc_hf_vocab_free(llc_hf_vocab *v) {
+    if (!v) return;
+    for (int i = 0; v->tokens && i < v->n_tokens; i++) free(v->tokens[i]);
+    for (int i = 0; v->merges && i < v->n_merges; i++) free(v->merges[i]);
+    free(v->tokens);
+    free(v->token_lens);
+    free(v->token_type);
+    free(v->merges);
+    free(v->chat_template);
+    memset(v, 0, sizeof *v);
+}

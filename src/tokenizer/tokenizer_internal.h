@@ -1,0 +1,108 @@
+#ifndef LLC_TOKENIZER_INTERNAL_H
+#define LLC_TOKENIZER_INTERNAL_H
+/*
+ * The vocabulary structure shared by the tokenizer sources. Opaque to everything outside
+ * src/tokenizer/: other modules go through llamac.h and tokenizer.h.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/gguf.h"
+#include "llamac.h"
+
+enum llc_tok_kind {
+    LLC_TOK_SPM = 0,  /* tokenizer.ggml.model "llama": SentencePiece BPE, scores drive merges */
+    LLC_TOK_GPT2 = 1, /* "gpt2": byte-level BPE, merge ranks drive merges (Llama 3) */
+};
+
+/* Values of tokenizer.ggml.token_type (llama.cpp's llama_token_type). */
+enum llc_token_type {
+    LLC_TT_UNDEFINED = 0,
+    LLC_TT_NORMAL = 1,
+    LLC_TT_UNKNOWN = 2,
+    LLC_TT_CONTROL = 3,
+    LLC_TT_USER_DEFINED = 4,
+    LLC_TT_UNUSED = 5,
+    LLC_TT_BYTE = 6,
+};
+
+typedef struct llc_token {
+    const char *text;  /* the piece as the vocabulary spells it (SPM: "▁" for space), NUL-terminated */
+    const char *bytes; /* what it decodes to (llamac_token_bytes) */
+    uint32_t len;
+    uint32_t n_bytes;
+    float score;
+    uint8_t type;      /* enum llc_token_type */
+} llc_token;
+
+struct llc_bpe;
+
+struct llamac_tokenizer {
+    int kind;             /* enum llc_tok_kind */
+    int n_vocab;
+    llc_token *tokens;
+    char *text_pool;      /* every token's text, NUL-terminated, back to back */
+    char *bytes_pool;     /* every token's decoded bytes */
+    uint32_t max_len;     /* longest token text, bounds merge lookups */
+
+    /* Open-addressing hash from token text to id; map_mask + 1 slots, -1 = empty. */
+    int32_t *map;
+    uint32_t map_mask;
+
+    int32_t bos, eos, unk, pad, eot, eom; /* -1: none */
+    bool add_bos, add_eos, add_space_prefix;
+    bool has_scores;      /* scores came from the file (written back by llc_tokenizer_write_gguf) */
+    bool has_unused;      /* some token is LLC_TT_UNUSED: SPM encode must resegment merges into them */
+    char model[16];       /* tokenizer.ggml.model */
+    char *pre;            /* tokenizer.ggml.pre, NULL if absent */
+
+    int32_t byte_id[256]; /* SPM byte-fallback token of each byte, -1 if none */
+
+    /* Tokens matched in the text before encoding (control, unknown, user-defined), longest first. */
+    int32_t *specials;
+    int n_specials;
+
+    int32_t eog[8];       /* end-of-generation ids */
+    int n_eog;
+
+    /* gpt2 only */
+    struct llc_bpe *bpe;
+    char *merges_pool;    /* the merges as loaded, kept for llc_tokenizer_write_gguf */
+    llc_str *merges;      /* into merges_pool */
+    int n_merges;
+};
+
+/* Where encoders put ids: writes the first cap of them, counts all of them. */
+typedef struct llc_tok_sink {
+    int32_t *out;
+    int cap;
+    int n;
+} llc_tok_sink;
+
+static inline void llc_sink_push(llc_tok_sink *s, int32_t id) {
+    if (s->n < s->cap) s->out[s->n] = id;
+    s->n++;
+}
+
+/* Id of the token whose text is exactly s[0..n), -1 if none. */
+int32_t llc_tok_find(const struct llamac_tokenizer *tok, const char *s, size_t n);
+
+/* Working memory of the SPM encoder, reused across the pieces of one llamac_tokenize call. */
+typedef struct llc_spm_scratch {
+    char *buf;
+    size_t buf_cap;
+    void *sym;
+    size_t sym_cap;
+    void *heap;
+    size_t heap_cap;
+    int32_t *rev;         /* per-id left length of the last merge into an unused piece */
+} llc_spm_scratch;
+
+/* SentencePiece BPE encode of len bytes (no special-token handling), with a leading "▁" if
+ * add_prefix. False (err set) only on allocation failure or an unencodable byte. */
+bool llc_spm_encode(const struct llamac_tokenizer *tok, const char *text, size_t len, bool add_prefix,
+                    llc_spm_scratch *s, llc_tok_sink *out, llamac_error *err);
+void llc_spm_scratch_free(llc_spm_scratch *s);
+
+#endif

@@ -1,0 +1,702 @@
+#!/usr/bin/env python3
+"""Hostile-input generators for llamac (importable; no dependencies beyond the standard library).
+
+Everything here writes bytes by hand, so a mutation can produce files that no well-behaved writer
+would: lying counts, absurd lengths, unknown types, overlapping tensors, contradictory hyperparameters.
+
+    import hostile
+    g = hostile.Gguf.load("stories260K.gguf")   # structured, re-serializable copy of a real file
+    g.set_kv("llama.block_count", hostile.U32, 0)
+    open("bad.gguf", "wb").write(g.to_bytes())
+
+    hostile.gguf_cases(path)      -> [(name, bytes, level)]   level: see GGUF_LEVELS
+    hostile.llama2c_cases(path)   -> [(name, bytes, level)]   (checkpoint .bin)
+    hostile.tok_cases(path)       -> [(name, bytes, level)]   (llama2.c tokenizer.bin)
+    hostile.tiny_model_gguf(...)  -> bytes of a small valid model (for fuzz seeds)
+"""
+import math
+import struct
+
+# GGUF value types
+U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 = range(13)
+SCALAR_FMT = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i", F32: "<f", BOOL: "<B",
+              U64: "<Q", I64: "<q", F64: "<d"}
+
+# ggml tensor types used here
+GGML_F32, GGML_F16 = 0, 1
+GGML_TYPE_SIZE = {GGML_F32: (1, 4), GGML_F16: (1, 2), 2: (32, 18), 8: (32, 34), 30: (1, 2)}
+
+# How bad a mutated file is, i.e. which llamac commands must reject it:
+#   "container": the file is not a valid GGUF / checkpoint at all -> every command fails
+#   "model":     valid container, but not a usable model -> generate/logits fail; info and tokenize may
+#                succeed (the vocabulary alone can be fine)
+#   "vocab":     the vocabulary is unusable -> generate/logits/tokenize fail; info may succeed
+#   "vocab_model": vocabulary fine on its own but inconsistent with the model -> generate/logits fail
+#   "ok":        a legal (if odd) file: anything goes except a crash or a hang
+GGUF_LEVELS = ("container", "model", "vocab", "vocab_model", "ok")
+
+TWO63 = 1 << 63
+TWO64M1 = (1 << 64) - 1
+
+
+def u32(v):
+    return struct.pack("<I", v & 0xFFFFFFFF)
+
+
+def u64(v):
+    return struct.pack("<Q", v & TWO64M1)
+
+
+def i32(v):
+    return struct.pack("<i", v)
+
+
+def enc_str(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return u64(len(b)) + b
+
+
+def enc_value(t, v):
+    """Serializes a value of type t. Arrays: v = (elem_type, [items]); items encoded recursively."""
+    if t == STRING:
+        return enc_str(v)
+    if t == ARRAY:
+        et, items = v
+        return u32(et) + u64(len(items)) + b"".join(enc_value(et, x) for x in items)
+    return struct.pack(SCALAR_FMT[t], v)
+
+
+def enc_array_raw(et, n, payload=b""):
+    """An array header claiming n elements of type et, followed by whatever payload is given."""
+    return u32(et) + u64(n) + payload
+
+
+def nested_array(depth, innermost=None):
+    """An array value nested `depth` levels deep: [[[...[7]...]]] — each level is one element."""
+    if innermost is None:
+        innermost = enc_value(ARRAY, (U8, [7]))  # "u32 type, u64 n, elems" of an array of U8
+    return (u32(ARRAY) + u64(1)) * (depth - 1) + innermost
+
+
+class KV:
+    __slots__ = ("key", "type", "payload")
+
+    def __init__(self, key, type_, payload):
+        self.key = key if isinstance(key, bytes) else key.encode()
+        self.type = type_
+        self.payload = payload
+
+    def to_bytes(self):
+        return enc_str(self.key) + u32(self.type) + self.payload
+
+
+class Tensor:
+    __slots__ = ("name", "ne", "type", "offset", "n_dims")
+
+    def __init__(self, name, ne, type_, offset, n_dims=None):
+        self.name = name if isinstance(name, bytes) else name.encode()
+        self.ne = list(ne)
+        self.type = type_
+        self.offset = offset
+        self.n_dims = len(self.ne) if n_dims is None else n_dims
+
+    def to_bytes(self):
+        return enc_str(self.name) + u32(self.n_dims) + b"".join(u64(x) for x in self.ne) + u32(self.type) + u64(self.offset)
+
+    def nbytes(self):
+        bs, ts = GGML_TYPE_SIZE[self.type]
+        return math.prod(self.ne) // bs * ts
+
+
+class Reader:
+    def __init__(self, data, pos=0):
+        self.d, self.p = data, pos
+
+    def take(self, n):
+        if self.p + n > len(self.d):
+            raise ValueError("truncated")
+        b = self.d[self.p:self.p + n]
+        self.p += n
+        return b
+
+    def fmt(self, f):
+        return struct.unpack(f, self.take(struct.calcsize(f)))[0]
+
+    def string(self):
+        return self.take(self.fmt("<Q"))
+
+    def value(self, t):
+        if t == STRING:
+            return self.string()
+        if t == ARRAY:
+            et, n = self.fmt("<I"), self.fmt("<Q")
+            return (et, [self.value(et) for _ in range(n)])
+        return self.fmt(SCALAR_FMT[t])
+
+
+class Gguf:
+    """A GGUF file as editable parts. to_bytes() lays it out again (data section realigned)."""
+
+    def __init__(self):
+        self.magic = b"GGUF"
+        self.version = 3
+        self.kvs = []
+        self.tensors = []
+        self.data = b""
+        self.n_kv = None        # override the count written in the header
+        self.n_tensors = None
+        self.align = None       # physical alignment used when writing; None: from general.alignment or 32
+        self.tail = b""         # bytes appended after the data section
+
+    @classmethod
+    def parse(cls, raw):
+        g = cls()
+        r = Reader(raw)
+        g.magic = r.take(4)
+        g.version = r.fmt("<I")
+        nt, nk = r.fmt("<Q"), r.fmt("<Q")
+        for _ in range(nk):
+            key = r.string()
+            t = r.fmt("<I")
+            start = r.p
+            r.value(t)
+            g.kvs.append(KV(key, t, raw[start:r.p]))
+        for _ in range(nt):
+            name = r.string()
+            nd = r.fmt("<I")
+            ne = [r.fmt("<Q") for _ in range(nd)]
+            g.tensors.append(Tensor(name, ne, r.fmt("<I"), r.fmt("<Q")))
+        a = g.alignment()
+        start = (r.p + a - 1) // a * a
+        g.data = raw[start:]
+        return g
+
+    @classmethod
+    def load(cls, path):
+        with open(path, "rb") as f:
+            return cls.parse(f.read())
+
+    def copy(self):
+        g = Gguf()
+        g.magic, g.version, g.data, g.n_kv, g.n_tensors, g.align, g.tail = (
+            self.magic, self.version, self.data, self.n_kv, self.n_tensors, self.align, self.tail)
+        g.kvs = [KV(k.key, k.type, k.payload) for k in self.kvs]
+        g.tensors = [Tensor(t.name, t.ne, t.type, t.offset, t.n_dims) for t in self.tensors]
+        return g
+
+    # ---- kv helpers
+    def find(self, key):
+        key = key.encode() if isinstance(key, str) else key
+        for kv in self.kvs:
+            if kv.key == key:
+                return kv
+        return None
+
+    def get(self, key):
+        kv = self.find(key)
+        return Reader(kv.payload).value(kv.type)
+
+    def set_kv(self, key, t, v, raw=False):
+        """Replaces (in place) or appends key. raw=True: v is the already-serialized payload."""
+        payload = v if raw else enc_value(t, v)
+        kv = self.find(key)
+        if kv:
+            kv.type, kv.payload = t, payload
+        else:
+            self.kvs.append(KV(key, t, payload))
+        return self
+
+    def del_kv(self, key):
+        key = key.encode() if isinstance(key, str) else key
+        self.kvs = [k for k in self.kvs if k.key != key]
+        return self
+
+    # ---- tensor helpers
+    def tensor(self, name):
+        name = name.encode() if isinstance(name, str) else name
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def del_tensor(self, name):
+        name = name.encode() if isinstance(name, str) else name
+        self.tensors = [t for t in self.tensors if t.name != name]
+        return self
+
+    def alignment(self):
+        if self.align:
+            return self.align
+        kv = self.find("general.alignment")
+        if kv and kv.type in (U32, U64, I32):
+            a = Reader(kv.payload).value(kv.type)
+            if a > 0 and a & (a - 1) == 0 and a <= 1 << 20:
+                return a
+        return 32
+
+    def header_bytes(self):
+        return (self.magic + u32(self.version)
+                + u64(len(self.tensors) if self.n_tensors is None else self.n_tensors)
+                + u64(len(self.kvs) if self.n_kv is None else self.n_kv)
+                + b"".join(k.to_bytes() for k in self.kvs)
+                + b"".join(t.to_bytes() for t in self.tensors))
+
+    def to_bytes(self):
+        h = self.header_bytes()
+        a = self.alignment()
+        pad = (-len(h)) % a
+        return h + b"\0" * pad + self.data + self.tail
+
+
+# ---------------------------------------------------------------------------------------------------
+# GGUF mutations of a real model (stories260K.gguf)
+
+
+def gguf_truncations(raw, header_len, n_points=50):
+    """Truncation points: every field boundary of the fixed header and of the first kv, a spread
+    through the rest of the header, and n_points evenly through the file."""
+    pts = {0, 1, 3, 4, 5, 7, 8, 12, 15, 16, 20, 23, 24}
+    klen = struct.unpack_from("<Q", raw, 24)[0]
+    first = 32 + klen
+    pts |= {25, 31, 32, 33, first - 1, first, first + 2, first + 4, first + 8, first + 12, first + 13}
+    pts |= {header_len * i // 16 for i in range(1, 16)}
+    pts |= {header_len - 1, header_len}
+    pts |= {len(raw) * i // n_points for i in range(1, n_points)}
+    pts |= {len(raw) - 1, len(raw) - 4}
+    return sorted(p for p in pts if 0 <= p < len(raw))
+
+
+def gguf_cases(path):
+    """[(name, bytes, level)] hostile variants of a real Llama GGUF (built for stories260K.gguf:
+    5 layers, dim 64, 8 heads, 4 kv heads, ffn 172, vocab 512)."""
+    raw = open(path, "rb").read()
+    base = Gguf.parse(raw)
+    header_len = len(base.header_bytes())
+    cases = []
+
+    def add(name, g_or_bytes, level):
+        b = g_or_bytes if isinstance(g_or_bytes, (bytes, bytearray)) else g_or_bytes.to_bytes()
+        cases.append((name, bytes(b), level))
+
+    def mut(fn):
+        g = base.copy()
+        fn(g)
+        return g
+
+    def patch(off, data):
+        b = bytearray(raw)
+        b[off:off + len(data)] = data
+        return bytes(b)
+
+    add("control_unmodified_roundtrip", base, "ok")
+
+    # ---- fixed header
+    add("magic_GGUX", patch(0, b"GGUX"), "container")
+    add("magic_byteswapped", patch(0, b"FUGG"), "container")
+    add("magic_zero", patch(0, b"\0\0\0\0"), "container")
+    for v in (0, 1, 4, 0xFFFFFFFF):
+        add(f"version_{v}", patch(4, u32(v)), "container")
+    add("version_2_ok", patch(4, u32(2)), "ok")
+    for n in (TWO63, TWO64M1, 1 << 62, 1 << 32, len(base.tensors) + 1):
+        add(f"n_tensors_{n}", patch(8, u64(n)), "container")
+    add("n_tensors_minus1", patch(8, u64(len(base.tensors) - 1)), "ok")  # last info becomes data: no model
+    add("n_tensors_0", patch(8, u64(0)), "ok")
+    for n in (TWO63, TWO64M1, 1 << 62, len(base.kvs) + 1):
+        add(f"n_kv_{n}", patch(16, u64(n)), "container")
+    add("n_kv_0", patch(16, u64(0)), "container")
+    add("n_kv_minus1", patch(16, u64(len(base.kvs) - 1)), "container")
+
+    # ---- truncation
+    for p in gguf_truncations(raw, header_len):
+        add(f"truncated_at_{p}", raw[:p], "container")
+
+    # ---- strings
+    for n in (TWO63, TWO64M1, 1 << 32, len(raw) + 1, len(raw) - 24 - 8):
+        add(f"first_key_len_{n}", patch(24, u64(n)), "container")
+    for n in (TWO64M1, 1 << 40):
+        add(f"string_value_len_{n}", mut(lambda g: g.set_kv("tokenizer.ggml.model", STRING, u64(n) + b"llama", raw=True)), "container")
+        hb = mut(lambda g: setattr(g.tensor("output_norm.weight"), "name", b"@")).header_bytes()
+        add(f"tensor_name_len_{n}", hb.replace(enc_str(b"@"), u64(n) + b"@") + b"\0" * 64 + base.data, "container")
+    # one token string inside the vocab array claims a huge length
+    def long_token(g, n):
+        et, toks = g.get("tokenizer.ggml.tokens")
+        payload = u32(STRING) + u64(len(toks)) + b"".join(enc_str(t) for t in toks[:100]) + u64(n) + toks[100] + \
+            b"".join(enc_str(t) for t in toks[101:])
+        g.set_kv("tokenizer.ggml.tokens", ARRAY, payload, raw=True)
+    for n in (TWO64M1, 1 << 31, 100000):
+        add(f"token_string_len_{n}", mut(lambda g: long_token(g, n)), "container")
+    add("key_empty", mut(lambda g: g.set_kv("", U32, 1)), "ok")
+    add("key_with_nul_and_newline", mut(lambda g: g.set_kv(b"weird\0key\nwith\x1b[31mescapes", U32, 1)), "ok")
+    add("string_invalid_utf8_name", mut(lambda g: g.set_kv("general.name", STRING, b"\xff\xfe\xc3(\n\x1b[2J")), "ok")
+
+    # ---- arrays
+    for et, n in ((U64, 1 << 62), (U64, 1 << 61), (F32, 1 << 62), (U8, TWO63), (U8, TWO64M1), (U32, 1 << 62),
+                  (STRING, 1 << 62), (ARRAY, 1 << 62), (BOOL, TWO64M1)):
+        add(f"array_count_{n}_of_type{et}", mut(lambda g: g.set_kv("hostile.array", ARRAY, enc_array_raw(et, n, b"\0" * 64), raw=True)), "container")
+    add("scores_count_2^62_overflow", mut(lambda g: g.set_kv("tokenizer.ggml.scores", ARRAY, enc_array_raw(F32, 1 << 62), raw=True)), "container")
+    add("tokens_count_2^62", mut(lambda g: g.set_kv("tokenizer.ggml.tokens", ARRAY, enc_array_raw(STRING, 1 << 62, enc_str("a")), raw=True)), "container")
+    for depth in (2, 8, 9, 1000, 200000):
+        lvl = "ok" if depth <= 8 else "container"
+        add(f"nested_array_depth_{depth}", mut(lambda g: g.set_kv("hostile.nested", ARRAY, nested_array(depth), raw=True)), lvl)
+    add("nested_array_wide_2^40_empty", mut(lambda g: g.set_kv("hostile.nested", ARRAY, enc_array_raw(ARRAY, 1 << 40, enc_array_raw(U8, 0) * 4), raw=True)), "container")
+    add("array_of_empty_arrays_ok", mut(lambda g: g.set_kv("hostile.nested", ARRAY, enc_array_raw(ARRAY, 3, enc_array_raw(U8, 0) * 3), raw=True)), "ok")
+    add("array_elem_type_unknown_13", mut(lambda g: g.set_kv("hostile.array", ARRAY, enc_array_raw(13, 1, b"\0" * 8), raw=True)), "container")
+    add("array_elem_type_unknown_ffffffff", mut(lambda g: g.set_kv("hostile.array", ARRAY, enc_array_raw(0xFFFFFFFF, 1, b"\0" * 8), raw=True)), "container")
+    add("nested_array_elem_type_unknown", mut(lambda g: g.set_kv("hostile.array", ARRAY, enc_array_raw(ARRAY, 1, enc_array_raw(99, 1, b"\0" * 8)), raw=True)), "container")
+
+    # ---- value types
+    for t in (13, 99, 0xFFFFFFFF):
+        add(f"kv_type_unknown_{t}", mut(lambda g: g.set_kv("hostile.value", t, b"\0" * 16, raw=True)), "container")
+    add("kv_type_unknown_on_first_kv", patch(32 + struct.unpack_from("<Q", raw, 24)[0], u32(77)), "container")
+    add("bool_value_2", mut(lambda g: g.set_kv("hostile.bool", BOOL, b"\x02", raw=True)), "ok")
+
+    # ---- tensor infos
+    def set_tensor(tname, **kw):
+        def f(g):
+            t = g.tensor(tname)
+            for k, v in kw.items():
+                setattr(t, k, v)
+        return mut(f)
+
+    add("n_dims_0", set_tensor("blk.0.attn_norm.weight", ne=[], n_dims=0), "container")
+    add("n_dims_5", set_tensor("blk.0.attn_q.weight", ne=[64, 64, 1, 1, 1]), "container")
+    add("n_dims_ffffffff", set_tensor("blk.0.attn_q.weight", ne=[64, 64], n_dims=0xFFFFFFFF), "container")
+    add("ne_zero", set_tensor("blk.0.attn_q.weight", ne=[0, 64]), "container")
+    add("ne_negative", set_tensor("blk.0.attn_q.weight", ne=[TWO64M1, 64]), "container")
+    add("ne_negative_both", set_tensor("blk.0.attn_q.weight", ne=[TWO64M1, TWO64M1]), "container")
+    add("ne_product_overflow_2^32x2^32", set_tensor("blk.0.attn_q.weight", ne=[1 << 32, 1 << 32]), "container")
+    add("ne_product_overflow_2^62x4", set_tensor("blk.0.attn_q.weight", ne=[1 << 62, 4]), "container")
+    add("ne_product_wraps_to_4096", set_tensor("blk.0.attn_q.weight", ne=[64, 64, 1 << 32, 1 << 32]), "container")
+    add("ne_product_huge_4d", set_tensor("blk.0.attn_q.weight", ne=[1 << 16, 1 << 16, 1 << 16, 1 << 16]), "container")
+    for t in (99, 40, 4, 3, 0xFFFFFFFF):
+        add(f"ggml_type_{t}", set_tensor("blk.0.attn_q.weight", type=t), "container")
+    add("q8_0_row_not_multiple_of_block", set_tensor("blk.0.ffn_down.weight", type=8), "container")  # 172 % 32
+    add("f16_type_on_f32_data", set_tensor("blk.0.attn_q.weight", type=GGML_F16), "ok")  # reinterpreted, valid
+    last = base.tensors[-1]
+    data_len = len(base.data)
+    add("offset_past_end", set_tensor(last.name, offset=(data_len + 31) // 32 * 32), "container")
+    add("offset_2^64-32_wraps", set_tensor(last.name, offset=TWO64M1 - 31), "container")
+    add("offset_2^63", set_tensor(last.name, offset=TWO63), "container")
+    add("offset_end_plus_1_block", set_tensor(last.name, offset=last.offset + 32), "container")
+    add("offset_misaligned", set_tensor("blk.0.attn_q.weight", offset=base.tensor("blk.0.attn_q.weight").offset + 4), "container")
+    add("tensors_overlap", set_tensor("blk.0.attn_k.weight", offset=base.tensor("blk.0.attn_q.weight").offset), "container")
+    add("tensors_overlap_partially", set_tensor("blk.0.attn_k.weight", offset=base.tensor("blk.0.attn_q.weight").offset + 4096), "container")
+    add("duplicate_tensor_name", set_tensor("blk.0.attn_k.weight", name=b"blk.0.attn_q.weight"), "container")
+    add("tensor_name_empty", set_tensor("blk.0.attn_k.weight", name=b""), "model")
+
+    # ---- shapes that contradict the hyperparameters (valid container)
+    add("attn_q_wrong_shape", set_tensor("blk.0.attn_q.weight", ne=[64, 32]), "model")
+    add("attn_q_transposed_ffn_down", set_tensor("blk.0.ffn_down.weight", ne=[64, 172]), "model")
+    add("attn_k_wrong_shape", set_tensor("blk.3.attn_k.weight", ne=[32, 64]), "model")
+    add("token_embd_fewer_rows", set_tensor("token_embd.weight", ne=[64, 256]), "model")
+    add("token_embd_3d", set_tensor("token_embd.weight", ne=[64, 256, 2]), "model")
+    add("output_norm_short", set_tensor("output_norm.weight", ne=[32]), "model")
+    add("output_wrong_shape", set_tensor("output.weight", ne=[32, 1024]), "model")
+    add("attn_norm_2d", set_tensor("blk.1.attn_norm.weight", ne=[8, 8]), "model")
+
+    # ---- missing tensors / keys
+    for name in ("blk.2.ffn_up.weight", "token_embd.weight", "output_norm.weight", "blk.4.attn_v.weight"):
+        add(f"missing_tensor_{name}", mut(lambda g: g.del_tensor(name)), "model")
+    add("missing_output_weight_is_tied_ok", mut(lambda g: g.del_tensor("output.weight")), "ok")
+    for key in ("llama.block_count", "llama.embedding_length", "llama.attention.head_count", "general.architecture"):
+        add(f"missing_key_{key}", mut(lambda g: g.del_kv(key)), "model")
+    add("missing_key_head_count_kv_contradicts_k", mut(lambda g: g.del_kv("llama.attention.head_count_kv")), "model")
+    for key in ("llama.feed_forward_length", "llama.context_length", "llama.attention.layer_norm_rms_epsilon",
+                "llama.rope.dimension_count", "general.name"):
+        add(f"missing_key_{key}_ok", mut(lambda g: g.del_kv(key)), "ok")
+    add("missing_key_tokenizer_tokens", mut(lambda g: g.del_kv("tokenizer.ggml.tokens")), "vocab")
+    add("missing_key_tokenizer_model", mut(lambda g: g.del_kv("tokenizer.ggml.model")), "ok")
+
+    # ---- hyperparameters
+    def hp(key, t, v, level):
+        add(f"{key.split('.', 1)[1]}_{v if not isinstance(v, float) or math.isfinite(v) else repr(v)}_{t}", mut(lambda g: g.set_kv(key, t, v)), level)
+
+    for v in (0, 4, 6, 1000, 0x7FFFFFFF, 0xFFFFFFFF):
+        hp("llama.block_count", U32, v, "model" if v != 4 else "ok")  # 4: one unused layer of tensors
+    hp("llama.block_count", I32, -1, "model")
+    hp("llama.block_count", U64, 1 << 40, "model")
+    hp("llama.block_count", F32, 5.0, "model")
+    add("block_count_string", mut(lambda g: g.set_kv("llama.block_count", STRING, "5")), "model")
+    for v in (0, 32, 65, 1 << 31, 0xFFFFFFFF):
+        hp("llama.embedding_length", U32, v, "model")
+    for v in (0, 7, 3, 128, 0xFFFFFFFF):
+        hp("llama.attention.head_count", U32, v, "model")
+    for v in (0, 3, 16, 0xFFFFFFFF):
+        hp("llama.attention.head_count_kv", U32, v, "model")
+    hp("llama.attention.head_count_kv", U32, 8, "model")  # divides, but contradicts attn_k's shape
+    for v in (0, 100, 0xFFFFFFFF):
+        hp("llama.feed_forward_length", U32, v, "model")
+    hp("llama.context_length", U32, 0, "ok")
+    hp("llama.context_length", U32, 0xFFFFFFFF, "ok")
+    for v in (0, 9, 1000, 0xFFFFFFFF):
+        hp("llama.rope.dimension_count", U32, v, "model" if v else "ok")
+    for v in (float("nan"), -1.0, 0.0, float("inf")):
+        hp("llama.attention.layer_norm_rms_epsilon", F32, v, "ok")
+    for v in (0.0, float("nan"), -10000.0):
+        hp("llama.rope.freq_base", F32, v, "ok")
+    hp("llama.rope.freq_base", STRING, "x", "model")
+    add("architecture_unknown", mut(lambda g: g.set_kv("general.architecture", STRING, "gpt9")), "model")
+    add("architecture_wrong_type", mut(lambda g: g.set_kv("general.architecture", U32, 1)), "model")
+
+    # ---- alignment
+    for v in (0, 3, 48, 1 << 63):
+        add(f"alignment_{v}", mut(lambda g: (g.set_kv("general.alignment", U64 if v > 0xFFFFFFFF else U32, v), setattr(g, "align", 32))), "container")
+    add("alignment_string", mut(lambda g: (g.set_kv("general.alignment", STRING, "32"), setattr(g, "align", 32))), "container")
+    add("alignment_i32_negative", mut(lambda g: (g.set_kv("general.alignment", I32, -32), setattr(g, "align", 32))), "container")
+    add("alignment_64_ok", mut(lambda g: g.set_kv("general.alignment", U32, 64)), "ok")
+    add("alignment_64_but_data_at_32", mut(lambda g: (g.set_kv("general.alignment", U32, 64), setattr(g, "align", 32))), "container")
+
+    # ---- duplicates
+    add("duplicate_key_same_value", mut(lambda g: g.kvs.append(KV("llama.block_count", U32, u32(5)))), "container")
+    add("duplicate_key_other_value", mut(lambda g: g.kvs.append(KV("llama.block_count", U32, u32(1000)))), "container")
+    add("duplicate_key_other_type", mut(lambda g: g.kvs.insert(0, KV("general.architecture", U32, u32(1)))), "container")
+
+    # ---- vocabulary
+    et, toks = base.get("tokenizer.ggml.tokens")
+    _, scores = base.get("tokenizer.ggml.scores")
+    _, ttypes = base.get("tokenizer.ggml.token_type")
+
+    def vocab(n_tok, n_sc, n_ty):
+        def f(g):
+            g.set_kv("tokenizer.ggml.tokens", ARRAY, (STRING, toks[:n_tok]))
+            g.set_kv("tokenizer.ggml.scores", ARRAY, (F32, scores[:n_sc]))
+            g.set_kv("tokenizer.ggml.token_type", ARRAY, (I32, ttypes[:n_ty]))
+        return mut(f)
+
+    add("vocab_shorter_than_embedding_500", vocab(500, 500, 500), "vocab_model")
+    add("vocab_3_tokens", vocab(3, 3, 3), "vocab_model")
+    add("vocab_empty", vocab(0, 0, 0), "vocab")
+    add("scores_shorter_than_tokens", vocab(512, 100, 512), "vocab")
+    add("token_type_shorter_than_tokens", vocab(512, 512, 100), "vocab")
+    add("scores_empty", vocab(512, 0, 512), "vocab")
+    add("tokens_wrong_elem_type", mut(lambda g: g.set_kv("tokenizer.ggml.tokens", ARRAY, (U32, list(range(512))))), "vocab")
+    add("tokens_not_array", mut(lambda g: g.set_kv("tokenizer.ggml.tokens", STRING, "abc")), "vocab")
+    add("scores_wrong_elem_type", mut(lambda g: g.set_kv("tokenizer.ggml.scores", ARRAY, (STRING, [b"x"] * 512))), "vocab")
+    add("scores_nan", mut(lambda g: g.set_kv("tokenizer.ggml.scores", ARRAY, (F32, [float("nan")] * 512))), "ok")
+    add("token_type_out_of_range", mut(lambda g: g.set_kv("tokenizer.ggml.token_type", ARRAY, (I32, [99] * 512))), "ok")
+    add("tokens_all_empty_strings", mut(lambda g: g.set_kv("tokenizer.ggml.tokens", ARRAY, (STRING, [b""] * 512))), "ok")
+    add("tokens_invalid_utf8", mut(lambda g: g.set_kv("tokenizer.ggml.tokens", ARRAY, (STRING, [b"\xff" + bytes([i % 256]) for i in range(512)]))), "ok")
+    add("tokens_duplicate_strings", mut(lambda g: g.set_kv("tokenizer.ggml.tokens", ARRAY, (STRING, [b"a"] * 512))), "ok")
+    add("token_byte_fallback_bad_hex", mut(lambda g: g.set_kv("tokenizer.ggml.tokens", ARRAY, (STRING, toks[:3] + [b"<0xZZ>"] * 256 + toks[259:]))), "ok")
+    for key, v, level in (("bos", 512, "vocab"), ("bos", 0x7FFFFFFF, "vocab"), ("eos", 600, "vocab"),
+                          ("bos", 0xFFFFFFFF, "ok"), ("unknown", 10000, "ok"), ("padding", 512, "ok")):
+        add(f"{key}_id_{v}", mut(lambda g: g.set_kv(f"tokenizer.ggml.{key}_token_id", U32, v)), level)
+    add("bos_id_i32_negative", mut(lambda g: g.set_kv("tokenizer.ggml.bos_token_id", I32, -5)), "vocab")
+    add("bos_id_string", mut(lambda g: g.set_kv("tokenizer.ggml.bos_token_id", STRING, "1")), "vocab")
+    add("tokenizer_model_unknown", mut(lambda g: g.set_kv("tokenizer.ggml.model", STRING, "bert")), "vocab")
+    add("tokenizer_model_gpt2_without_merges", mut(lambda g: g.set_kv("tokenizer.ggml.model", STRING, "gpt2")), "vocab")
+    add("tokenizer_gpt2_merges_garbage", mut(lambda g: (g.set_kv("tokenizer.ggml.model", STRING, "gpt2"),
+                                                         g.set_kv("tokenizer.ggml.merges", ARRAY, (STRING, [b"nospace", b"", b" ", b"a b c", b"\xff \xfe", b"zz qq"]))),
+        ), "ok")
+    add("tokenizer_add_bos_wrong_type", mut(lambda g: g.set_kv("tokenizer.ggml.add_bos_token", STRING, "yes")), "ok")
+
+    # ---- lots of small records (quadratic duplicate checks)
+    def many_kvs(g, n):
+        for i in range(n):
+            g.kvs.append(KV(b"k%07d" % i, U8, b"\1"))
+    add("many_kvs_100k", mut(lambda g: many_kvs(g, 100000)), "ok")
+
+    def many_tensors(g, n):
+        off = (len(g.data) + 31) // 32 * 32
+        g.data = g.data + b"\0" * (off - len(g.data)) + b"\0" * (32 * n)
+        for i in range(n):
+            g.tensors.append(Tensor(b"x.%07d" % i, [1], GGML_F32, off + 32 * i))
+    add("many_tensors_50k", mut(lambda g: many_tensors(g, 50000)), "ok")
+
+    add("rope_freqs_tensor_wrong_size", mut(lambda g: (g.set_kv("llama.rope.dimension_count", U32, 8),
+                                                        g.tensors.append(Tensor("rope_freqs.weight", [3], GGML_F32, (len(g.data) + 31) // 32 * 32)),
+                                                        setattr(g, "data", g.data + b"\0" * ((-len(g.data)) % 32) + b"\0" * 32))), "model")
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------------
+# llama2.c checkpoint (.bin) and tokenizer.bin
+
+
+def llama2c_expected_size(dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len):
+    """Bytes of a legacy llama2.c checkpoint (with the freq_cis tables), as run.c reads it."""
+    head = dim // n_heads
+    kv_dim = dim * n_kv_heads // n_heads
+    n = (abs(vocab) * dim + n_layers * dim * 2 + n_layers * dim * (dim + 2 * kv_dim + dim)
+         + n_layers * 3 * dim * hidden + dim + seq_len * head)
+    if vocab < 0:
+        n += abs(vocab) * dim
+    return 28 + 4 * n
+
+
+def llama2c_cases(path):
+    raw = open(path, "rb").read()
+    hdr = list(struct.unpack_from("<7i", raw, 0))
+    body = raw[28:]
+    cases = []
+    names = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")
+
+    def with_hdr(**kw):
+        h = list(hdr)
+        for k, v in kw.items():
+            h[names.index(k)] = v
+        return struct.pack("<7i", *h) + body
+
+    cases.append(("control_unmodified", raw, "ok"))
+    for p in (0, 1, 4, 20, 27, 28, 32):
+        cases.append((f"truncated_at_{p}", raw[:p], "container"))
+    for i in range(1, 20):
+        p = 28 + (len(raw) - 28) * i // 20
+        cases.append((f"truncated_at_{p}", raw[:p], "container"))
+    cases.append(("truncated_minus_1", raw[:-1], "container"))
+    cases.append(("truncated_minus_4", raw[:-4], "container"))
+    cases.append(("extra_4_bytes", raw + b"\0" * 4, "container"))
+    cases.append(("extra_3_bytes", raw + b"\0" * 3, "container"))
+    big = (1 << 31) - 1
+    for k, vals in (("dim", (0, -64, 1, 63, 65, 128, big, -(1 << 31), 46341)),
+                    ("hidden_dim", (0, -172, 171, big)),
+                    ("n_layers", (0, -1, 4, 6, 1000000, big)),
+                    ("n_heads", (0, -8, 7, 3, 16, 128, big)),
+                    ("n_kv_heads", (0, -4, 3, 16, 8, big)),
+                    ("vocab_size", (0, 1, 511, 513, -512, big, -(1 << 31), -1)),
+                    ("seq_len", (0, -1, 1, 511, big, -(1 << 31)))):
+        for v in vals:
+            cases.append((f"{k}_{v}", with_hdr(**{k: v}), "container"))
+    cases.append(("all_max", struct.pack("<7i", *([big] * 7)) + body, "container"))
+    cases.append(("all_zero", struct.pack("<7i", *([0] * 7)) + body, "container"))
+    cases.append(("all_minus1", struct.pack("<7i", *([-1] * 7)) + body, "container"))
+    cases.append(("dim_65536_hidden_65536_size_overflow", with_hdr(dim=65536, hidden_dim=65536, n_layers=65536), "container"))
+    cases.append(("gguf_magic_as_bin", b"GGUF" + raw[4:], "container"))
+    return cases
+
+
+def tok_parse(raw):
+    """-> (max_token_length, [(score, bytes)], [offset where each token record starts], end)"""
+    r = Reader(raw)
+    maxlen = r.fmt("<i")
+    toks, offs = [], []
+    while r.p < len(raw):
+        offs.append(r.p)
+        score = r.fmt("<f")
+        n = r.fmt("<i")
+        toks.append((score, r.take(n)))
+    return maxlen, toks, offs
+
+
+def tok_build(maxlen, toks):
+    return i32(maxlen) + b"".join(struct.pack("<fi", s, len(b)) + b for s, b in toks)
+
+
+def tok_cases(path):
+    """tokenizer.bin variants. Levels: "container" (unreadable: every use fails), "vocab_model" (readable,
+    but with fewer tokens than the model's vocabulary: standalone use may work, generate must fail), "ok"."""
+    raw = open(path, "rb").read()
+    maxlen, toks, offs = tok_parse(raw)
+    cases = [("control_unmodified", raw, "ok")]
+    for p in (0, 1, 3, 4, 6, 8, 9, 11, 12):
+        cases.append((f"truncated_at_{p}", raw[:p], "container" if p >= 1 and p < 4 else
+                      ("container" if p in (6, 9, 11) else "vocab_model")))
+    # mid-record truncations (inside the score, the length, the bytes) at several tokens
+    for k in (1, 100, 300, 511):
+        o = offs[k]
+        for d, lvl in ((2, "container"), (6, "container"), (9, "container")):
+            if o + d < len(raw):
+                # d=9 is inside the bytes only if the token is longer than 1 byte
+                L = toks[k][1]
+                lvl2 = lvl if (d < 8 or len(L) > 1) else "vocab_model"
+                cases.append((f"truncated_token{k}_plus{d}", raw[:o + d], lvl2))
+        cases.append((f"truncated_at_token{k}_boundary", raw[:o], "vocab_model"))
+    for k, n in ((5, -1), (5, (1 << 31) - 1), (5, -(1 << 31)), (300, 1 << 20), (511, len(raw))):
+        o = offs[k] + 4
+        b = bytearray(raw)
+        b[o:o + 4] = i32(n)
+        cases.append((f"token{k}_len_{n}", bytes(b), "container"))
+    t2 = list(toks)
+    t2[7] = (t2[7][0], b"")
+    cases.append(("token_empty_string", tok_build(maxlen, t2), "ok"))
+    for m in (-1, 0, 1, (1 << 31) - 1):
+        cases.append((f"max_token_length_{m}", tok_build(m, toks), "ok"))
+    cases.append(("scores_nan", tok_build(maxlen, [(float("nan"), b) for _, b in toks]), "ok"))
+    cases.append(("tokens_invalid_utf8", tok_build(maxlen, [(s, b"\xff\xfe" + b) for s, b in toks]), "ok"))
+    cases.append(("extra_trailing_bytes", raw + b"\1\2\3", "container"))
+    cases.append(("extra_token", raw + struct.pack("<fi", 0.0, 1) + b"z", "ok"))
+    cases.append(("token_with_nul_byte", tok_build(maxlen, toks[:300] + [(0.0, b"a\0b")] + toks[301:]), "ok"))
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------------
+# small valid files (fuzz seeds)
+
+
+def _rng(seed):
+    x = seed & 0xFFFFFFFF or 1
+    while True:
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        yield (x / 0xFFFFFFFF - 0.5) * 0.2
+
+
+def tiny_model_gguf(vocab_from, dim=8, hidden=16, n_layers=1, n_heads=2, n_kv_heads=1, n_vocab=None,
+                    wtype=GGML_F32, seed=1, tied=True):
+    """A small valid Llama GGUF whose vocabulary comes from another GGUF (e.g. stories260K.gguf),
+    cut to n_vocab tokens. wtype: F32 or F16 (F16 halves the size)."""
+    src = Gguf.load(vocab_from)
+    _, toks = src.get("tokenizer.ggml.tokens")
+    _, scores = src.get("tokenizer.ggml.scores")
+    _, ttypes = src.get("tokenizer.ggml.token_type")
+    n_vocab = n_vocab or len(toks)
+    g = Gguf()
+    g.set_kv("general.architecture", STRING, "llama")
+    g.set_kv("general.name", STRING, "tiny")
+    g.set_kv("llama.context_length", U32, 64)
+    g.set_kv("llama.embedding_length", U32, dim)
+    g.set_kv("llama.feed_forward_length", U32, hidden)
+    g.set_kv("llama.block_count", U32, n_layers)
+    g.set_kv("llama.attention.head_count", U32, n_heads)
+    g.set_kv("llama.attention.head_count_kv", U32, n_kv_heads)
+    g.set_kv("llama.rope.dimension_count", U32, dim // n_heads)
+    g.set_kv("llama.attention.layer_norm_rms_epsilon", F32, 1e-5)
+    g.set_kv("tokenizer.ggml.model", STRING, "llama")
+    g.set_kv("tokenizer.ggml.tokens", ARRAY, (STRING, toks[:n_vocab]))
+    g.set_kv("tokenizer.ggml.scores", ARRAY, (F32, scores[:n_vocab]))
+    g.set_kv("tokenizer.ggml.token_type", ARRAY, (I32, ttypes[:n_vocab]))
+    g.set_kv("tokenizer.ggml.bos_token_id", U32, 1)
+    g.set_kv("tokenizer.ggml.eos_token_id", U32, 2)
+    g.set_kv("tokenizer.ggml.unknown_token_id", U32, 0)
+    kv_dim = dim * n_kv_heads // n_heads
+    shapes = [("token_embd.weight", [dim, n_vocab]), ("output_norm.weight", [dim])]
+    if not tied:
+        shapes.append(("output.weight", [dim, n_vocab]))
+    for l in range(n_layers):
+        p = f"blk.{l}."
+        shapes += [(p + "attn_norm.weight", [dim]), (p + "attn_q.weight", [dim, dim]), (p + "attn_k.weight", [dim, kv_dim]),
+                   (p + "attn_v.weight", [dim, kv_dim]), (p + "attn_output.weight", [dim, dim]),
+                   (p + "ffn_norm.weight", [dim]), (p + "ffn_gate.weight", [dim, hidden]),
+                   (p + "ffn_down.weight", [hidden, dim]), (p + "ffn_up.weight", [dim, hidden])]
+    rng = _rng(seed)
+    data = bytearray()
+    for name, ne in shapes:
+        n = math.prod(ne)
+        is_norm = len(ne) == 1
+        t = GGML_F32 if is_norm else wtype
+        vals = [1.0] * n if is_norm else [next(rng) for _ in range(n)]
+        data += b"\0" * ((-len(data)) % 32)
+        g.tensors.append(Tensor(name, ne, t, len(data)))
+        data += struct.pack(f"<{n}f" if t == GGML_F32 else f"<{n}e", *vals)
+    g.data = bytes(data)
+    return g.to_bytes()
+
+
+def tiny_llama2c(dim=8, hidden=16, n_layers=1, n_heads=2, n_kv_heads=1, vocab=32, seq_len=16, seed=2):
+    """A small valid legacy llama2.c checkpoint (shared classifier when vocab > 0)."""
+    n = (llama2c_expected_size(dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len) - 28) // 4
+    rng = _rng(seed)
+    return struct.pack("<7i", dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len) + \
+        struct.pack(f"<{n}f", *[next(rng) for _ in range(n)])
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+    shared = os.environ.get("LLAMAC_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+    m = os.path.join(shared, "models", "stories260K")
+    for fn, p in ((gguf_cases, "stories260K.gguf"), (llama2c_cases, "stories260K.bin"), (tok_cases, "tok512.bin")):
+        cs = fn(os.path.join(m, p))
+        print(f"{p}: {len(cs)} cases", file=sys.stderr)

@@ -1,0 +1,34 @@
+# Test layout:
+#   tests/unit/test_*.c   cmocka programs linked against the library (white-box and C API tests)
+#   tests/test_*.py       Python 3 scripts (Debian's python3 with numpy/sentencepiece) driving build/llamac
+#   tests/test_*.sh       shell scripts driving build/llamac
+# Every test runs from the repository root with LLAMAC=<path of the CLI> and LLAMAC_SHARED=<../shared>.
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+set(LLAMAC_SHARED_DIR "${CMAKE_SOURCE_DIR}/../shared" CACHE PATH "shared test data")
+set(LLAMAC_PYTHON "/usr/bin/python3" CACHE FILEPATH "python with numpy")
+set(LLAMAC_TEST_ENV "LLAMAC=$<TARGET_FILE:llamac_cli>;LLAMAC_SHARED=${LLAMAC_SHARED_DIR};LLAMAC_TMP=${CMAKE_BINARY_DIR}/testtmp")
+
+file(GLOB LLAMAC_UNIT_TESTS CONFIGURE_DEPENDS tests/unit/test_*.c)
+foreach(src ${LLAMAC_UNIT_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_include_directories(${name} PRIVATE src)
+  target_link_libraries(${name} PRIVATE llamac PkgConfig::CMOCKA)
+  add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${LLAMAC_TEST_ENV}")
+endforeach()
+
+file(GLOB LLAMAC_PY_TESTS CONFIGURE_DEPENDS tests/test_*.py)
+foreach(src ${LLAMAC_PY_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_test(NAME py_${name} COMMAND ${LLAMAC_PYTHON} ${src} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(py_${name} PROPERTIES ENVIRONMENT "${LLAMAC_TEST_ENV}")
+endforeach()
+
+file(GLOB LLAMAC_SH_TESTS CONFIGURE_DEPENDS tests/test_*.sh)
+foreach(src ${LLAMAC_SH_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_test(NAME sh_${name} COMMAND bash ${src} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(sh_${name} PROPERTIES ENVIRONMENT "${LLAMAC_TEST_ENV}")
+endforeach()

@@ -13,6 +13,7 @@
 #include "base/mapped_file.h"
 #include "formats/gguf.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/hf_json.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_internal.h"
 
@@ -216,7 +217,7 @@ static void add_eog(llamac_tokenizer *tok, int32_t id) {
 
 /* Everything derived from texts, types and special ids. */
 static bool tok_finish(llamac_tokenizer *tok, llamac_error *err) {
-    if (!build_map(tok)) return llc_fail(err, "out of memory for the vocabulary map");
+    if (!tok->map && !build_map(tok)) return llc_fail(err, "out of memory for the vocabulary map");
     if (!tok_set_bytes(tok, err)) return false;
 
     for (int b = 0; b < 256; b++) {
@@ -319,28 +320,36 @@ static const gguf_kv *num_array(const gguf_file *g, const char *key, uint64_t n,
     return kv;
 }
 
+/* Keeps a copy of the merges: llc_tokenizer_write_gguf writes them back. */
+static bool copy_merges(llamac_tokenizer *tok, const llc_str *m, uint64_t n, llamac_error *err) {
+    if (n > INT32_MAX) return llc_fail(err, "too many merges (%llu)", (unsigned long long)n);
+    size_t total = 1;
+    for (uint64_t i = 0; i < n; i++) total += m[i].len;
+    tok->merges = malloc((n ? n : 1) * sizeof *tok->merges);
+    tok->merges_pool = malloc(total);
+    if (!tok->merges || !tok->merges_pool) return llc_fail(err, "out of memory for %llu merges", (unsigned long long)n);
+    char *p = tok->merges_pool;
+    for (uint64_t i = 0; i < n; i++) {
+        memcpy(p, m[i].ptr, m[i].len);
+        tok->merges[i] = (llc_str){p, m[i].len};
+        p += m[i].len;
+    }
+    tok->n_merges = (int)n;
+    return true;
+}
+
 static bool load_merges(llamac_tokenizer *tok, const gguf_file *g, llamac_error *err) {
     llamac_error e;
     e.message[0] = 0;
     const gguf_kv *kv = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_STRING, &e);
     if (!kv) return llc_fail(err, "%s", e.message[0] ? e.message : "a gpt2 vocabulary needs tokenizer.ggml.merges");
     uint64_t n = kv->v.arr.n;
-    if (n > INT32_MAX) return llc_fail(err, "too many merges (%llu)", (unsigned long long)n);
-    tok->merges = malloc((n ? n : 1) * sizeof *tok->merges);
-    if (!tok->merges) return llc_fail(err, "out of memory for %llu merges", (unsigned long long)n);
-    gguf_arr_strings(kv, tok->merges);
-    size_t total = 1;
-    for (uint64_t i = 0; i < n; i++) total += tok->merges[i].len;
-    tok->merges_pool = malloc(total);
-    if (!tok->merges_pool) return llc_fail(err, "out of memory for merges");
-    char *p = tok->merges_pool;
-    for (uint64_t i = 0; i < n; i++) {
-        memcpy(p, tok->merges[i].ptr, tok->merges[i].len);
-        tok->merges[i].ptr = p;
-        p += tok->merges[i].len;
-    }
-    tok->n_merges = (int)n;
-    return true;
+    llc_str *m = malloc((n ? n : 1) * sizeof *m);
+    if (!m) return llc_fail(err, "out of memory for %llu merges", (unsigned long long)n);
+    gguf_arr_strings(kv, m);
+    bool ok = copy_merges(tok, m, n, err);
+    free(m);
+    return ok;
 }
 
 static bool create_bpe(llamac_tokenizer *tok, llamac_error *err) {
@@ -551,6 +560,53 @@ fail:
     return NULL;
 }
 
+/* ---- Hugging Face tokenizer.json (Llama 3) ------------------------------------------------------ */
+
+static llamac_tokenizer *from_hf_json(const char *path, llamac_error *err) {
+    llc_hf_vocab v;
+    if (!llc_hf_vocab_load(path, &v, err)) return NULL;
+    llc_str *strs = NULL;
+    llamac_tokenizer *tok = tok_new(v.n_tokens > 0 ? (uint64_t)v.n_tokens : 0, err);
+    if (!tok) goto fail;
+    tok->kind = LLC_TOK_GPT2;
+    snprintf(tok->model, sizeof tok->model, "gpt2");
+    tok->pre = strdup("llama-bpe"); /* what llama.cpp's converter names the Llama 3 pre-tokenizer */
+    size_t n_str = (size_t)(v.n_tokens > v.n_merges ? v.n_tokens : v.n_merges);
+    strs = malloc((n_str ? n_str : 1) * sizeof *strs);
+    if (!strs || !tok->pre) {
+        llc_fail(err, "%s: out of memory", path);
+        goto fail;
+    }
+    for (int i = 0; i < v.n_tokens; i++) strs[i] = (llc_str){v.tokens[i], v.token_lens[i]};
+    if (!tok_set_texts(tok, strs, false, err)) goto fail_prefix;
+    for (int i = 0; i < v.n_tokens; i++) tok->tokens[i].type = v.token_type[i] <= LLC_TT_BYTE ? v.token_type[i] : 0;
+    for (int i = 0; i < v.n_merges; i++) strs[i] = (llc_str){v.merges[i], strlen(v.merges[i])};
+    if (!copy_merges(tok, strs, (uint64_t)v.n_merges, err) || !create_bpe(tok, err)) goto fail_prefix;
+    tok->bos = v.bos >= 0 && v.bos < tok->n_vocab ? v.bos : -1;
+    tok->eos = v.eos >= 0 && v.eos < tok->n_vocab ? v.eos : -1;
+    tok->add_bos = tok->bos >= 0;
+    if (!build_map(tok)) {
+        llc_fail(err, "%s: out of memory", path);
+        goto fail;
+    }
+    /* llama.cpp names these from the token texts too. */
+    int32_t id = llc_tok_find(tok, "<|eot_id|>", 10);
+    if (id >= 0 && tok->tokens[id].type == LLC_TT_CONTROL) tok->eot = id;
+    id = llc_tok_find(tok, "<|eom_id|>", 10);
+    if (id >= 0 && tok->tokens[id].type == LLC_TT_CONTROL) tok->eom = id;
+    if (!tok_finish(tok, err)) goto fail_prefix;
+    free(strs);
+    llc_hf_vocab_free(&v);
+    return tok;
+fail_prefix:
+    llc_error_prefix(err, "%s", path);
+fail:
+    free(strs);
+    llc_hf_vocab_free(&v);
+    llamac_tokenizer_free(tok);
+    return NULL;
+}
+
 /* ---- public API --------------------------------------------------------------------------------- */
 
 llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err) {
@@ -575,7 +631,11 @@ llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err) {
         if (!tok) llc_error_prefix(err, "%s", path);
         return tok;
     }
-    /* Other formats (tokenizer.json, tiktoken, SentencePiece .model) are told apart here, by content. */
+    /* Told apart by content. Still to come here: tiktoken files, SentencePiece .model protobufs. */
+    size_t i = 0;
+    while (i < got && (magic[i] == ' ' || magic[i] == '\t' || magic[i] == '\n' || magic[i] == '\r')) i++;
+    /* JSON has no NUL; a llama2.c file starts with a small int32, which has one. */
+    if (i < got && magic[i] == '{' && !memchr(magic, 0, got)) return from_hf_json(path, err);
     return llc_tokenizer_from_llama2c(path, 0, err);
 }
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test: the suite on a Release build (gcc), again under AddressSanitizer +
+# UndefinedBehaviorSanitizer (clang), a warning check with the other compiler, and a short fuzz run.
+#   bash scripts/test.sh            # everything (FUZZ_SECONDS=30 per fuzz target by default)
+#   QUICK=1 bash scripts/test.sh    # only the Release suite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+SHARED=${LLAMAC_SHARED:-$(cd .. && pwd)/shared}
+[ -d "$SHARED" ] || { echo "test: shared data not found at $SHARED (set LLAMAC_SHARED)" >&2; exit 1; }
+
+echo "== Release build (gcc) and test suite"
+cmake -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DLLAMAC_SHARED_DIR="$SHARED" >/dev/null
+cmake --build build -j"$JOBS"
+(cd build && ctest --output-on-failure -j"$JOBS")
+[ -n "${QUICK:-}" ] && exit 0
+
+echo "== warning check with clang"
+cmake -B build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DLLAMAC_SHARED_DIR="$SHARED" >/dev/null
+cmake --build build-clang -j"$JOBS"
+
+echo "== ASan + UBSan build (clang) and test suite"
+cmake -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLLAMAC_SANITIZE=ON \
+      -DLLAMAC_SHARED_DIR="$SHARED" >/dev/null
+cmake --build build-asan -j"$JOBS"
+(cd build-asan && LLAMAC_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$JOBS")
+
+if [ -f scripts/fuzz.sh ]; then
+  echo "== fuzzing (${FUZZ_SECONDS:=30} s per target)"
+  FUZZ_SECONDS=$FUZZ_SECONDS bash scripts/fuzz.sh
+fi
+echo "test: all passed"

@@ -1,6 +1,7 @@
 #include "base/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -46,7 +47,8 @@ static void *worker_main(void *arg) {
         while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen) {
             if (atomic_load(&p->stop)) return NULL;
             if (++spins < SPIN_ROUNDS) {
-                cpu_relax();
+                if (spins % 1024 == 0) sched_yield();
+                else cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -107,7 +109,11 @@ void llc_pool_free(llc_pool *p) {
 int llc_pool_size(const llc_pool *p) { return p ? p->n : 1; }
 
 void llc_pool_run(llc_pool *p, llc_task_fn fn, void *ctx) {
-    if (!p || p->n == 1) {
+    llc_pool_run_n(p, fn, ctx, p ? p->n : 1);
+}
+
+void llc_pool_run_n(llc_pool *p, llc_task_fn fn, void *ctx, int n_threads) {
+    if (!p || p->n == 1 || n_threads <= 1) {
         fn(ctx, 0, 1);
         return;
     }
@@ -121,5 +127,10 @@ void llc_pool_run(llc_pool *p, llc_task_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) cpu_relax();
+    /* When the machine is oversubscribed a worker may be descheduled: yield rather than burn the
+     * slice it needs to finish. */
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < 2000) cpu_relax();
+        else sched_yield();
+    }
 }

@@ -14,6 +14,9 @@ void llc_pool_free(llc_pool *p);
 int llc_pool_size(const llc_pool *p);
 /* Runs fn(ctx, i, n) for i in 0..n-1, i = 0 on the calling thread; returns when all have finished. */
 void llc_pool_run(llc_pool *p, llc_task_fn fn, void *ctx);
+/* Same, but the job is worth at most n_threads threads (small jobs run on the caller alone, since
+ * waking workers costs more than the work). */
+void llc_pool_run_n(llc_pool *p, llc_task_fn fn, void *ctx, int n_threads);
 /* Splits [0, n) into nth nearly equal parts; part ith is [*lo, *hi). */
 static inline void llc_split(long n, int ith, int nth, long *lo, long *hi) {
     *lo = n * ith / nth;

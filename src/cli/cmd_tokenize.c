@@ -11,6 +11,15 @@ static const char usage_text[] =
     "  --no-bos     do not add the BOS token\n"
     "  --special    recognise special-token text such as <s> or <|eot_id|>\n";
 
+static bool is_gguf(const char *path) {
+    char magic[4] = {0};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return false;
+    size_t n = fread(magic, 1, 4, fp);
+    fclose(fp);
+    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *text = NULL, *file = NULL;
     bool bos = true, json = false, special = false;
@@ -40,7 +49,7 @@ int cmd_tokenize(int argc, char **argv) {
             return cli_usage("tokenize: more than one text given (quote it)");
         }
     }
-    if (!model_path == !tok_path) return cli_usage("tokenize: give exactly one of -m MODEL or --tokenizer FILE");
+    if (!model_path && !tok_path) return cli_usage("tokenize: give -m MODEL or --tokenizer FILE");
     if (!text == !file) return cli_usage("tokenize: give the text or --file PATH");
     size_t len = 0;
     char *buf = NULL;
@@ -56,10 +65,12 @@ int cmd_tokenize(int argc, char **argv) {
     llamac_error err = {{0}};
     int rc = 1;
     int32_t *ids = NULL;
-    if (model_path) {
+    if (model_path && !tok_path && !is_gguf(model_path)) {
         if (!(m = cli_load_model(model_path, NULL))) goto done;
         tok = llamac_model_tokenizer(m);
     } else {
+        /* A GGUF's vocabulary is read without binding its weights, so vocabulary-only files work too. */
+        if (!tok_path) tok_path = model_path;
         if (!(own = llamac_tokenizer_load(tok_path, &err))) {
             cli_error("%s", err.message);
             goto done;

@@ -55,7 +55,9 @@ void llc_matmul(llc_pool *pool, float *out, const llc_tensor *W, const void *x, 
         x = act;
     }
     matmul_job j = {out, W, x, llc_act_row_bytes(W->type, W->n_cols), n_tok, llc_kernels_get()->vec_dot[W->type]};
-    llc_pool_run(pool, matmul_task, &j);
+    /* Below ~64K multiply-adds a second thread costs more to wake than it saves. */
+    double work = (double)W->n_rows * (double)W->n_cols * n_tok;
+    llc_pool_run_n(pool, matmul_task, &j, work < 65536 ? 1 : llc_pool_size(pool));
 }
 
 void llc_tensor_get_row(const llc_tensor *W, int64_t r, float *dst) {

@@ -208,7 +208,8 @@ static void forward_chunk(llamac_session *s, const int32_t *tokens, int n, float
         memcpy(s->v_cache + base, s->v, (size_t)n * kv_dim * sizeof(float));
 
         attn_job aj = {s, l, n, pos0};
-        llc_pool_run(s->pool, attn_task, &aj);
+        double work = (double)n * hp->n_heads * (pos0 + n) * hp->head_dim;
+        llc_pool_run_n(s->pool, attn_task, &aj, work < 65536 ? 1 : s->n_threads);
         llc_matmul(s->pool, s->xb, &L->wo, s->attn, n, s->act, 0);
         for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
 

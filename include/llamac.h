@@ -56,6 +56,9 @@ uint64_t llamac_model_kv_bytes(const llamac_model *model, int n_ctx);
 int llamac_model_n_tensors(const llamac_model *model);
 int llamac_model_tensor_desc(const llamac_model *model, int i, char *buf, size_t cap);
 
+/* Instruction set the kernels run with on this CPU ("scalar", "avx2", "avx512"); LLAMAC_ISA forces one. */
+const char *llamac_isa(void);
+
 /* ---- tokenizer --------------------------------------------------------------------------------- */
 
 /* A tokenizer on its own: a GGUF (also vocabulary-only files) or a llama2.c tokenizer.bin. */

@@ -56,6 +56,7 @@ int cmd_info(int argc, char **argv) {
     printf("rope:           base %g, %d dims rotated%s\n", in.rope_theta, in.rope_dim, in.has_rope_freqs ? ", scaled (rope_freqs)" : "");
     printf("rms norm eps:   %g\n", in.rms_eps);
     printf("output:         %s\n", in.tied_output ? "tied to the token embedding" : "separate matrix");
+    printf("kernels:        %s\n", llamac_isa());
     uint64_t kv = llamac_model_kv_bytes(m, n_ctx);
     printf("memory at ctx %d: weights %.1f MiB (mapped) + KV cache %.1f MiB = %.1f MiB\n", n_ctx, (double)in.weight_bytes / 1048576.0,
            (double)kv / 1048576.0, (double)(in.weight_bytes + kv) / 1048576.0);

@@ -1,6 +1,10 @@
 #include "kernels/dispatch.h"
+#include "llamac.h"
 
 #include <stdbool.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,17 +56,48 @@ static const llc_kernels avx512_kernels = {
     },
 };
 
+/* Feature bits straight from cpuid (compilers disagree on the names __builtin_cpu_supports knows),
+ * and the OS's consent from XCR0: the vector state must be saved on context switches. */
+typedef struct cpu_features {
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16;
+} cpu_features;
+
+static cpu_features detect(void) {
+    cpu_features f = {0};
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    bool osxsave = c >> 27 & 1;
+    f.fma = c >> 12 & 1;
+    f.f16c = c >> 29 & 1;
+    if (!osxsave) return (cpu_features){0};
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    bool os_avx = (lo & 0x6) == 0x6, os_avx512 = (lo & 0xe6) == 0xe6;
+    if (!os_avx) return (cpu_features){0};
+    if (__get_cpuid_max(0, NULL) < 7) return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    f.avx2 = b >> 5 & 1;
+    if (os_avx512) {
+        f.avx512f = b >> 16 & 1;
+        f.avx512bw = b >> 30 & 1;
+        f.avx512vl = b >> 31 & 1;
+        f.avx512vnni = c >> 11 & 1;
+        __cpuid_count(7, 1, a, b, c, d);
+        f.avx512bf16 = a >> 5 & 1;
+    }
+    return f;
+}
+
 static bool cpu_has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    cpu_features f = detect();
+    return f.avx2 && f.fma && f.f16c;
 }
 
 /* The AVX-512 table needs every extension its kernels use (VNNI and BF16 included): CPUs with
  * AVX-512F but without them run the AVX2 table. */
 static bool cpu_has_avx512(void) {
-    __builtin_cpu_init();
-    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
+    cpu_features f = detect();
+    return cpu_has_avx2() && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.avx512bf16;
 }
 #endif
 
@@ -92,3 +127,5 @@ const llc_kernels *llc_kernels_get(void) {
     chosen = k ? k : &scalar_kernels;
     return chosen;
 }
+
+const char *llamac_isa(void) { return llc_kernels_get()->name; }

@@ -52,9 +52,16 @@ void llamac_model_get_info(const llamac_model *model, llamac_model_info *info);
 const llamac_tokenizer *llamac_model_tokenizer(const llamac_model *model);
 /* Bytes of KV cache a session of n_ctx positions needs. */
 uint64_t llamac_model_kv_bytes(const llamac_model *model, int n_ctx);
-/* Number of tensors and a description of tensor i ("name type [ne0 x ne1] bytes"). */
+/* The weight matrices, for listing: i in [0, llamac_model_n_tensors). */
+typedef struct llamac_tensor_info {
+    char name[64];
+    const char *type;   /* "f32", "q4_0", … */
+    int64_t cols, rows;
+    uint64_t bytes;
+    bool tied;          /* the output projection reusing token_embd (no storage of its own) */
+} llamac_tensor_info;
 int llamac_model_n_tensors(const llamac_model *model);
-int llamac_model_tensor_desc(const llamac_model *model, int i, char *buf, size_t cap);
+bool llamac_model_tensor(const llamac_model *model, int i, llamac_tensor_info *out);
 
 /* Instruction set the kernels run with on this CPU ("scalar", "avx2", "avx512"); LLAMAC_ISA forces one. */
 const char *llamac_isa(void);

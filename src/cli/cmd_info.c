@@ -46,6 +46,19 @@ int cmd_info(int argc, char **argv) {
     printf("model:          %s (%s)\n", in.name, in.format);
     printf("parameters:     %.2f M in %.2f MiB, weights mostly %s\n", (double)in.n_params / 1e6, (double)in.weight_bytes / 1048576.0,
            in.weight_type);
+    /* The mix of matrix types, e.g. "q4_0 x 112, q6_k x 1" (norms are always f32). */
+    const char *types[16];
+    int counts[16] = {0}, n_types = 0;
+    llamac_tensor_info ti;
+    for (int i = 0; llamac_model_tensor(m, i, &ti); i++) {
+        if (ti.tied) continue;
+        int k = 0;
+        while (k < n_types && strcmp(types[k], ti.type)) k++;
+        if (k == n_types && n_types < 16) types[n_types++] = ti.type;
+        if (k < n_types) counts[k]++;
+    }
+    printf("matrix types:  ");
+    for (int k = 0; k < n_types; k++) printf(" %s x %d%s", types[k], counts[k], k + 1 < n_types ? "," : "\n");
     printf("layers:         %d\n", in.n_layers);
     printf("embedding:      %d\n", in.dim);
     printf("heads:          %d query, %d key/value (head size %d)\n", in.n_heads, in.n_kv_heads, in.head_dim);
@@ -61,9 +74,9 @@ int cmd_info(int argc, char **argv) {
     printf("memory at ctx %d: weights %.1f MiB (mapped) + KV cache %.1f MiB = %.1f MiB\n", n_ctx, (double)in.weight_bytes / 1048576.0,
            (double)kv / 1048576.0, (double)(in.weight_bytes + kv) / 1048576.0);
     if (tensors) {
-        char line[256];
-        for (int i = 0; i < llamac_model_n_tensors(m); i++)
-            if (llamac_model_tensor_desc(m, i, line, sizeof line) > 0) printf("  %s\n", line);
+        for (int i = 0; llamac_model_tensor(m, i, &ti); i++)
+            printf("  %-24s %-5s [%6lld x %6lld] %10.2f MiB%s\n", ti.name, ti.type, (long long)ti.cols, (long long)ti.rows,
+                   (double)ti.bytes / 1048576.0, ti.tied ? " (tied to token_embd)" : "");
     }
     llamac_model_free(m);
     return 0;

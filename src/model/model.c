@@ -153,14 +153,17 @@ static const llc_tensor *model_tensor_at(const llamac_model *m, int i, const cha
 
 int llamac_model_n_tensors(const llamac_model *m) { return 2 + 7 * m->hp.n_layers; }
 
-int llamac_model_tensor_desc(const llamac_model *m, int i, char *buf, size_t cap) {
+bool llamac_model_tensor(const llamac_model *m, int i, llamac_tensor_info *out) {
     const char *name;
     int layer;
     const llc_tensor *t = model_tensor_at(m, i, &name, &layer);
-    if (!t) return -1;
-    char full[64];
-    if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s", layer, name);
-    else snprintf(full, sizeof full, "%s%s", name, (i == 1 && m->tied) ? " (tied to token_embd)" : "");
-    return snprintf(buf, cap, "%-40s %-5s [%6" PRId64 " x %6" PRId64 "] %10.2f MiB", full, llc_type_name(t->type), t->n_cols,
-                    t->n_rows, (double)t->row_bytes * (double)t->n_rows / (1024.0 * 1024.0));
+    if (!t || i < 0) return false;
+    if (layer >= 0) snprintf(out->name, sizeof out->name, "blk.%d.%s", layer, name);
+    else snprintf(out->name, sizeof out->name, "%s", name);
+    out->type = llc_type_name(t->type);
+    out->cols = t->n_cols;
+    out->rows = t->n_rows;
+    out->tied = i == 1 && m->tied;
+    out->bytes = out->tied ? 0 : (uint64_t)t->row_bytes * (uint64_t)t->n_rows;
+    return true;
 }

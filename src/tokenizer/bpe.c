@@ -337,7 +337,7 @@ static bool scratch_reserve(scratch *s, size_t n) {
 }
 
 static inline bool hent_less(const hent *a, const hent *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+    return a->rank < b->rank || (a->rank == b->rank && a->pos > b->pos);
 }
 
 static void heap_push(hent *h, size_t *n, hent e) {
@@ -376,7 +376,7 @@ static void merge_small(const llc_bpe *b, const uint8_t *w, size_t n, sink *out)
         uint32_t best = NONE_RANK;
         size_t bi = 0;
         for (size_t k = 0; k + 1 < m; k++)
-            if (rk[k] <= best && rk[k] != NONE_RANK) best = rk[k], bi = k;
+            if (rk[k] < best) best = rk[k], bi = k;
         if (best == NONE_RANK) break;
         ids[bi] = mid[bi];
         /* Drop symbol bi+1 and pair bi (its slot is recomputed below). */

@@ -79,6 +79,29 @@ class TensorInfo:
         return n
 
 
+class LazyStrings:
+    """A GGUF string array, decoded on access."""
+
+    def __init__(self, buf, offs):
+        self._buf = buf
+        self._offs = offs
+
+    def __len__(self):
+        return len(self._offs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        p, n = self._offs[i]
+        return self._buf[p:p + n].decode("utf-8", errors="surrogateescape")
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self):
+        return repr(self[:8])[:-1] + ", ...] (%d strings)" % len(self)
+
+
 class GGUFFile:
     def __init__(self, path):
         self.path = path
@@ -105,6 +128,24 @@ class GGUFFile:
         n = self._scalar(T_UINT64)
         return self._take(n).decode("utf-8", errors="surrogateescape")
 
+    def _string_array(self, n):
+        """n strings; decoded lazily (a tokenizer's 128k tokens and 280k merges
+        are walked, not decoded, unless asked for)."""
+        buf, pos, size = self._buf, self._pos, len(self._buf)
+        offs = []
+        unpack = struct.unpack_from
+        for _ in range(n):
+            if pos + 8 > size:
+                raise GGUFError("truncated string array at offset %d" % pos)
+            ln = unpack("<Q", buf, pos)[0]
+            pos += 8
+            if pos + ln > size:
+                raise GGUFError("string past end of file at offset %d" % pos)
+            offs.append((pos, ln))
+            pos += ln
+        self._pos = pos
+        return LazyStrings(buf, offs)
+
     def _value(self, t):
         if t in _SCALAR:
             return self._scalar(t)
@@ -118,6 +159,8 @@ class GGUFFile:
                 raw = self._take(n * dt.itemsize)
                 arr = np.frombuffer(raw, dtype=dt)
                 return arr.astype(bool) if et == T_BOOL else arr
+            if et == T_STRING:
+                return self._string_array(n)
             return [self._value(et) for _ in range(n)]
         raise GGUFError("unknown metadata value type %d at offset %d" % (t, self._pos))
 

@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_reader import (GGUFFile, GGML_F32, GGML_F16, GGML_BF16,  # noqa: E402
-                         GGML_Q8_0, GGML_Q4_0, TYPE_NAMES)
+                         GGML_Q8_0, GGML_Q4_0)
 
 # ----------------------------------------------------------------------------
 # activation rounding (emulation of the kernels' input conversion)
@@ -141,44 +141,51 @@ def predicted_rel_error(stats):
 # ambiguity analysis of one rounding site
 # ----------------------------------------------------------------------------
 
-def _ambiguous_float(X, mant_bits, min_exp, tol_abs):
-    """Elements of X within tol_abs (per row, broadcast) of a rounding
-    midpoint: list of (row, col, alternative value)."""
+def _ambiguous_float(X, mant_bits, min_exp, tol_rel, rms):
+    """Elements of X within tol_rel * (rms(row) + |x|) of a rounding
+    midpoint: list of (row, cols, alternative values, relative distance)."""
     R, lo, hi, ulp = round_float_format(X, mant_bits, min_exp)
     mid = lo + ulp / 2
-    amb = np.abs(X - mid) < tol_abs
+    scale = rms + np.abs(X)
+    dist = np.abs(X - mid) / scale
+    amb = dist < tol_rel
     out = []
     for r, c in zip(*np.nonzero(amb)):
         alt = hi[r, c] if R[r, c] == lo[r, c] else lo[r, c]
-        out.append((int(r), np.array([c]), np.array([alt])))
+        out.append((int(r), np.array([c]), np.array([alt]), float(dist[r, c])))
     return out
 
 
-def _ambiguous_q8(X, tol_abs, scale_f16):
-    """Q8_0 ambiguities: an element whose x/d is within tol/d of a .5
+def _ambiguous_q8(X, tol_rel, rms, scale_f16):
+    """Q8_0 ambiguities: an element whose x/d is within tol of a .5
     boundary (alternative: q +- 1), or a block scale d within tol of an fp16
-    rounding midpoint (alternative: the other fp16 neighbour)."""
+    rounding midpoint (alternative: the other fp16 neighbour).  The
+    tolerance of a value v is tol_rel * (rms(row) + |v|)."""
     Xq, d, ds, q, idd = quant_q8_0(X, scale_f16)
     T, n = X.shape
     nb = n // 32
     B = X.reshape(T, nb, 32)
     r = B * idd[..., None]
-    frac_dist = np.abs(r - (np.floor(r) + 0.5))          # in quanta
-    tol_q = tol_abs[:, :, None] * idd[..., None]          # tol in quanta
+    frac_dist = np.abs(r - (np.floor(r) + 0.5))                      # in quanta
+    tol_q = tol_rel * (rms[:, :, None] + np.abs(B)) * idd[..., None]  # in quanta
     out = []
     amb = (frac_dist < tol_q) & (np.abs(q) < 127)
     for t, b, j in zip(*np.nonzero(amb)):
         qalt = np.ceil(r[t, b, j]) if q[t, b, j] == np.floor(r[t, b, j]) else np.floor(r[t, b, j])
-        out.append((int(t), np.array([b * 32 + j]), np.array([ds[t, b] * qalt])))
+        out.append((int(t), np.array([b * 32 + j]), np.array([ds[t, b] * qalt]),
+                    float(frac_dist[t, b, j] / idd[t, b] / (rms[t, 0] + abs(B[t, b, j])))))
     if scale_f16:
         # d = amax/127 rounded to fp16: ambiguous if d is near an fp16 midpoint
-        # (amax known to +-tol_abs, so d to +-tol_abs/127)
+        # (amax known to +-tol, so d to +-tol/127)
+        amax = np.max(np.abs(B), axis=-1)
         _, lo, hi, ulp = round_float_format(d, 11, -14)
         mid = lo + ulp / 2
-        ambd = (np.abs(d - mid) < tol_abs / 127.0) & (d > 0)
+        tol_d = tol_rel * (rms + amax) / 127.0
+        ambd = (np.abs(d - mid) < tol_d) & (d > 0)
         for t, b in zip(*np.nonzero(ambd)):
             dalt = hi[t, b] if ds[t, b] == lo[t, b] else lo[t, b]
-            out.append((int(t), np.arange(b * 32, b * 32 + 32), dalt * q[t, b]))
+            out.append((int(t), np.arange(b * 32, b * 32 + 32), dalt * q[t, b],
+                        float(abs(d[t, b] - mid[t, b]) * 127.0 / (rms[t, 0] + amax[t, b]))))
     return out
 
 
@@ -192,12 +199,15 @@ class LlamaRef:
     mode = "exact" | "emulate".  In emulate mode `act_round` maps a ggml
     weight type to the activation rounding applied before the matmul:
     None, "bf16", "f16" or "q8_0".  q8_scale_f16: the Q8_0 activation block
-    scale is stored as fp16 (llama.cpp's block_q8_0) — True by default."""
+    scale is stored as fp16 (llama.cpp's block_q8_0) — True by default.
+    dtype: float64 for the reference; float32 gives a float32 twin used only
+    to validate the test method (tests/ref/README.md)."""
 
     DEFAULT_ACT_ROUND = {GGML_F32: None, GGML_F16: None, GGML_BF16: "bf16",
                          GGML_Q8_0: "q8_0", GGML_Q4_0: "q8_0"}
 
-    def __init__(self, path, mode="exact", act_round=None, q8_scale_f16=True):
+    def __init__(self, path, mode="exact", act_round=None, q8_scale_f16=True,
+                 dtype=np.float64):
         self.g = GGUFFile(path)
         g = self.g
         arch = g.get("general.architecture", "llama")
@@ -222,6 +232,7 @@ class LlamaRef:
         assert self.rope_dim % 2 == 0 and self.rope_dim <= self.head_dim
 
         self._w = {}
+        self.dtype = np.dtype(dtype)
         self.types = {name: ti.type for name, ti in g.tensors.items()}
         self.tied = "output.weight" not in g.tensors
         self.out_name = "token_embd.weight" if self.tied else "output.weight"
@@ -253,6 +264,8 @@ class LlamaRef:
         a = self._w.get(name)
         if a is None:
             a = self.g.tensor(name)
+            if self.dtype != np.float64:
+                a = a.astype(self.dtype)
             self._w[name] = a
         return a
 
@@ -265,8 +278,8 @@ class LlamaRef:
         """x: [T, n_heads, head_dim]; rotates adjacent pairs of the first
         rope_dim dimensions of every head."""
         ang = pos[:, None].astype(np.float64) * self.freqs[None, :]    # [T, rd/2]
-        c = np.cos(ang)[:, None, :]
-        s = np.sin(ang)[:, None, :]
+        c = np.cos(ang)[:, None, :].astype(x.dtype)
+        s = np.sin(ang)[:, None, :].astype(x.dtype)
         out = x.copy()
         x0 = x[..., 0:self.rope_dim:2]
         x1 = x[..., 1:self.rope_dim:2]
@@ -294,20 +307,20 @@ class LlamaRef:
         if ctx is not None:
             rec = ctx.get("record")
             if rec is not None:
-                tol = ctx["amb_tol"] * np.sqrt(np.mean(X * X, axis=-1, keepdims=True))
+                X64 = np.asarray(X, dtype=np.float64)
+                rms = np.sqrt(np.mean(X64 * X64, axis=-1, keepdims=True))
                 if kind == "q8_0":
-                    tolb = np.broadcast_to(tol, (X.shape[0], X.shape[1] // 32))
-                    amb = _ambiguous_q8(X, tolb, self.q8_scale_f16)
+                    amb = _ambiguous_q8(X64, ctx["amb_tol"], rms, self.q8_scale_f16)
                 else:
                     mb, me = (8, -126) if kind == "bf16" else (11, -14)
-                    amb = _ambiguous_float(X, mb, me, tol)
-                for (t, idx, vals) in amb:
-                    rec.append((site, t, idx, vals))
-            ov = ctx.get("override")
-            if ov is not None and ov[0] == site:
-                R = R.copy()
-                R[ov[1], ov[2]] = ov[3]
-        return R
+                    amb = _ambiguous_float(X64, mb, me, ctx["amb_tol"], rms)
+                for (t, idx, vals, dist) in amb:
+                    rec.append((site, t, idx, vals, dist))
+            for ov in ctx.get("override") or ():
+                if ov[0] == site:
+                    R = R.copy()
+                    R[ov[1], ov[2]] = ov[3]
+        return R.astype(X.dtype, copy=False)
 
     def _shared_site(self, x, xr_prev, wname, prev_wname, site, ctx):
         """Input of a second matmul reading the same activation: the rounded
@@ -331,7 +344,7 @@ class LlamaRef:
         """Logits for the token sequence `ids` (positions 0..T-1), float64.
         last_only: return [n_vocab] of the last position, else [T, n_vocab].
         record: a list to append ambiguous roundings to (emulate mode).
-        override: (site, t, idx, values) forcing one rounding outcome.
+        override: list of (site, t, idx, values) forcing rounding outcomes.
         stats: a list to append (site, weight, rho) to for every weight matmul
                whose input is rounded (emulate mode), rho = predicted relative
                rms rounding error of the input, per row (rounding_rel_rms)."""
@@ -344,7 +357,7 @@ class LlamaRef:
         pos = np.arange(T)
         H, Hkv, D = self.n_head, self.n_head_kv, self.head_dim
         h = self.w("token_embd.weight")[ids].copy()               # [T, n_embd]
-        mask = np.triu(np.full((T, T), -np.inf), k=1)
+        mask = np.triu(np.full((T, T), -np.inf), k=1).astype(self.dtype)
         scale = 1.0 / math.sqrt(D)
         for l in range(self.n_layer):
             p = "blk.%d." % l
@@ -383,20 +396,21 @@ class LlamaRef:
             return logits[0]
         return logits
 
-    def flip_sensitivities(self, ids, amb_tol=1e-5, max_sites=400):
-        """Emulate-mode forward of the last position, plus, for every
-        ambiguous rounding, the logits obtained when that rounding goes the
-        other way.  Returns (logits, [delta_logits...])."""
+    def ambiguous_roundings(self, ids, amb_tol=1e-5):
+        """Emulate mode: logits of the last position and the list of
+        roundings whose outcome a float32 implementation could legitimately
+        take the other way (input within amb_tol * (rms(row) + |x|) of a
+        rounding midpoint), nearest first: (site, t, idx, alt_values, dist)."""
         assert self.mode == "emulate"
         rec = []
         base = self.forward(ids, record=rec, amb_tol=amb_tol)
-        if len(rec) > max_sites:
-            raise RuntimeError("too many ambiguous roundings (%d)" % len(rec))
-        deltas = []
-        for site, t, idx, vals in rec:
-            alt = self.forward(ids, override=(site, t, idx, vals))
-            deltas.append(alt - base)
-        return base, deltas
+        rec.sort(key=lambda r: r[4])
+        return base, rec
+
+    def forward_flipped(self, ids, ambs):
+        """Logits of the last position with the given ambiguous roundings
+        (entries of ambiguous_roundings' list) taken the other way."""
+        return self.forward(ids, override=[a[:4] for a in ambs])
 
 
 def greedy(model, prompt_ids, n_total, eos_id=None):

@@ -155,15 +155,17 @@ int32_t llamac_sampler_sample(llamac_sampler *s, const float *logits) {
     if (s->p.temperature == 0) {
         int best = 0;
         for (int i = 1; i < n; i++)
-            if (l[i] > l[best]) best = i;
+            if (l[i] > l[best] || isnan(l[best])) best = i;
         return best;
     }
-    for (int i = 0; i < n; i++) s->c[i] = (cand){l[i], i};
+    /* NaN (a broken model) would make the ordering inconsistent: rank it below everything. */
+    for (int i = 0; i < n; i++) s->c[i] = (cand){isnan(l[i]) ? -INFINITY : l[i], i};
     int k = s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
     select_top(s->c, n, k);
     n = k;
     /* probabilities of what is left (at temperature 1, as llama.cpp's top-p and min-p see them) */
     float max = s->c[0].logit;
+    if (!isfinite(max)) return s->c[0].id; /* +inf wins outright; all -inf: nothing to weigh */
     double sum = 0;
     for (int i = 0; i < n; i++) sum += exp((double)s->c[i].logit - max);
     if (s->p.top_p < 1.0f) {

@@ -1,4 +1,5 @@
 /* The public C API, end to end, against the golden greedy output of llama2.c's run.c. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,6 +218,21 @@ static void test_sampler(void **state) {
     a = llamac_sampler_create(&p, 4, &err);
     llamac_sampler_accept(a, 2);
     assert_int_equal(llamac_sampler_sample(a, logits), 1); /* 2/4 = 0.5 < 1 */
+    llamac_sampler_free(a);
+    /* a broken model's NaN and infinite logits: a valid id, never a crash */
+    float odd[6] = {NAN, 1.0f, -INFINITY, NAN, 3.0f, -INFINITY};
+    p = llamac_sampler_defaults();
+    p.top_k = 0;
+    a = llamac_sampler_create(&p, 6, &err);
+    for (int i = 0; i < 200; i++) {
+        int32_t x = llamac_sampler_sample(a, odd);
+        assert_true(x == 1 || x == 4);
+    }
+    llamac_sampler_free(a);
+    float all_nan[3] = {NAN, NAN, NAN};
+    p.temperature = 0;
+    a = llamac_sampler_create(&p, 3, &err);
+    assert_true(llamac_sampler_sample(a, all_nan) < 3);
     llamac_sampler_free(a);
 }
 

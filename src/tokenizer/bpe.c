@@ -7,8 +7,9 @@
  *    text are a token, so most pre-tokens cost one hash and one probe);
  *  - an open-addressing hash from the pair (left id, right id) to (rank, merged id).
  * Merging a pre-token that is not a token uses arrays on the stack while it is short (a quadratic
- * scan beats a heap there) and a heap over a linked list when it is long, so a pathological
- * pre-token (a megabyte of letters without a space) stays O(n log n).
+ * scan beats a heap there) and an indexed heap over a linked list when it is long (24 bytes of
+ * working memory per byte), so a pathological pre-token (a megabyte of letters without a space)
+ * stays O(n log n).
  */
 #include "tokenizer/bpe.h"
 
@@ -84,13 +85,20 @@ static inline uint64_t hash_bytes(const uint8_t *p, size_t n) {
     return h;
 }
 
+/* memcmp's call costs more than the compare for the short keys that dominate. */
+static inline bool same_bytes(const uint8_t *a, const uint8_t *b, size_t n) {
+    if (n >= 8 && n <= 16) return ((rd64(a) ^ rd64(b)) | (rd64(a + n - 8) ^ rd64(b + n - 8))) == 0;
+    if (n >= 4 && n < 8) return ((rd32(a) ^ rd32(b)) | (rd32(a + n - 4) ^ rd32(b + n - 4))) == 0;
+    return memcmp(a, b, n) == 0;
+}
+
 static inline int32_t vocab_find(const llc_bpe *b, const uint8_t *p, size_t n) {
     uint64_t h = hash_bytes(p, n);
     uint32_t tag = (uint32_t)(h >> 32);
     for (uint64_t i = h & b->vmask;; i = (i + 1) & b->vmask) {
         const vslot *s = &b->vtab[i];
         if (s->id < 0) return -1;
-        if (s->tag == tag && b->len[s->id] == n && memcmp(b->blob + b->off[s->id], p, n) == 0) return s->id;
+        if (s->tag == tag && b->len[s->id] == n && same_bytes(b->blob + b->off[s->id], p, n)) return s->id;
     }
 }
 
@@ -302,17 +310,13 @@ static inline void emit(sink *s, int32_t id) {
     s->n++;
 }
 
-typedef struct hent {
-    uint32_t rank;
-    int32_t pos;        /* left symbol: its byte offset in the word, so ordering by pos is leftmost-first */
-    int32_t lid, rid;   /* the pair when pushed: stale entries no longer match */
-    int32_t id;
-} hent;
-
-/* Working memory for long pre-tokens, grown on demand and kept for the rest of one encode call. */
+/* Working memory for long pre-tokens, grown on demand and kept for the rest of one encode call.
+ * Per byte of the longest long pre-token: 24 bytes. */
 typedef struct scratch {
-    int32_t *id, *prev, *next;
-    hent *heap;
+    int32_t *id, *prev, *next; /* the symbols, a linked list by byte offset; id -1: merged away */
+    int32_t *mid;              /* id of merging symbol k with its right neighbour */
+    int32_t *hidx;             /* where symbol k's pair sits in heap, -1 if it has none */
+    uint64_t *heap;            /* rank << 32 | k: numeric order is lowest rank, then leftmost */
     size_t cap;
 } scratch;
 
@@ -322,8 +326,8 @@ static bool scratch_reserve(scratch *s, size_t n) {
     while (cap < n) cap *= 2;
     free(s->id);
     free(s->heap);
-    s->id = malloc(cap * 3 * sizeof(int32_t));
-    s->heap = malloc(cap * 3 * sizeof(hent));
+    s->id = malloc(cap * 5 * sizeof(int32_t));
+    s->heap = malloc(cap * sizeof(uint64_t));
     if (!s->id || !s->heap) {
         free(s->id);
         free(s->heap);
@@ -332,38 +336,72 @@ static bool scratch_reserve(scratch *s, size_t n) {
     }
     s->prev = s->id + cap;
     s->next = s->id + 2 * cap;
+    s->mid = s->id + 3 * cap;
+    s->hidx = s->id + 4 * cap;
     s->cap = cap;
     return true;
 }
 
-static inline bool hent_less(const hent *a, const hent *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->pos > b->pos);
+/* An indexed binary min-heap: one entry per symbol that has a mergeable pair, updated in place when
+ * a merge changes the pair, so it never holds stale entries and never outgrows the word. */
+typedef struct iheap {
+    uint64_t *h;
+    int32_t *idx;
+    size_t n;
+} iheap;
+
+static inline void ih_place(iheap *q, size_t i, uint64_t key) {
+    q->h[i] = key;
+    q->idx[(uint32_t)key] = (int32_t)i;
 }
 
-static void heap_push(hent *h, size_t *n, hent e) {
-    size_t i = (*n)++;
+static void ih_up(iheap *q, size_t i, uint64_t key) {
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!hent_less(&e, &h[p])) break;
-        h[i] = h[p];
+        if (q->h[p] <= key) break;
+        ih_place(q, i, q->h[p]);
         i = p;
     }
-    h[i] = e;
+    ih_place(q, i, key);
 }
 
-static hent heap_pop(hent *h, size_t *n) {
-    hent top = h[0], last = h[--*n];
-    size_t i = 0, m = *n;
+static void ih_down(iheap *q, size_t i, uint64_t key) {
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= m) break;
-        if (c + 1 < m && hent_less(&h[c + 1], &h[c])) c++;
-        if (!hent_less(&h[c], &last)) break;
-        h[i] = h[c];
+        if (c >= q->n) break;
+        if (c + 1 < q->n && q->h[c + 1] < q->h[c]) c++;
+        if (q->h[c] >= key) break;
+        ih_place(q, i, q->h[c]);
         i = c;
     }
-    if (m) h[i] = last;
-    return top;
+    ih_place(q, i, key);
+}
+
+static void ih_remove(iheap *q, int32_t k) {
+    int32_t i = q->idx[k];
+    if (i < 0) return;
+    q->idx[k] = -1;
+    uint64_t last = q->h[--q->n];
+    if ((size_t)i == q->n) return;
+    if (last < q->h[i]) ih_up(q, (size_t)i, last);
+    else ih_down(q, (size_t)i, last);
+}
+
+/* Symbol k's pair now has this rank (NONE_RANK: none). */
+static void ih_set(iheap *q, int32_t k, uint32_t rank) {
+    if (rank == NONE_RANK) {
+        ih_remove(q, k);
+        return;
+    }
+    uint64_t key = (uint64_t)rank << 32 | (uint32_t)k;
+    int32_t i = q->idx[k];
+    if (i < 0) {
+        ih_up(q, q->n++, key);
+    } else if (key < q->h[i]) {
+        ih_up(q, (size_t)i, key);
+    } else {
+        ih_down(q, (size_t)i, key);
+    }
 }
 
 static void merge_small(const llc_bpe *b, const uint8_t *w, size_t n, sink *out) {
@@ -395,39 +433,28 @@ static void merge_small(const llc_bpe *b, const uint8_t *w, size_t n, sink *out)
 
 static bool merge_large(const llc_bpe *b, const uint8_t *w, size_t n, scratch *s, sink *out) {
     if (!scratch_reserve(s, n)) return false;
-    int32_t *id = s->id, *prev = s->prev, *next = s->next;
-    hent *heap = s->heap;
-    size_t hn = 0;
+    int32_t *id = s->id, *prev = s->prev, *next = s->next, *mid = s->mid;
+    iheap q = {s->heap, s->hidx, 0};
     for (size_t k = 0; k < n; k++) {
         id[k] = b->byte_tok[w[k]];
         prev[k] = (int32_t)k - 1;
         next[k] = k + 1 < n ? (int32_t)k + 1 : -1;
+        q.idx[k] = -1;
     }
-    for (size_t k = 0; k + 1 < n; k++) {
-        hent e = {0, (int32_t)k, id[k], id[k + 1], 0};
-        e.rank = pair_rank(b, e.lid, e.rid, &e.id);
-        if (e.rank != NONE_RANK) heap_push(heap, &hn, e);
-    }
-    while (hn) {
-        hent e = heap_pop(heap, &hn);
-        int32_t p = e.pos, r = next[p];
-        if (id[p] != e.lid || r < 0 || id[r] != e.rid) continue;
-        id[p] = e.id;
+    for (size_t k = 0; k + 1 < n; k++) ih_set(&q, (int32_t)k, pair_rank(b, id[k], id[k + 1], &mid[k]));
+    while (q.n) {
+        int32_t p = (int32_t)(uint32_t)q.h[0], r = next[p];
+        ih_remove(&q, p);
+        ih_remove(&q, r); /* r's pair with its right neighbour is gone */
+        id[p] = mid[p];
         id[r] = -1;
-        int32_t nr = next[r];
+        int32_t nr = next[r], pl = prev[p];
         next[p] = nr;
-        if (nr >= 0) prev[nr] = p;
-        int32_t pl = prev[p];
-        if (pl >= 0) {
-            hent f = {0, pl, id[pl], id[p], 0};
-            f.rank = pair_rank(b, f.lid, f.rid, &f.id);
-            if (f.rank != NONE_RANK) heap_push(heap, &hn, f);
-        }
         if (nr >= 0) {
-            hent f = {0, p, id[p], id[nr], 0};
-            f.rank = pair_rank(b, f.lid, f.rid, &f.id);
-            if (f.rank != NONE_RANK) heap_push(heap, &hn, f);
+            prev[nr] = p;
+            ih_set(&q, p, pair_rank(b, id[p], id[nr], &mid[p]));
         }
+        if (pl >= 0) ih_set(&q, pl, pair_rank(b, id[pl], id[p], &mid[pl]));
     }
     for (int32_t k = 0; k >= 0; k = next[k]) emit(out, id[k]);
     return true;

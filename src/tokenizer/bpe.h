@@ -34,8 +34,9 @@ void llc_bpe_free(llc_bpe *b);
 
 /* Pre-tokenizes with the Llama 3 regex and merges by rank. Writes the first cap ids to out, returns
  * the total count (which may exceed cap). out may be NULL when cap is 0 (counting only). Returns -1
- * on invalid arguments, a text over INT_MAX bytes, or out of memory (a pre-token over 256 bytes needs
- * working memory). Read-only on b: threads may encode with one llc_bpe at once. */
+ * on invalid arguments, a text over INT_MAX bytes, or out of memory (a pre-token over 64 bytes needs
+ * working memory: 24 bytes per byte of the longest such pre-token). Read-only on b: threads may
+ * encode with one llc_bpe at once. */
 int llc_bpe_encode(const llc_bpe *b, const char *text, size_t len, int32_t *out, int cap);
 
 /* The raw bytes token id decodes to (the inverse of the byte-to-unicode map); *bytes points into b

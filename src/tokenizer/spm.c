@@ -101,7 +101,7 @@ static void try_add_bigram(spm_state *st, int32_t left, int32_t right) {
     if (!mergeable(t->type)) return;
     bigram b = {t->score, left, right, size};
     heap_push(st, b);
-    if (t->type == LLC_TT_UNUSED) st->s->rev[id] = (int32_t)l->n;
+    if (t->type == LLC_TT_UNUSED) st->s->rev[id] = (llc_spm_rev){st->s->rev_gen, l->n};
 }
 
 /* Spells bytes that are no piece: <0xNN> per byte, or one unknown token if some byte has none. */
@@ -119,7 +119,8 @@ static bool emit_bytes(const struct llamac_tokenizer *tok, const char *p, uint32
     return true;
 }
 
-/* Undoes merges into unused pieces (SentencePiece's resegmentation); depth-bounded against hostile
+/* Undoes merges into unused pieces (SentencePiece's resegmentation: the split recorded last for the
+ * piece, as SentencePiece keys it by text); depth-bounded against hostile
  * vocabularies, past which the piece is spelled in bytes. */
 static bool resegment(spm_state *st, uint32_t off, uint32_t n, int depth, llc_tok_sink *out, llamac_error *err) {
     const struct llamac_tokenizer *tok = st->tok;
@@ -128,17 +129,21 @@ static bool resegment(spm_state *st, uint32_t off, uint32_t n, int depth, llc_to
         llc_sink_push(out, id);
         return true;
     }
-    if (id >= 0 && st->s->rev && depth < 256) {
-        int32_t left = st->s->rev[id];
-        if (left > 0 && (uint32_t)left < n)
-            return resegment(st, off, (uint32_t)left, depth + 1, out, err) &&
-                   resegment(st, off + (uint32_t)left, n - (uint32_t)left, depth + 1, out, err);
+    if (id >= 0 && st->s->rev && st->s->rev[id].gen == st->s->rev_gen && depth < 256) {
+        uint32_t left = st->s->rev[id].left;
+        if (left > 0 && left < n)
+            return resegment(st, off, left, depth + 1, out, err) &&
+                   resegment(st, off + left, n - left, depth + 1, out, err);
     }
     if (id >= 0 && tok->tokens[id].type == LLC_TT_UNUSED) {
         llc_sink_push(out, id);
         return true;
     }
     return emit_bytes(tok, st->buf + off, n, out, err);
+}
+
+static inline bool is_u2581(const char *buf, symbol s) {
+    return s.n == 3 && !memcmp(buf + s.off, "\xE2\x96\x81", 3);
 }
 
 bool llc_spm_encode(const struct llamac_tokenizer *tok, const char *text, size_t len, bool add_prefix,
@@ -176,30 +181,49 @@ bool llc_spm_encode(const struct llamac_tokenizer *tok, const char *text, size_t
         off += cl;
     }
 
-    if (tok->has_unused && !s->rev) {
-        s->rev = malloc((size_t)tok->n_vocab * sizeof *s->rev);
-        if (!s->rev) return llc_fail(err, "out of memory tokenizing");
+    /* Resegmentation records are per piece of text (llama.cpp starts a new session for each): a new
+     * generation forgets the old ones without clearing the array. */
+    if (tok->has_unused) {
+        if (!s->rev && !(s->rev = calloc((size_t)tok->n_vocab, sizeof *s->rev)))
+            return llc_fail(err, "out of memory tokenizing");
+        if (++s->rev_gen == 0) {
+            memset(s->rev, 0, (size_t)tok->n_vocab * sizeof *s->rev);
+            s->rev_gen = 1;
+        }
     }
-    if (s->rev) memset(s->rev, 0, (size_t)tok->n_vocab * sizeof *s->rev);
 
+    /* When no piece runs from a character into a following "▁" (true of SentencePiece vocabularies
+     * without whitespace-spanning pieces), words cannot interact: merging each on its own gives the
+     * same result and keeps the queue small and in cache. */
     spm_state st = {tok, buf, sym, s->heap, 0, s->heap_cap, s, false};
-    for (int32_t i = 1; i < n_sym; i++) try_add_bigram(&st, i - 1, i);
+    for (int32_t start = 0; start < n_sym;) {
+        int32_t end = start + 1;
+        if (tok->spm_word_split)
+            while (end < n_sym && !(is_u2581(buf, sym[end]) && !is_u2581(buf, sym[end - 1]))) end++;
+        else
+            end = n_sym;
+        sym[start].prev = -1;
+        sym[end - 1].next = -1;
+        st.n_heap = 0;
+        for (int32_t i = start + 1; i < end; i++) try_add_bigram(&st, i - 1, i);
 
-    while (st.n_heap > 0 && !st.oom) {
-        bigram b = heap_pop(&st);
-        symbol *l = &sym[b.left], *r = &sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) sym[r->next].prev = b.left;
-        try_add_bigram(&st, l->prev, b.left);
-        try_add_bigram(&st, b.left, l->next);
+        while (st.n_heap > 0 && !st.oom) {
+            bigram b = heap_pop(&st);
+            symbol *l = &sym[b.left], *r = &sym[b.right];
+            if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
+            l->n += r->n;
+            r->n = 0;
+            l->next = r->next;
+            if (r->next >= 0) sym[r->next].prev = b.left;
+            try_add_bigram(&st, l->prev, b.left);
+            try_add_bigram(&st, b.left, l->next);
+        }
+        if (st.oom) return llc_fail(err, "out of memory tokenizing");
+
+        for (int32_t i = start; i >= 0; i = sym[i].next)
+            if (!resegment(&st, sym[i].off, sym[i].n, 0, out, err)) return false;
+        start = end;
     }
-    if (st.oom) return llc_fail(err, "out of memory tokenizing");
-
-    for (int32_t i = n_sym ? 0 : -1; i >= 0; i = sym[i].next)
-        if (!resegment(&st, sym[i].off, sym[i].n, 0, out, err)) return false;
     return true;
 }
 

@@ -4,6 +4,7 @@
  * bpe.c. Every file is untrusted: counts, lengths and ids are checked before use, and nothing is
  * allocated from a count that the file's size does not bound.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,6 @@
 #include "tokenizer/hf_json.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_internal.h"
-
 
 /* Text handed to llamac_tokenize: keeps every count inside int and every offset inside uint32. */
 #define MAX_TEXT ((size_t)INT32_MAX / 4)
@@ -215,6 +215,19 @@ static void add_eog(llamac_tokenizer *tok, int32_t id) {
     tok->eog[tok->n_eog++] = id;
 }
 
+/* A piece that can be merged and has "▁" right after a character other than "▁". */
+static bool piece_spans_words(const llc_token *t) {
+    if (t->type == LLC_TT_CONTROL || t->type == LLC_TT_UNKNOWN || t->type == LLC_TT_BYTE) return false;
+    for (uint32_t j = 1; j + 3 <= t->len; j++)
+        if (!memcmp(t->text + j, U2581, 3) && (j < 3 || memcmp(t->text + j - 3, U2581, 3))) return true;
+    return false;
+}
+
+/* Tokens matched in the text before encoding. */
+static bool is_special(const llc_token *t) {
+    return t->len > 0 && (t->type == LLC_TT_CONTROL || t->type == LLC_TT_UNKNOWN || t->type == LLC_TT_USER_DEFINED);
+}
+
 /* Everything derived from texts, types and special ids. */
 static bool tok_finish(llamac_tokenizer *tok, llamac_error *err) {
     if (!tok->map && !build_map(tok)) return llc_fail(err, "out of memory for the vocabulary map");
@@ -227,12 +240,15 @@ static bool tok_finish(llamac_tokenizer *tok, llamac_error *err) {
     }
 
     int n_special = 0;
+    tok->spm_word_split = tok->kind == LLC_TOK_SPM;
     for (int i = 0; i < tok->n_vocab; i++) {
         const llc_token *t = &tok->tokens[i];
         if (t->type == LLC_TT_UNUSED) tok->has_unused = true;
-        if (t->len > 0 && (t->type == LLC_TT_CONTROL || t->type == LLC_TT_UNKNOWN || t->type == LLC_TT_USER_DEFINED))
-            n_special++;
+        if (tok->spm_word_split && piece_spans_words(t)) tok->spm_word_split = false;
+        if (is_special(t)) n_special++;
     }
+    /* Which split SentencePiece undoes for an unused piece depends on the order of the whole queue. */
+    if (tok->has_unused) tok->spm_word_split = false;
     if (n_special) {
         len_id *tmp = malloc((size_t)n_special * sizeof *tmp);
         tok->specials = malloc((size_t)n_special * sizeof *tok->specials);
@@ -242,9 +258,7 @@ static bool tok_finish(llamac_tokenizer *tok, llamac_error *err) {
         }
         int k = 0;
         for (int i = 0; i < tok->n_vocab; i++) {
-            const llc_token *t = &tok->tokens[i];
-            if (t->len > 0 && (t->type == LLC_TT_CONTROL || t->type == LLC_TT_UNKNOWN || t->type == LLC_TT_USER_DEFINED))
-                tmp[k++] = (len_id){t->len, i};
+            if (is_special(&tok->tokens[i])) tmp[k++] = (len_id){tok->tokens[i].len, i};
         }
         qsort(tmp, (size_t)k, sizeof *tmp, cmp_len_id);
         for (int i = 0; i < k; i++) tok->specials[i] = tmp[i].id;
@@ -567,7 +581,7 @@ static llamac_tokenizer *from_hf_json(const char *path, llamac_error *err) {
     if (!llc_hf_vocab_load(path, &v, err)) return NULL;
     llc_str *strs = NULL;
     llamac_tokenizer *tok = tok_new(v.n_tokens > 0 ? (uint64_t)v.n_tokens : 0, err);
-    if (!tok) goto fail;
+    if (!tok) goto fail_prefix;
     tok->kind = LLC_TOK_GPT2;
     snprintf(tok->model, sizeof tok->model, "gpt2");
     tok->pre = strdup("llama-bpe"); /* what llama.cpp's converter names the Llama 3 pre-tokenizer */
@@ -615,13 +629,8 @@ llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err) {
         return NULL;
     }
     unsigned char magic[4] = {0};
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        llc_fail(err, "%s: cannot open", path);
-        return NULL;
-    }
-    size_t got = fread(magic, 1, sizeof magic, fp);
-    fclose(fp);
+    size_t got = 0;
+    if (!llc_read_head(path, magic, sizeof magic, &got, err)) return NULL;
 
     if (got == 4 && !memcmp(magic, "GGUF", 4)) {
         gguf_file *g = gguf_open(path, err);
@@ -634,9 +643,16 @@ llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err) {
     /* Told apart by content. Still to come here: tiktoken files, SentencePiece .model protobufs. */
     size_t i = 0;
     while (i < got && (magic[i] == ' ' || magic[i] == '\t' || magic[i] == '\n' || magic[i] == '\r')) i++;
-    /* JSON has no NUL; a llama2.c file starts with a small int32, which has one. */
-    if (i < got && magic[i] == '{' && !memchr(magic, 0, got)) return from_hf_json(path, err);
-    return llc_tokenizer_from_llama2c(path, 0, err);
+    /* A llama2.c file starts with a small int32 (max_token_length), so with a NUL byte; JSON, tiktoken
+     * text and SentencePiece protobufs do not. */
+    bool has_nul = memchr(magic, 0, got) != NULL;
+    if (i < got && magic[i] == '{' && !has_nul) return from_hf_json(path, err);
+    if (got == 4 && has_nul) return llc_tokenizer_from_llama2c(path, 0, err);
+    if (got >= 2 && magic[0] == 0x0A)
+        llc_fail(err, "%s: SentencePiece .model files are not supported yet (use a GGUF or llama2.c's tokenizer.bin)", path);
+    else
+        llc_fail(err, "%s: not a tokenizer this build reads (GGUF, tokenizer.json, llama2.c tokenizer.bin)", path);
+    return NULL;
 }
 
 int llamac_tokenizer_n_vocab(const llamac_tokenizer *tok) { return tok ? tok->n_vocab : 0; }
@@ -731,9 +747,10 @@ static bool encode_text(const llamac_tokenizer *tok, const char *text, size_t le
 
 int llamac_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool add_bos, bool parse_special,
                     int32_t *out, int cap, llamac_error *err) {
-    if (!tok) return llc_fail(err, "no tokenizer"), -1;
-    if (!text && len) return llc_fail(err, "no text"), -1;
-    if (len > MAX_TEXT) return llc_fail(err, "text of %zu bytes is too long to tokenize", len), -1;
+    if (!tok || (!text && len) || len > MAX_TEXT) {
+        llc_fail(err, !tok ? "no tokenizer" : len > MAX_TEXT ? "text too long to tokenize" : "no text");
+        return -1;
+    }
     llc_tok_sink sink = {out, out && cap > 0 ? cap : 0, 0};
     if (add_bos && tok->bos >= 0) llc_sink_push(&sink, tok->bos);
 
@@ -921,3 +938,7 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
     gguf_write_bool(w, "tokenizer.ggml.add_eos_token", tok->add_eos);
     gguf_write_bool(w, "tokenizer.ggml.add_space_prefix", tok->add_space_prefix);
 }
+
+/* A token's bytes are never longer than its stored text (▁ and <0xNN> shrink, byte-level BPE's
+ * characters stand for single bytes); add room for a held partial character, U+FFFD and the NUL. */
+size_t llamac_detokenizer_max_bytes(const llamac_tokenizer *tok) { return (size_t)tok->max_len + 16; }

@@ -54,6 +54,8 @@ struct llamac_tokenizer {
     bool add_bos, add_eos, add_space_prefix;
     bool has_scores;      /* scores came from the file (written back by llc_tokenizer_write_gguf) */
     bool has_unused;      /* some token is LLC_TT_UNUSED: SPM encode must resegment merges into them */
+    bool spm_word_split;  /* no mergeable piece has "▁" after another character (and none is unused):
+                             words encode apart */
     char model[16];       /* tokenizer.ggml.model */
     char *pre;            /* tokenizer.ggml.pre, NULL if absent */
 
@@ -88,6 +90,12 @@ static inline void llc_sink_push(llc_tok_sink *s, int32_t id) {
 /* Id of the token whose text is exactly s[0..n), -1 if none. */
 int32_t llc_tok_find(const struct llamac_tokenizer *tok, const char *s, size_t n);
 
+/* Last queued merge into an unused piece: the length of its left part, valid for generation gen. */
+typedef struct llc_spm_rev {
+    uint32_t gen;
+    uint32_t left;
+} llc_spm_rev;
+
 /* Working memory of the SPM encoder, reused across the pieces of one llamac_tokenize call. */
 typedef struct llc_spm_scratch {
     char *buf;
@@ -96,7 +104,8 @@ typedef struct llc_spm_scratch {
     size_t sym_cap;
     void *heap;
     size_t heap_cap;
-    int32_t *rev;         /* per-id left length of the last merge into an unused piece */
+    llc_spm_rev *rev;     /* by id, only for vocabularies with unused pieces */
+    uint32_t rev_gen;
 } llc_spm_scratch;
 
 /* SentencePiece BPE encode of len bytes (no special-token handling), with a leading "▁" if

@@ -95,8 +95,11 @@ typedef struct llamac_detokenizer {
     int n_pending;
 } llamac_detokenizer;
 void llamac_detokenizer_init(llamac_detokenizer *d, const llamac_tokenizer *tok);
-/* Appends the printable text for id to buf (NUL-terminated, cap >= 64 is always enough); returns its length. */
+/* Writes the printable text for id to buf (NUL-terminated) and returns its length. A buffer of
+ * llamac_detokenizer_max_bytes(tok) always suffices (256 does for Llama 2 and 3); with a smaller one
+ * the text is cut at a character boundary. */
 size_t llamac_detokenize(llamac_detokenizer *d, int32_t id, char *buf, size_t cap);
+size_t llamac_detokenizer_max_bytes(const llamac_tokenizer *tok);
 /* Flushes a held incomplete character as U+FFFD. */
 size_t llamac_detokenizer_flush(llamac_detokenizer *d, char *buf, size_t cap);
 

@@ -9,9 +9,10 @@ would: lying counts, absurd lengths, unknown types, overlapping tensors, contrad
     g.set_kv("llama.block_count", hostile.U32, 0)
     open("bad.gguf", "wb").write(g.to_bytes())
 
-    hostile.gguf_cases(path)      -> [(name, bytes, level)]   level: see GGUF_LEVELS
-    hostile.llama2c_cases(path)   -> [(name, bytes, level)]   (checkpoint .bin)
-    hostile.tok_cases(path)       -> [(name, bytes, level)]   (llama2.c tokenizer.bin)
+    hostile.gguf_cases(path)      -> [(name, payload, level)]   level: see LEVELS
+    hostile.llama2c_cases(path)   -> [(name, payload, level)]   (checkpoint .bin)
+    hostile.tok_cases(path)       -> [(name, payload, level)]   (llama2.c tokenizer.bin)
+    hostile.as_bytes(payload)     -> bytes of the file
     hostile.tiny_model_gguf(...)  -> bytes of a small valid model (for fuzz seeds)
 """
 import math
@@ -32,8 +33,9 @@ GGML_TYPE_SIZE = {GGML_F32: (1, 4), GGML_F16: (1, 2), 2: (32, 18), 8: (32, 34), 
 #                succeed (the vocabulary alone can be fine)
 #   "vocab":     the vocabulary is unusable -> generate/logits/tokenize fail; info may succeed
 #   "vocab_model": vocabulary fine on its own but inconsistent with the model -> generate/logits fail
-#   "ok":        a legal (if odd) file: anything goes except a crash or a hang
-GGUF_LEVELS = ("container", "model", "vocab", "vocab_model", "ok")
+#   "ok":        a legal (if odd) file: success or a clean error, but never a crash or a hang
+#   "valid":     a legal file every command must accept (controls that prove the harness works)
+LEVELS = ("container", "model", "vocab", "vocab_model", "ok", "valid")
 
 TWO63 = 1 << 63
 TWO64M1 = (1 << 64) - 1
@@ -253,6 +255,19 @@ class Gguf:
 # GGUF mutations of a real model (stories260K.gguf)
 
 
+class Truncated:
+    def __init__(self, raw, n):
+        self.raw, self.n = raw, n
+
+    def to_bytes(self):
+        return self.raw[:self.n]
+
+
+def as_bytes(obj):
+    """Case payloads are bytes or lazily serialized objects (keeps 300 variants of a 1 MB file cheap)."""
+    return bytes(obj) if isinstance(obj, (bytes, bytearray)) else obj.to_bytes()
+
+
 def gguf_truncations(raw, header_len, n_points=50):
     """Truncation points: every field boundary of the fixed header and of the first kv, a spread
     through the rest of the header, and n_points evenly through the file."""
@@ -275,9 +290,8 @@ def gguf_cases(path):
     header_len = len(base.header_bytes())
     cases = []
 
-    def add(name, g_or_bytes, level):
-        b = g_or_bytes if isinstance(g_or_bytes, (bytes, bytearray)) else g_or_bytes.to_bytes()
-        cases.append((name, bytes(b), level))
+    def add(name, obj, level):
+        cases.append((name, obj, level))  # bytes, or an object with to_bytes(): see as_bytes()
 
     def mut(fn):
         g = base.copy()
@@ -289,7 +303,7 @@ def gguf_cases(path):
         b[off:off + len(data)] = data
         return bytes(b)
 
-    add("control_unmodified_roundtrip", base, "ok")
+    add("control_unmodified_roundtrip", base, "valid")
 
     # ---- fixed header
     add("magic_GGUX", patch(0, b"GGUX"), "container")
@@ -297,11 +311,11 @@ def gguf_cases(path):
     add("magic_zero", patch(0, b"\0\0\0\0"), "container")
     for v in (0, 1, 4, 0xFFFFFFFF):
         add(f"version_{v}", patch(4, u32(v)), "container")
-    add("version_2_ok", patch(4, u32(2)), "ok")
+    add("version_2_ok", patch(4, u32(2)), "valid")
     for n in (TWO63, TWO64M1, 1 << 62, 1 << 32, len(base.tensors) + 1):
         add(f"n_tensors_{n}", patch(8, u64(n)), "container")
-    add("n_tensors_minus1", patch(8, u64(len(base.tensors) - 1)), "ok")  # last info becomes data: no model
-    add("n_tensors_0", patch(8, u64(0)), "ok")
+    add("n_tensors_minus1", patch(8, u64(len(base.tensors) - 1)), "model")  # last info becomes data: a tensor missing
+    add("n_tensors_0", patch(8, u64(0)), "model")
     for n in (TWO63, TWO64M1, 1 << 62, len(base.kvs) + 1):
         add(f"n_kv_{n}", patch(16, u64(n)), "container")
     add("n_kv_0", patch(16, u64(0)), "container")
@@ -309,7 +323,7 @@ def gguf_cases(path):
 
     # ---- truncation
     for p in gguf_truncations(raw, header_len):
-        add(f"truncated_at_{p}", raw[:p], "container")
+        add(f"truncated_at_{p}", Truncated(raw, p), "container")
 
     # ---- strings
     for n in (TWO63, TWO64M1, 1 << 32, len(raw) + 1, len(raw) - 24 - 8):
@@ -337,10 +351,10 @@ def gguf_cases(path):
     add("scores_count_2^62_overflow", mut(lambda g: g.set_kv("tokenizer.ggml.scores", ARRAY, enc_array_raw(F32, 1 << 62), raw=True)), "container")
     add("tokens_count_2^62", mut(lambda g: g.set_kv("tokenizer.ggml.tokens", ARRAY, enc_array_raw(STRING, 1 << 62, enc_str("a")), raw=True)), "container")
     for depth in (2, 8, 9, 1000, 200000):
-        lvl = "ok" if depth <= 8 else "container"
+        lvl = "valid" if depth <= 8 else "container"
         add(f"nested_array_depth_{depth}", mut(lambda g: g.set_kv("hostile.nested", ARRAY, nested_array(depth), raw=True)), lvl)
     add("nested_array_wide_2^40_empty", mut(lambda g: g.set_kv("hostile.nested", ARRAY, enc_array_raw(ARRAY, 1 << 40, enc_array_raw(U8, 0) * 4), raw=True)), "container")
-    add("array_of_empty_arrays_ok", mut(lambda g: g.set_kv("hostile.nested", ARRAY, enc_array_raw(ARRAY, 3, enc_array_raw(U8, 0) * 3), raw=True)), "ok")
+    add("array_of_empty_arrays_ok", mut(lambda g: g.set_kv("hostile.nested", ARRAY, enc_array_raw(ARRAY, 3, enc_array_raw(U8, 0) * 3), raw=True)), "valid")
     add("array_elem_type_unknown_13", mut(lambda g: g.set_kv("hostile.array", ARRAY, enc_array_raw(13, 1, b"\0" * 8), raw=True)), "container")
     add("array_elem_type_unknown_ffffffff", mut(lambda g: g.set_kv("hostile.array", ARRAY, enc_array_raw(0xFFFFFFFF, 1, b"\0" * 8), raw=True)), "container")
     add("nested_array_elem_type_unknown", mut(lambda g: g.set_kv("hostile.array", ARRAY, enc_array_raw(ARRAY, 1, enc_array_raw(99, 1, b"\0" * 8)), raw=True)), "container")
@@ -398,7 +412,7 @@ def gguf_cases(path):
     # ---- missing tensors / keys
     for name in ("blk.2.ffn_up.weight", "token_embd.weight", "output_norm.weight", "blk.4.attn_v.weight"):
         add(f"missing_tensor_{name}", mut(lambda g: g.del_tensor(name)), "model")
-    add("missing_output_weight_is_tied_ok", mut(lambda g: g.del_tensor("output.weight")), "ok")
+    add("missing_output_weight_is_tied_ok", mut(lambda g: g.del_tensor("output.weight")), "valid")
     for key in ("llama.block_count", "llama.embedding_length", "llama.attention.head_count", "general.architecture"):
         add(f"missing_key_{key}", mut(lambda g: g.del_kv(key)), "model")
     add("missing_key_head_count_kv_contradicts_k", mut(lambda g: g.del_kv("llama.attention.head_count_kv")), "model")
@@ -444,8 +458,16 @@ def gguf_cases(path):
         add(f"alignment_{v}", mut(lambda g: (g.set_kv("general.alignment", U64 if v > 0xFFFFFFFF else U32, v), setattr(g, "align", 32))), "container")
     add("alignment_string", mut(lambda g: (g.set_kv("general.alignment", STRING, "32"), setattr(g, "align", 32))), "container")
     add("alignment_i32_negative", mut(lambda g: (g.set_kv("general.alignment", I32, -32), setattr(g, "align", 32))), "container")
-    add("alignment_64_ok", mut(lambda g: g.set_kv("general.alignment", U32, 64)), "ok")
-    add("alignment_64_but_data_at_32", mut(lambda g: (g.set_kv("general.alignment", U32, 64), setattr(g, "align", 32))), "container")
+    add("alignment_64_ok", mut(lambda g: g.set_kv("general.alignment", U32, 64)), "valid")
+    def align_lie(g):
+        # general.alignment says 64 but the data section starts at a multiple of 32 that is not one of 64
+        g.set_kv("general.alignment", U32, 64)
+        g.align = 32
+        pad = 0
+        while (len(g.header_bytes()) + 31) // 32 * 32 % 64 == 0:
+            pad += 8
+            g.set_kv("general.pad", STRING, "x" * pad)  # moves the header end until the two disagree
+    add("alignment_64_but_data_at_32", mut(align_lie), "container")
 
     # ---- duplicates
     add("duplicate_key_same_value", mut(lambda g: g.kvs.append(KV("llama.block_count", U32, u32(5)))), "container")
@@ -482,7 +504,7 @@ def gguf_cases(path):
     for key, v, level in (("bos", 512, "vocab"), ("bos", 0x7FFFFFFF, "vocab"), ("eos", 600, "vocab"),
                           ("bos", 0xFFFFFFFF, "ok"), ("unknown", 10000, "ok"), ("padding", 512, "ok")):
         add(f"{key}_id_{v}", mut(lambda g: g.set_kv(f"tokenizer.ggml.{key}_token_id", U32, v)), level)
-    add("bos_id_i32_negative", mut(lambda g: g.set_kv("tokenizer.ggml.bos_token_id", I32, -5)), "vocab")
+    add("bos_id_i32_negative", mut(lambda g: g.set_kv("tokenizer.ggml.bos_token_id", I32, -5)), "ok")  # negative: no BOS
     add("bos_id_string", mut(lambda g: g.set_kv("tokenizer.ggml.bos_token_id", STRING, "1")), "vocab")
     add("tokenizer_model_unknown", mut(lambda g: g.set_kv("tokenizer.ggml.model", STRING, "bert")), "vocab")
     add("tokenizer_model_gpt2_without_merges", mut(lambda g: g.set_kv("tokenizer.ggml.model", STRING, "gpt2")), "vocab")
@@ -490,6 +512,21 @@ def gguf_cases(path):
                                                          g.set_kv("tokenizer.ggml.merges", ARRAY, (STRING, [b"nospace", b"", b" ", b"a b c", b"\xff \xfe", b"zz qq"]))),
         ), "ok")
     add("tokenizer_add_bos_wrong_type", mut(lambda g: g.set_kv("tokenizer.ggml.add_bos_token", STRING, "yes")), "ok")
+
+    # ---- weights that are valid bytes but poison the arithmetic (NaN / Inf logits reach the sampler)
+    def poison(tname, value, count=None):
+        def f(g):
+            t = g.tensor(tname)
+            n = t.nbytes() // 4 if count is None else count
+            d = bytearray(g.data)
+            d[t.offset:t.offset + 4 * n] = struct.pack("<f", value) * n
+            g.data = bytes(d)
+        return mut(f)
+    add("weights_nan_output_norm", poison("output_norm.weight", float("nan")), "ok")
+    add("weights_inf_token_embd", poison("token_embd.weight", float("inf")), "ok")
+    add("weights_nan_one_output_row", poison("output.weight", float("nan"), 64), "ok")
+    add("weights_huge_attn_q", poison("blk.0.attn_q.weight", 3e38), "ok")
+    add("weights_denormal_ffn", poison("blk.2.ffn_up.weight", 1e-42), "ok")
 
     # ---- lots of small records (quadratic duplicate checks)
     def many_kvs(g, n):
@@ -538,7 +575,7 @@ def llama2c_cases(path):
             h[names.index(k)] = v
         return struct.pack("<7i", *h) + body
 
-    cases.append(("control_unmodified", raw, "ok"))
+    cases.append(("control_unmodified", raw, "valid"))
     for p in (0, 1, 4, 20, 27, 28, 32):
         cases.append((f"truncated_at_{p}", raw[:p], "container"))
     for i in range(1, 20):
@@ -588,10 +625,9 @@ def tok_cases(path):
     but with fewer tokens than the model's vocabulary: standalone use may work, generate must fail), "ok"."""
     raw = open(path, "rb").read()
     maxlen, toks, offs = tok_parse(raw)
-    cases = [("control_unmodified", raw, "ok")]
-    for p in (0, 1, 3, 4, 6, 8, 9, 11, 12):
-        cases.append((f"truncated_at_{p}", raw[:p], "container" if p >= 1 and p < 4 else
-                      ("container" if p in (6, 9, 11) else "vocab_model")))
+    cases = [("control_unmodified", raw, "valid")]
+    for p in (0, 1, 3, 4, 6, 8, 9, 11, 12):  # 4: max_token_length alone, zero tokens
+        cases.append((f"truncated_at_{p}", raw[:p], "vocab_model" if p == 4 else "container"))
     # mid-record truncations (inside the score, the length, the bytes) at several tokens
     for k in (1, 100, 300, 511):
         o = offs[k]
@@ -614,7 +650,7 @@ def tok_cases(path):
         cases.append((f"max_token_length_{m}", tok_build(m, toks), "ok"))
     cases.append(("scores_nan", tok_build(maxlen, [(float("nan"), b) for _, b in toks]), "ok"))
     cases.append(("tokens_invalid_utf8", tok_build(maxlen, [(s, b"\xff\xfe" + b) for s, b in toks]), "ok"))
-    cases.append(("extra_trailing_bytes", raw + b"\1\2\3", "container"))
+    cases.append(("extra_trailing_bytes", raw + b"\1\2\3", "ok"))  # a model's n_vocab may stop the reader before
     cases.append(("extra_token", raw + struct.pack("<fi", 0.0, 1) + b"z", "ok"))
     cases.append(("token_with_nul_byte", tok_build(maxlen, toks[:300] + [(0.0, b"a\0b")] + toks[301:]), "ok"))
     return cases
@@ -633,10 +669,38 @@ def _rng(seed):
         yield (x / 0xFFFFFFFF - 0.5) * 0.2
 
 
-def tiny_model_gguf(vocab_from, dim=8, hidden=16, n_layers=1, n_heads=2, n_kv_heads=1, n_vocab=None,
-                    wtype=GGML_F32, seed=1, tied=True):
-    """A small valid Llama GGUF whose vocabulary comes from another GGUF (e.g. stories260K.gguf),
-    cut to n_vocab tokens. wtype: F32 or F16 (F16 halves the size)."""
+def _fp16(x):
+    return struct.pack("<e", x)
+
+
+def quantize(vals, wtype):
+    """Row bytes of vals (a multiple of 32 long for the block types) in ggml type wtype."""
+    if wtype == GGML_F32:
+        return struct.pack(f"<{len(vals)}f", *vals)
+    if wtype == GGML_F16:
+        return struct.pack(f"<{len(vals)}e", *vals)
+    out = bytearray()
+    for i in range(0, len(vals), 32):
+        x = vals[i:i + 32]
+        if wtype == 8:  # Q8_0: d = amax / 127, q = round(x / d)
+            amax = max(abs(v) for v in x)
+            d = amax / 127
+            out += _fp16(d) + bytes((int(round(v / d)) if d else 0) & 0xFF for v in x)
+        elif wtype == 2:  # Q4_0: d = max / -8, q = x / d + 8 (low nibbles: 0..15, high: 16..31)
+            m = max(x, key=abs)
+            d = m / -8
+            q = [min(15, int(v / d + 8.5)) if d else 8 for v in x]
+            out += _fp16(d) + bytes(q[j] | (q[j + 16] << 4) for j in range(16))
+        else:
+            raise ValueError(wtype)
+    return bytes(out)
+
+
+def tiny_model(vocab_from, dim=8, hidden=16, n_layers=1, n_heads=2, n_kv_heads=1, n_vocab=None,
+               wtype=GGML_F32, seed=1, tied=True):
+    """A small valid Llama model as a Gguf object, its vocabulary taken from another GGUF (e.g.
+    stories260K.gguf) and cut to n_vocab tokens. wtype: 0 F32, 1 F16, 8 Q8_0, 2 Q4_0 (block types
+    need dim and hidden multiples of 32)."""
     src = Gguf.load(vocab_from)
     _, toks = src.get("tokenizer.ggml.tokens")
     _, scores = src.get("tokenizer.ggml.scores")
@@ -675,13 +739,56 @@ def tiny_model_gguf(vocab_from, dim=8, hidden=16, n_layers=1, n_heads=2, n_kv_he
     for name, ne in shapes:
         n = math.prod(ne)
         is_norm = len(ne) == 1
-        t = GGML_F32 if is_norm else wtype
+        t = GGML_F32 if is_norm or ne[0] % 32 and wtype in (2, 8) else wtype
         vals = [1.0] * n if is_norm else [next(rng) for _ in range(n)]
         data += b"\0" * ((-len(data)) % 32)
         g.tensors.append(Tensor(name, ne, t, len(data)))
-        data += struct.pack(f"<{n}f" if t == GGML_F32 else f"<{n}e", *vals)
+        data += quantize(vals, t)
     g.data = bytes(data)
-    return g.to_bytes()
+    return g
+
+
+def tiny_model_gguf(vocab_from, **kw):
+    return tiny_model(vocab_from, **kw).to_bytes()
+
+
+def _gpt2_byte_chars():
+    """GPT-2's byte -> printable character table (bytes_to_unicode)."""
+    bs = list(range(33, 127)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def tiny_gpt2_vocab():
+    """A small byte-level BPE (Llama 3 style) vocabulary-only GGUF: 256 byte tokens, a few merges, and
+    the Llama 3 special tokens."""
+    bc = _gpt2_byte_chars()
+    toks = [bc[b] for b in range(256)]
+    merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "o n", "Ġ s", "e r", "Ġa n", "Ġan d", "1 2", "12 3"]
+    for m in merges:
+        a, b = m.split(" ")
+        toks.append(a + b)
+    types = [1] * len(toks)
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    bos = len(toks)
+    toks += specials
+    types += [3] * len(specials)
+    g = Gguf()
+    g.set_kv("general.architecture", STRING, "llama")
+    g.set_kv("tokenizer.ggml.model", STRING, "gpt2")
+    g.set_kv("tokenizer.ggml.pre", STRING, "llama-bpe")
+    g.set_kv("tokenizer.ggml.tokens", ARRAY, (STRING, [t.encode() for t in toks]))
+    g.set_kv("tokenizer.ggml.token_type", ARRAY, (I32, types))
+    g.set_kv("tokenizer.ggml.merges", ARRAY, (STRING, [m.encode() for m in merges]))
+    g.set_kv("tokenizer.ggml.bos_token_id", U32, bos)
+    g.set_kv("tokenizer.ggml.eos_token_id", U32, bos + 4)
+    return g
 
 
 def tiny_llama2c(dim=8, hidden=16, n_layers=1, n_heads=2, n_kv_heads=1, vocab=32, seq_len=16, seed=2):
@@ -692,10 +799,114 @@ def tiny_llama2c(dim=8, hidden=16, n_layers=1, n_heads=2, n_kv_heads=1, vocab=32
         struct.pack(f"<{n}f", *[next(rng) for _ in range(n)])
 
 
+def tiny_hf_json():
+    """A small Hugging Face tokenizer.json (BPE, byte-level)."""
+    import json
+    bc = _gpt2_byte_chars()
+    vocab = {bc[b]: b for b in range(256)}
+    merges = ["Ġ t", "h e", "Ġt he"]
+    for m in merges:
+        vocab[m.replace(" ", "")] = len(vocab)
+    added = [{"id": len(vocab), "content": "<|begin_of_text|>", "special": True},
+             {"id": len(vocab) + 1, "content": "<|eot_id|>", "special": True}]
+    regex = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+             "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+    pre = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    return json.dumps({"version": "1.0", "added_tokens": added, "normalizer": None, "pre_tokenizer": pre,
+                       "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+                       "model": {"type": "BPE", "ignore_merges": True, "vocab": vocab, "merges": merges}},
+                      ensure_ascii=False).encode()
+
+
+def quantized_cases(vocab_from):
+    """[(name, payload, level)]: small Q8_0 / Q4_0 models whose block scales are NaN or Inf — valid
+    files whose arithmetic (dequantized weights, quantized activations) meets non-finite numbers."""
+    cases = []
+    for wtype, tname in ((8, "q8_0"), (2, "q4_0")):
+        g = tiny_model(vocab_from, dim=32, hidden=32, n_heads=2, n_kv_heads=2, n_vocab=64, wtype=wtype)
+        cases.append((f"{tname}_control", g.to_bytes(), "valid"))
+        bsize = 34 if wtype == 8 else 18
+        for tensor, val, label in (("token_embd.weight", 0x7E00, "nan"), ("token_embd.weight", 0x7C00, "inf"),
+                                   ("blk.0.attn_q.weight", 0x7E00, "nan"), ("blk.0.ffn_down.weight", 0xFC00, "neg_inf")):
+            h = g.copy()
+            t = h.tensor(tensor)
+            d = bytearray(h.data)
+            for off in range(t.offset, t.offset + t.nbytes(), bsize):
+                d[off:off + 2] = struct.pack("<H", val)
+            h.data = bytes(d)
+            cases.append((f"{tname}_{label}_scales_{tensor.split('.')[-2]}", h.to_bytes(), "ok"))
+    return cases
+
+
+def write_fuzz_seeds(shared, corpus):
+    """Seed corpora for fuzz/fuzz_gguf.c and fuzz/fuzz_llama2c.c (every file < 64 KB)."""
+    import os
+    stories = os.path.join(shared, "models", "stories260K")
+    sg = os.path.join(stories, "stories260K.gguf")
+    out = {}
+    g = tiny_model(sg)
+    out["gguf/tiny_f32_tied.gguf"] = g.to_bytes()
+    out["gguf/tiny_f16_untied_v128.gguf"] = tiny_model_gguf(sg, n_vocab=128, wtype=GGML_F16, tied=False, n_layers=2)
+    out["gguf/tiny_q8_0_d32.gguf"] = tiny_model_gguf(sg, dim=32, hidden=64, n_heads=4, n_kv_heads=2, n_vocab=96, wtype=8)
+    out["gguf/tiny_q4_0_d32.gguf"] = tiny_model_gguf(sg, dim=32, hidden=32, n_heads=2, n_kv_heads=2, n_vocab=64, wtype=2)
+    v = Gguf()
+    for kv in Gguf.load(sg).kvs:
+        if kv.key.startswith(b"tokenizer."):
+            v.kvs.append(kv)
+    out["gguf/vocab_spm_stories.gguf"] = v.to_bytes()
+    out["gguf/vocab_gpt2_tiny.gguf"] = tiny_gpt2_vocab().to_bytes()
+    # a few hostile ones, built on the tiny model
+    h = g.copy()
+    h.n_kv = 1 << 62
+    out["gguf/bad_n_kv_huge.gguf"] = h.to_bytes()
+    h = g.copy().set_kv("hostile.nested", ARRAY, nested_array(9), raw=True)
+    out["gguf/bad_nested_9.gguf"] = h.to_bytes()
+    h = g.copy()
+    h.tensor("blk.0.attn_k.weight").offset = h.tensor("blk.0.attn_q.weight").offset
+    out["gguf/bad_overlap.gguf"] = h.to_bytes()
+    h = g.copy().set_kv("llama.attention.head_count", U32, 3)
+    out["gguf/bad_heads_3.gguf"] = h.to_bytes()
+    h = g.copy().set_kv("tokenizer.ggml.bos_token_id", U32, 100000)
+    out["gguf/bad_bos.gguf"] = h.to_bytes()
+    full = g.to_bytes()
+    out["gguf/bad_truncated_half.gguf"] = full[:len(full) // 2]
+    h = g.copy()
+    t = h.tensor("output_norm.weight")
+    d = bytearray(h.data)
+    d[t.offset:t.offset + 4 * t.ne[0]] = struct.pack("<f", float("nan")) * t.ne[0]
+    h.data = bytes(d)
+    out["gguf/nan_weights.gguf"] = h.to_bytes()
+
+    out["llama2c/tiny_shared_v32.bin"] = tiny_llama2c()
+    out["llama2c/tiny_untied_v32.bin"] = tiny_llama2c(vocab=-32, n_kv_heads=2)
+    tok = open(os.path.join(stories, "tok512.bin"), "rb").read()
+    maxlen, toks, _ = tok_parse(tok)
+    out["llama2c/tok32.bin"] = tok_build(maxlen, toks[:32])
+    out["llama2c/tok512.bin"] = tok
+    out["llama2c/tokenizer_tiny.json"] = tiny_hf_json()
+    out["llama2c/bad_header_heads_7.bin"] = struct.pack("<7i", 8, 16, 1, 7, 1, 32, 16) + tiny_llama2c()[28:]
+    out["llama2c/bad_tok_len.bin"] = tok_build(maxlen, toks[:8])[:-3] + i32(1 << 30)
+    for name, b in out.items():
+        assert len(b) < 64 * 1024, (name, len(b))
+        path = os.path.join(corpus, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b)
+    return sorted(out)
+
+
 if __name__ == "__main__":
     import os
     import sys
-    shared = os.environ.get("LLAMAC_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+    shared = os.environ.get("LLAMAC_SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
+    if len(sys.argv) == 3 and sys.argv[1] == "seeds":
+        for n in write_fuzz_seeds(shared, sys.argv[2]):
+            print(n)
+        sys.exit(0)
+    if len(sys.argv) != 1:
+        sys.exit("usage: hostile.py            (count the cases)\n       hostile.py seeds DIR  (write the fuzz seed corpora)")
     m = os.path.join(shared, "models", "stories260K")
     for fn, p in ((gguf_cases, "stories260K.gguf"), (llama2c_cases, "stories260K.bin"), (tok_cases, "tok512.bin")):
         cs = fn(os.path.join(m, p))

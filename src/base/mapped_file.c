@@ -11,19 +11,46 @@
 
 #include "base/error.h"
 
+int llc_open_regular(const char *path, llamac_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        llc_fail(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        bool is_dir = e == 0 && S_ISDIR(st.st_mode);
+        close(fd);
+        if (e) llc_fail(err, "%s: %s", path, strerror(e));
+        else llc_fail(err, "%s: %s", path, is_dir ? "is a directory" : "not a regular file");
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    return fd;
+}
+
+bool llc_read_head(const char *path, void *buf, size_t n, size_t *got, llamac_error *err) {
+    int fd = llc_open_regular(path, err);
+    if (fd < 0) return false;
+    ssize_t r = read(fd, buf, n);
+    int e = errno;
+    close(fd);
+    if (r < 0) return llc_fail(err, "%s: %s", path, strerror(e));
+    *got = (size_t)r;
+    return true;
+}
+
 bool llc_map_file(llc_mapped_file *f, const char *path, llamac_error *err) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return llc_fail(err, "%s: %s", path, strerror(errno));
+    int fd = llc_open_regular(path, err);
+    if (fd < 0) return false;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
         return llc_fail(err, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return llc_fail(err, "%s: not a regular file", path);
     }
     if (st.st_size == 0) {
         close(fd);
@@ -45,8 +72,11 @@ void llc_unmap_file(llc_mapped_file *f) {
 }
 
 char *llc_read_file(const char *path, size_t max_size, size_t *size_out, llamac_error *err) {
-    FILE *fp = fopen(path, "rb");
+    int fd = llc_open_regular(path, err);
+    if (fd < 0) return NULL;
+    FILE *fp = fdopen(fd, "rb");
     if (!fp) {
+        close(fd);
         llc_fail(err, "%s: %s", path, strerror(errno));
         return NULL;
     }

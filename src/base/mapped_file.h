@@ -11,6 +11,11 @@ typedef struct llc_mapped_file {
     int owns_map; /* 1: munmap on close; 0: borrowed memory (tests, fuzzing) */
 } llc_mapped_file;
 
+/* Opens a regular file for reading. FIFOs, devices and directories are refused up front: opening a
+ * FIFO would block forever waiting for a writer. Returns the descriptor or -1. */
+int llc_open_regular(const char *path, llamac_error *err);
+/* Reads up to n leading bytes of a regular file (format sniffing); *got receives the count. */
+bool llc_read_head(const char *path, void *buf, size_t n, size_t *got, llamac_error *err);
 bool llc_map_file(llc_mapped_file *f, const char *path, llamac_error *err);
 void llc_unmap_file(llc_mapped_file *f);
 /* Reads a whole (small) file into a malloc'ed, NUL-terminated buffer; refuses files over max_size. */

@@ -104,6 +104,7 @@ int cmd_generate(int argc, char **argv) {
     llamac_session *s = NULL;
     llamac_sampler *smp = NULL;
     outbuf text = {0};
+    char *piece = NULL;
     size_t prompt_len = 0;
     if (prompt_file) {
         if (!(file_text = cli_read_text(prompt_file, &prompt_len))) return 1;
@@ -145,10 +146,14 @@ int cmd_generate(int argc, char **argv) {
     }
     llamac_detokenizer dt;
     llamac_detokenizer_init(&dt, tok);
-    char piece[256];
+    size_t piece_cap = llamac_detokenizer_max_bytes(tok);
+    if (!(piece = malloc(piece_cap))) {
+        cli_error("out of memory");
+        goto done;
+    }
     for (int i = 0; i < n_prompt; i++) {
         llamac_sampler_accept(smp, ids[i]);
-        size_t n = llamac_detokenize(&dt, ids[i], piece, sizeof piece);
+        size_t n = llamac_detokenize(&dt, ids[i], piece, piece_cap);
         if (!json) fwrite(piece, 1, n, stdout);
     }
     if (!json) fflush(stdout);
@@ -168,7 +173,7 @@ int cmd_generate(int argc, char **argv) {
         if (llamac_tokenizer_is_eog(tok, next)) break;
         gen[n_gen++] = next;
         llamac_sampler_accept(smp, next);
-        size_t n = llamac_detokenize(&dt, next, piece, sizeof piece);
+        size_t n = llamac_detokenize(&dt, next, piece, piece_cap);
         if (json) out_add(&text, piece, n);
         else {
             fwrite(piece, 1, n, stdout);
@@ -185,7 +190,7 @@ int cmd_generate(int argc, char **argv) {
         }
     }
     double t_gen = cli_now_ms() - t2;
-    size_t n = llamac_detokenizer_flush(&dt, piece, sizeof piece);
+    size_t n = llamac_detokenizer_flush(&dt, piece, piece_cap);
     if (json) out_add(&text, piece, n);
     else {
         fwrite(piece, 1, n, stdout);
@@ -223,6 +228,7 @@ int cmd_generate(int argc, char **argv) {
 done:
     fflush(stdout);
     free(text.p);
+    free(piece);
     free(gen);
     free(ids);
     free(file_text);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mapped_file.h"
 #include "cli/cli.h"
 
 static const char usage_text[] =
@@ -13,11 +14,8 @@ static const char usage_text[] =
 
 static bool is_gguf(const char *path) {
     char magic[4] = {0};
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return false;
-    size_t n = fread(magic, 1, 4, fp);
-    fclose(fp);
-    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
+    size_t got = 0;
+    return llc_read_head(path, magic, 4, &got, NULL) && got == 4 && memcmp(magic, "GGUF", 4) == 0;
 }
 
 int cmd_tokenize(int argc, char **argv) {

@@ -180,6 +180,37 @@ static bool read_tensor_info(cursor *c, gguf_tensor *t, uint64_t index) {
     return true;
 }
 
+/* Finds the first repeated string among n (keys or tensor names) with a hash set, so a file with
+ * a hundred thousand entries costs milliseconds, not the quadratic pairwise check. Returns its index,
+ * -1 if all differ, -2 if out of memory. */
+static int64_t first_duplicate(const llc_str *(*get)(const gguf_file *, uint64_t), const gguf_file *g, uint64_t n) {
+    uint64_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    uint64_t *slots = calloc(cap, sizeof *slots); /* index + 1; 0 = empty */
+    if (!slots) return -2;
+    int64_t dup = -1;
+    for (uint64_t i = 0; i < n && dup < 0; i++) {
+        const llc_str *s = get(g, i);
+        uint64_t h = 1469598103934665603ull;
+        for (uint64_t k = 0; k < s->len; k++) h = (h ^ (unsigned char)s->ptr[k]) * 1099511628211ull;
+        for (uint64_t j = h & (cap - 1);; j = (j + 1) & (cap - 1)) {
+            if (!slots[j]) {
+                slots[j] = i + 1;
+                break;
+            }
+            const llc_str *o = get(g, slots[j] - 1);
+            if (o->len == s->len && memcmp(o->ptr, s->ptr, s->len) == 0) {
+                dup = (int64_t)i;
+                break;
+            }
+        }
+    }
+    free(slots);
+    return dup;
+}
+static const llc_str *kv_key(const gguf_file *g, uint64_t i) { return &g->kv[i].key; }
+static const llc_str *tensor_name(const gguf_file *g, uint64_t i) { return &g->tensors[i].name; }
+
 static void gguf_free_parts(gguf_file *g) {
     free(g->kv);
     free(g->tensors);
@@ -221,11 +252,12 @@ static gguf_file *gguf_parse(gguf_file *g, llamac_error *err) {
             llc_error_prefix(err, "metadata entry %" PRIu64, i);
             goto fail;
         }
-        for (uint64_t j = 0; j < i; j++)
-            if (g->kv[j].key.len == g->kv[i].key.len && memcmp(g->kv[j].key.ptr, g->kv[i].key.ptr, g->kv[i].key.len) == 0) {
-                llc_fail(err, "duplicate metadata key '%.*s'", (int)(g->kv[i].key.len > 64 ? 64 : g->kv[i].key.len), g->kv[i].key.ptr);
-                goto fail;
-            }
+    }
+    int64_t dup = first_duplicate(kv_key, g, g->n_kv);
+    if (dup != -1) {
+        if (dup == -2) llc_fail(err, "out of memory");
+        else llc_fail(err, "duplicate metadata key '%.*s'", (int)(g->kv[dup].key.len > 64 ? 64 : g->kv[dup].key.len), g->kv[dup].key.ptr);
+        goto fail;
     }
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     const gguf_kv *al = gguf_find(g, "general.alignment");
@@ -283,15 +315,13 @@ static gguf_file *gguf_parse(gguf_file *g, llamac_error *err) {
             }
         }
         free(order);
-        /* Names: a hash would be faster, but n is a few hundred and this runs once per load. */
-        for (uint64_t i = 0; i < g->n_tensors; i++)
-            for (uint64_t j = i + 1; j < g->n_tensors; j++)
-                if (g->tensors[i].name.len == g->tensors[j].name.len &&
-                    memcmp(g->tensors[i].name.ptr, g->tensors[j].name.ptr, g->tensors[i].name.len) == 0) {
-                    llc_fail(err, "duplicate tensor name '%.*s'", (int)(g->tensors[i].name.len > 64 ? 64 : g->tensors[i].name.len),
-                             g->tensors[i].name.ptr);
-                    goto fail;
-                }
+        dup = first_duplicate(tensor_name, g, g->n_tensors);
+        if (dup != -1) {
+            if (dup == -2) llc_fail(err, "out of memory");
+            else llc_fail(err, "duplicate tensor name '%.*s'", (int)(g->tensors[dup].name.len > 64 ? 64 : g->tensors[dup].name.len),
+                          g->tensors[dup].name.ptr);
+            goto fail;
+        }
     }
     return g;
 fail:

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/mapped_file.h"
 #include "kernels/types.h"
 
 bool llc_hparams_validate(const llc_hparams *hp, llamac_error *err) {
@@ -58,14 +59,9 @@ llamac_model *llamac_model_load(const char *path, const llamac_model_params *par
         llc_fail(err, "no model file given");
         return NULL;
     }
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        llc_fail(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
     unsigned char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, fp);
-    fclose(fp);
+    size_t got = 0;
+    if (!llc_read_head(path, magic, 4, &got, err)) return NULL;
     llamac_model *m = calloc(1, sizeof *m);
     if (!m) {
         llc_fail(err, "out of memory");
@@ -89,8 +85,10 @@ llamac_model *llamac_model_load(const char *path, const llamac_model_params *par
         m->tok = llamac_tokenizer_load(alt, &e2);
         if (!m->tok) ok = llc_fail(err, "%s has no tokenizer: pass one with --tokenizer FILE", path);
     }
-    if (ok && llamac_tokenizer_n_vocab(m->tok) > m->hp.n_vocab)
-        ok = llc_fail(err, "tokenizer has %d tokens but the model's embedding only %d rows",
+    /* As in llama.cpp, the vocabulary and the embedding must agree: a sampled id without a token,
+     * or a token without an embedding row, is a broken or mismatched pair of files. */
+    if (ok && llamac_tokenizer_n_vocab(m->tok) != m->hp.n_vocab)
+        ok = llc_fail(err, "%s: the tokenizer has %d tokens but the model's embedding has %d rows (mismatched files?)", path,
                       llamac_tokenizer_n_vocab(m->tok), m->hp.n_vocab);
     if (!ok) {
         model_free_parts(m);

@@ -18,6 +18,16 @@ void llc_rope(float *x, const float *cs, int rope_dim) {
     }
 }
 
+void llc_rope_half_split(float *x, const float *cs, int rope_dim) {
+    int half = rope_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
+        float x0 = x[i], x1 = x[i + half];
+        x[i] = x0 * c - x1 * s;
+        x[i + half] = x0 * s + x1 * c;
+    }
+}
+
 void llc_softmax(float *x, int n) {
     float max = x[0];
     for (int i = 1; i < n; i++)

@@ -198,10 +198,11 @@ static void forward_chunk(llamac_session *s, const int32_t *tokens, int n, float
         bool same = L->wk.type == L->wq.type && L->wv.type == L->wq.type;
         llc_matmul(s->pool, s->k, &L->wk, same ? s->act : (const void *)s->xb, n, s->act, same);
         llc_matmul(s->pool, s->v, &L->wv, same ? s->act : (const void *)s->xb, n, s->act, same);
+        void (*rope)(float *, const float *, int) = m->rope_half_split ? llc_rope_half_split : llc_rope;
         for (int t = 0; t < n; t++) {
             const float *cs = s->rope_cs + (size_t)t * hp->rope_dim;
-            for (int h = 0; h < hp->n_heads; h++) llc_rope(s->q + t * dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
-            for (int h = 0; h < hp->n_kv_heads; h++) llc_rope(s->k + t * kv_dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
+            for (int h = 0; h < hp->n_heads; h++) rope(s->q + t * dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
+            for (int h = 0; h < hp->n_kv_heads; h++) rope(s->k + t * kv_dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
         }
         size_t base = ((size_t)l * s->n_ctx + (size_t)pos0) * kv_dim;
         memcpy(s->k_cache + base, s->k, (size_t)n * kv_dim * sizeof(float));

@@ -23,6 +23,10 @@ struct llamac_model {
     llc_tensor tok_embd, output;      /* output aliases tok_embd when tied */
     const float *output_norm;
     const float *rope_freqs;          /* rope_dim/2 divisors of the base frequencies, or NULL */
+    /* Hugging Face checkpoints store q/k rows permuted for the "rotate half" RoPE (pairs i and
+     * i + rope_dim/2) instead of Meta/GGUF's adjacent pairs: rotating those pairs instead keeps the
+     * weights in place and computes the same attention. */
+    bool rope_half_split;
     llc_layer *layers;
     bool tied;
     const char *format;

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "base/error.h"
@@ -47,6 +48,8 @@ static void model_free_parts(llamac_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    for (int i = 0; i < m->n_maps; i++) llc_unmap_file(&m->maps[i]);
+    free(m->maps);
     free(m->layers);
     gguf_close(m->gguf);
     llc_unmap_file(&m->map);
@@ -54,22 +57,66 @@ static void model_free_parts(llamac_model *m) {
     free(m);
 }
 
+void *llc_model_alloc(llamac_model *m, size_t bytes, llamac_error *err) {
+    void *p = malloc(bytes ? bytes : 1);
+    void **owned = p ? realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned) : NULL;
+    if (!owned) {
+        free(p);
+        llc_fail(err, "out of memory (%zu bytes)", bytes);
+        return NULL;
+    }
+    m->owned = owned;
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+const llc_mapped_file *llc_model_map(llamac_model *m, const char *path, llamac_error *err) {
+    llc_mapped_file *maps = realloc(m->maps, (size_t)(m->n_maps + 1) * sizeof *maps);
+    if (!maps) {
+        llc_fail(err, "out of memory");
+        return NULL;
+    }
+    m->maps = maps;
+    if (!llc_map_file(&m->maps[m->n_maps], path, err)) return NULL;
+    return &m->maps[m->n_maps++];
+}
+
+static bool file_exists(const char *dir, const char *name) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A Hugging Face folder has config.json; Meta's original one params.json (Hugging Face repositories
+ * often carry Meta's files in original/, which is a folder of its own to point at). */
+static bool load_folder(llamac_model *m, const char *dir, llamac_error *err) {
+    if (file_exists(dir, "config.json")) return llc_model_load_hf(m, dir, err);
+    if (file_exists(dir, "params.json")) return llc_model_load_meta(m, dir, err);
+    return llc_fail(err, "%s: a folder without config.json (Hugging Face) or params.json (Meta)", dir);
+}
+
 llamac_model *llamac_model_load(const char *path, const llamac_model_params *params, llamac_error *err) {
     if (!path || !*path) {
         llc_fail(err, "no model file given");
         return NULL;
     }
-    unsigned char magic[4] = {0};
-    size_t got = 0;
-    if (!llc_read_head(path, magic, 4, &got, err)) return NULL;
     llamac_model *m = calloc(1, sizeof *m);
     if (!m) {
         llc_fail(err, "out of memory");
         return NULL;
     }
     bool ok;
-    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) ok = llc_model_load_gguf(m, path, err);
-    else ok = llc_model_load_llama2c(m, path, err);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        ok = load_folder(m, path, err);
+    } else {
+        unsigned char magic[4] = {0};
+        size_t got = 0;
+        ok = llc_read_head(path, magic, 4, &got, err);
+        if (ok && got == 4 && memcmp(magic, "GGUF", 4) == 0) ok = llc_model_load_gguf(m, path, err);
+        else if (ok) ok = llc_model_load_llama2c(m, path, err);
+    }
     if (ok && params && params->tokenizer_path) {
         llamac_tokenizer_free(m->tok);
         m->tok = llamac_tokenizer_load(params->tokenizer_path, err);

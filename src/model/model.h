@@ -36,7 +36,9 @@ struct llamac_model {
     /* storage */
     gguf_file *gguf;                  /* GGUF models */
     llc_mapped_file map;              /* llama2.c models */
-    float **owned;                    /* small tensors converted to f32 at load (norms stored as f16) */
+    llc_mapped_file *maps;            /* folders: one mapping per weight file (shards) */
+    int n_maps;
+    void **owned;                     /* buffers made at load: norms converted to f32, joined shards */
     int n_owned;
     llamac_tokenizer *tok;
 };
@@ -47,8 +49,16 @@ bool llc_hparams_validate(const llc_hparams *hp, llamac_error *err);
 bool llc_bind_matrix(llc_tensor *t, const void *data, uint32_t type, int64_t cols, int64_t rows, const char *name,
                      llamac_error *err);
 
-/* Format-specific loaders (model_gguf.c, formats/llama2c.c). They fill m; the caller frees on failure. */
+/* Memory the model frees with itself: a malloc'ed buffer of bytes, or NULL after setting err. */
+void *llc_model_alloc(llamac_model *m, size_t bytes, llamac_error *err);
+/* A new slot in m->maps for a weight file of a folder, mapped; NULL after setting err. */
+const llc_mapped_file *llc_model_map(llamac_model *m, const char *path, llamac_error *err);
+
+/* Format-specific loaders. They fill m; the caller frees m on failure. A folder is told apart by
+ * what it holds: config.json (Hugging Face) or params.json (Meta's original checkpoints). */
 bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err);
 bool llc_model_load_llama2c(llamac_model *m, const char *path, llamac_error *err);
+bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err);   /* model_hf.c */
+bool llc_model_load_meta(llamac_model *m, const char *dir, llamac_error *err); /* model_meta.c */
 
 #endif

@@ -54,16 +54,8 @@ static const float *bind_vector(llamac_model *m, const char *name, int64_t n, bo
     m->weight_bytes += t->nbytes;
     m->n_params += (uint64_t)n;
     if (t->type == LLC_F32) return t->data;
-    float *f = malloc((size_t)n * sizeof *f);
-    float **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
-    if (!f || !owned) {
-        free(f);
-        if (owned) m->owned = owned;
-        llc_fail(err, "out of memory");
-        return NULL;
-    }
-    m->owned = owned;
-    m->owned[m->n_owned++] = f;
+    float *f = llc_model_alloc(m, (size_t)n * sizeof *f, err);
+    if (!f) return NULL;
     llc_type_get(t->type)->to_float(t->data, f, n);
     return f;
 }

@@ -1,0 +1,8 @@
+/* Meta original checkpoint folders (work in progress). */
+#include "base/error.h"
+#include "model/model.h"
+
+bool llc_model_load_meta(llamac_model *m, const char *dir, llamac_error *err) {
+    (void)m;
+    return llc_fail(err, "%s: Meta original folders are not supported yet", dir);
+}

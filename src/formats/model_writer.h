@@ -1,0 +1,48 @@
+#ifndef LLC_MODEL_WRITER_H
+#define LLC_MODEL_WRITER_H
+/*
+ * A model to write, described independently of any file format: hyperparameters, a tokenizer, and a
+ * list of tensors named and laid out as in GGUF (blk.N.attn_q.weight, rows x cols with cols the row
+ * length, q/k rows in the Meta/GGUF adjacent-pair RoPE order) whose bytes come from a callback one
+ * tensor at a time. `synth` and `convert` build one; each output format has a writer for it:
+ * GGUF (model_writer_gguf.c), Hugging Face folders, Meta original folders.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "formats/gguf.h"
+#include "llamac.h"
+
+typedef struct llc_src_tensor {
+    char name[64];     /* GGUF name */
+    uint32_t type;     /* element type of the bytes fill() produces */
+    int64_t cols, rows;/* rows == 1 for vectors (norms, rope_freqs) */
+} llc_src_tensor;
+
+typedef struct llc_model_src {
+    const char *name;  /* general.name */
+    int n_layers, dim, n_heads, n_kv_heads, ffn_dim, n_vocab, n_ctx_train;
+    float rms_eps, rope_theta;
+    /* Llama 3.1 rope scaling (rope_type "llama3"); factor 0 means none. */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_ctx;
+    bool tied;         /* no output.weight: logits use token_embd */
+    const llamac_tokenizer *tok;
+    const char *tokenizer_file; /* the tokenizer's source file, copied by folder writers (may be NULL) */
+    int n_tensors;
+    llc_src_tensor *tensors;
+    /* Writes tensor i's bytes (rows * row size of its type) to dst. */
+    bool (*fill)(void *ctx, int i, void *dst, uint64_t nbytes, llamac_error *err);
+    void *ctx;
+} llc_model_src;
+
+/* Llama 3.1's rope scaling as Meta's reference code applies it, as rope_dim/2 divisors of the base
+ * frequencies (GGUF's rope_freqs.weight): long wavelengths slowed by factor, short ones kept, the
+ * band between interpolated. */
+void llc_llama3_rope_factors(float theta, int rope_dim, float factor, float low_freq_factor, float high_freq_factor,
+                             int original_ctx, float *out);
+
+/* GGUF: hyperparameters as llama.* keys, the tokenizer as tokenizer.ggml.*; loadable by llama.cpp. */
+bool llc_write_gguf_model(const llc_model_src *src, const char *path, llamac_error *err);
+
+#endif

@@ -19,20 +19,30 @@ typedef struct preset {
     int n_layers, dim, n_heads, n_kv_heads, ffn_dim, n_ctx;
     bool tied;
     float rope_theta, rope_factor; /* llama3 rope scaling factor; 0: none */
+    bool llama2;                   /* Llama 2 vocabulary (SentencePiece) instead of Llama 3's */
 } preset;
 
+/* Shapes from the published configs; "-instruct" differs from its base only in the chat template the
+ * vocabulary carries, which matters to chat. */
 static const preset presets[] = {
-    {"tiny", "synthetic tiny Llama 3", 2, 128, 4, 2, 320, 131072, true, 500000.0f, 32.0f},
-    {"llama-3.2-1b", "synthetic Llama-3.2-1B", 16, 2048, 32, 8, 8192, 131072, true, 500000.0f, 32.0f},
-    {"llama-3.2-3b", "synthetic Llama-3.2-3B", 28, 3072, 24, 8, 8192, 131072, true, 500000.0f, 32.0f},
-    {"llama-3.1-8b", "synthetic Llama-3.1-8B", 32, 4096, 32, 8, 14336, 131072, false, 500000.0f, 8.0f},
+    {"tiny", "synthetic tiny Llama 3", 2, 128, 4, 2, 320, 131072, true, 500000.0f, 32.0f, false},
+    {"tiny-llama2", "synthetic tiny Llama 2", 2, 128, 4, 4, 352, 4096, false, 10000.0f, 0.0f, true},
+    {"llama-3.2-1b", "synthetic Llama-3.2-1B", 16, 2048, 32, 8, 8192, 131072, true, 500000.0f, 32.0f, false},
+    {"llama-3.2-1b-instruct", "synthetic Llama-3.2-1B-Instruct", 16, 2048, 32, 8, 8192, 131072, true, 500000.0f, 32.0f, false},
+    {"llama-3.2-3b", "synthetic Llama-3.2-3B", 28, 3072, 24, 8, 8192, 131072, true, 500000.0f, 32.0f, false},
+    {"llama-3.2-3b-instruct", "synthetic Llama-3.2-3B-Instruct", 28, 3072, 24, 8, 8192, 131072, true, 500000.0f, 32.0f, false},
+    {"llama-3.1-8b", "synthetic Llama-3.1-8B", 32, 4096, 32, 8, 14336, 131072, false, 500000.0f, 8.0f, false},
+    {"llama-2-7b", "synthetic Llama-2-7B", 32, 4096, 32, 32, 11008, 4096, false, 10000.0f, 0.0f, true},
 };
 
 static const char usage_text[] =
-    "usage: llamac synth --preset NAME -o OUT [--type f32|f16|bf16|q8_0|q4_0] [--seed S] [--vocab tokenizer.json]\n"
-    "  presets: tiny, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b\n"
-    "  -o OUT    the GGUF file to write\n"
-    "  --vocab   Llama 3 tokenizer.json (default $LLAMAC_SHARED or ../shared, models/llama3-tokenizer/tokenizer.json)\n";
+    "usage: llamac synth --preset NAME -o OUT [--format gguf|hf|meta] [--type f32|f16|bf16|q8_0|q4_0] [--seed S] [--vocab FILE]\n"
+    "  presets: tiny, tiny-llama2, llama-3.2-1b(-instruct), llama-3.2-3b(-instruct), llama-3.1-8b, llama-2-7b\n"
+    "  -o OUT     the GGUF file (gguf) or the folder (hf, meta) to write\n"
+    "  --format   gguf (default); hf: config.json + model.safetensors + tokenizer.json; meta: params.json +\n"
+    "             consolidated.00.pth + tokenizer.model. The same seed gives the same weights in every format.\n"
+    "  --vocab    tokenizer to copy (default under $LLAMAC_SHARED or ../shared: Llama 3 models/llama3-tokenizer/tokenizer.json,\n"
+    "             Llama 2 models/llama2-tokenizer/tokenizer.model)\n";
 
 /* What fills each tensor. */
 typedef enum { K_MATRIX, K_EMBEDDING, K_NORM, K_ROPE } tensor_kind;
@@ -82,7 +92,7 @@ static bool fill(void *ctx, int index, void *dst, uint64_t nbytes, llamac_error 
 }
 
 int cmd_synth(int argc, char **argv) {
-    const char *preset_name = NULL, *out = NULL, *type_name = "f32", *vocab = NULL, *v;
+    const char *preset_name = NULL, *out = NULL, *type_name = "f32", *vocab = NULL, *format = "gguf", *v;
     uint64_t seed = 1;
     cli_args a = {argc, 1, argv, false};
     for (; a.i < argc; a.i++) {
@@ -96,6 +106,8 @@ int cmd_synth(int argc, char **argv) {
             if (!(out = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--type")) {
             if (!(type_name = cli_value(&a, o))) return 2;
+        } else if (!strcmp(o, "--format")) {
+            if (!(format = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--vocab")) {
             if (!(vocab = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--seed") || !strcmp(o, "-s")) {
@@ -109,13 +121,19 @@ int cmd_synth(int argc, char **argv) {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (!strcmp(presets[i].name, preset_name)) p = &presets[i];
     if (!p) return cli_usage("synth: unknown preset '%s' (tiny, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b)", preset_name);
+    bool (*write)(const llc_model_src *, const char *, llamac_error *) = NULL;
+    if (!strcmp(format, "gguf")) write = llc_write_gguf_model;
+    else if (!strcmp(format, "hf")) write = llc_write_hf_folder;
+    else if (!strcmp(format, "meta")) write = llc_write_meta_folder;
+    else return cli_usage("synth: unknown --format '%s' (gguf, hf, meta)", format);
     int type = llc_type_from_name(type_name);
     if (type < 0 || !llc_type_get((uint32_t)type)->from_float)
         return cli_usage("synth: unknown --type '%s' (f32, f16, bf16, q8_0, q4_0)", type_name);
     char default_vocab[4096];
     if (!vocab) {
         const char *shared = getenv("LLAMAC_SHARED");
-        snprintf(default_vocab, sizeof default_vocab, "%s/models/llama3-tokenizer/tokenizer.json", shared ? shared : "../shared");
+        snprintf(default_vocab, sizeof default_vocab, "%s/models/%s", shared ? shared : "../shared",
+                 p->llama2 ? "llama2-tokenizer/tokenizer.model" : "llama3-tokenizer/tokenizer.json");
         vocab = default_vocab;
     }
     llamac_error err = {{0}};
@@ -129,7 +147,7 @@ int cmd_synth(int argc, char **argv) {
         .name = p->title, .n_layers = p->n_layers, .dim = p->dim, .n_heads = p->n_heads, .n_kv_heads = p->n_kv_heads,
         .ffn_dim = p->ffn_dim, .n_vocab = n_vocab, .n_ctx_train = p->n_ctx, .rms_eps = 1e-5f, .rope_theta = p->rope_theta,
         .rope_factor = p->rope_factor, .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f,
-        .rope_original_ctx = 8192, .tied = p->tied, .tok = tok, .tokenizer_file = vocab,
+        .rope_original_ctx = 8192, .tied = p->tied, .instruct = strstr(p->name, "instruct") != NULL, .tok = tok, .tokenizer_file = vocab,
         .tensors = calloc((size_t)cap, sizeof(llc_src_tensor)), .fill = fill,
     };
     synth sy = {&src, calloc((size_t)cap, sizeof(tensor_kind)), seed};
@@ -166,7 +184,7 @@ int cmd_synth(int argc, char **argv) {
     }
 #undef ADD
     double t0 = cli_now_ms();
-    bool ok = llc_write_gguf_model(&src, out, &err);
+    bool ok = write(&src, out, &err);
     llamac_tokenizer_free(tok);
     free(src.tensors);
     free(sy.kinds);

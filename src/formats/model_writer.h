@@ -27,6 +27,7 @@ typedef struct llc_model_src {
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_ctx;
     bool tied;         /* no output.weight: logits use token_embd */
+    bool instruct;     /* an instruction-tuned model: writers record the tokenizer's chat template */
     const llamac_tokenizer *tok;
     const char *tokenizer_file; /* the tokenizer's source file, copied by folder writers (may be NULL) */
     int n_tensors;
@@ -44,5 +45,11 @@ void llc_llama3_rope_factors(float theta, int rope_dim, float factor, float low_
 
 /* GGUF: hyperparameters as llama.* keys, the tokenizer as tokenizer.ggml.*; loadable by llama.cpp. */
 bool llc_write_gguf_model(const llc_model_src *src, const char *path, llamac_error *err);
+
+/* Hugging Face folder (formats/hf_writer.c): config.json, generation_config.json, model.safetensors
+ * (q/k rows permuted to the half-split RoPE layout, as transformers stores them), tokenizer files. */
+bool llc_write_hf_folder(const llc_model_src *src, const char *dir, llamac_error *err);
+/* Meta original folder (formats/meta_writer.c): params.json, consolidated.00.pth, tokenizer.model. */
+bool llc_write_meta_folder(const llc_model_src *src, const char *dir, llamac_error *err);
 
 #endif

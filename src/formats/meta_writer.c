@@ -1,0 +1,8 @@
+/* Writing Meta original folders (work in progress). */
+#include "base/error.h"
+#include "formats/model_writer.h"
+
+bool llc_write_meta_folder(const llc_model_src *src, const char *dir, llamac_error *err) {
+    (void)src;
+    return llc_fail(err, "%s: writing Meta original folders is not supported yet", dir);
+}

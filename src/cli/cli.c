@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/mapped_file.h"
 
@@ -97,6 +98,23 @@ double cli_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void cli_progress(const char *what, uint64_t done, uint64_t total, double t0_ms) {
+    static double last;
+    if (!isatty(2) || total == 0) return;
+    double now = cli_now_ms();
+    if (done < total && now - last < 100) return;
+    last = now;
+    double frac = (double)done / (double)total, secs = (now - t0_ms) / 1000.0;
+    int width = 30, filled = (int)(frac * width);
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    bar[width] = 0;
+    double eta = frac > 0 ? secs / frac - secs : 0;
+    fprintf(stderr, "\r%s [%s] %5.1f%% %8.1f MiB  %5.1f s  eta %5.1f s", what, bar, 100 * frac, (double)done / 1048576.0, secs, eta);
+    if (done >= total) fputc('\n', stderr);
+    fflush(stderr);
 }
 
 double cli_peak_rss_mb(void) {

@@ -26,6 +26,9 @@ bool cli_u64(const char *opt, const char *v, uint64_t *out);
 bool cli_float(const char *opt, const char *v, double min, double max, float *out);
 
 double cli_now_ms(void);
+/* A one-line progress bar on stderr when it is a terminal ("\r"-updated, at most ~10 times a second);
+ * a final newline when done == total. Silent when stderr is not a terminal. */
+void cli_progress(const char *what, uint64_t done, uint64_t total, double t0_ms);
 double cli_peak_rss_mb(void);
 /* Loads a model, honouring an optional tokenizer file; prints the error itself. */
 llamac_model *cli_load_model(const char *path, const char *tokenizer_path);
@@ -40,5 +43,6 @@ int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 #endif

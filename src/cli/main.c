@@ -15,7 +15,8 @@ static const struct {
     {"info", cmd_info, "show a model's hyperparameters, tensors and memory needs"},
     {"logits", cmd_logits, "print the next-token logits after a prompt (JSON)"},
     {"perplexity", cmd_perplexity, "measure perplexity on a text file (llama.cpp's convention)"},
-    {"synth", cmd_synth, "write a random-weight GGUF with the shapes of a real model"},
+    {"synth", cmd_synth, "write a random-weight model with the shapes of a real one"},
+    {"convert", cmd_convert, "write any model llamac loads as a GGUF (optionally re-encoded)"},
 };
 
 static void usage(FILE *fp) {

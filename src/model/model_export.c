@@ -1,0 +1,148 @@
+/*
+ * A loaded model described as a writer source (formats/model_writer.h): what `convert` writes out.
+ * Matrices are re-encoded row by row (dequantize, then quantize to the target type), q/k rows of
+ * Hugging Face checkpoints are put back in GGUF's adjacent-pair RoPE order, and rope scaling is
+ * carried as rope_freqs.weight.
+ */
+#include "model/model_export.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "kernels/types.h"
+
+typedef struct export_entry {
+    const llc_tensor *matrix; /* NULL for vectors */
+    const float *vector;
+    bool rope_rows;           /* q or k of a half-split checkpoint: rows to reorder */
+} export_entry;
+
+typedef struct export_ctx {
+    const llamac_model *m;
+    const llc_model_src *src;
+    export_entry *e;
+} export_ctx;
+
+/* Row r of the GGUF layout is row half_split_row(r) of the Hugging Face layout: within each head,
+ * GGUF interleaves the two halves that HF keeps apart (the inverse of llama.cpp's permute). */
+static int64_t half_split_row(int64_t r, int head_dim) {
+    int64_t h = r / head_dim, k = r % head_dim;
+    return h * head_dim + (k % 2) * (head_dim / 2) + k / 2;
+}
+
+static bool export_fill(void *ctx, int i, void *dst, uint64_t nbytes, llamac_error *err) {
+    const export_ctx *x = ctx;
+    const export_entry *e = &x->e[i];
+    const llc_src_tensor *t = &x->src->tensors[i];
+    size_t rb = llc_row_size(t->type, t->cols);
+    if (rb * (uint64_t)t->rows != nbytes) return llc_fail(err, "internal error: size of %s", t->name);
+    if (!e->matrix) {
+        memcpy(dst, e->vector, nbytes);
+        return true;
+    }
+    const llc_tensor *w = e->matrix;
+    if (w->type == t->type && !e->rope_rows) {
+        memcpy(dst, w->data, nbytes);
+        return true;
+    }
+    float *row = malloc((size_t)t->cols * sizeof *row);
+    if (!row) return llc_fail(err, "out of memory");
+    for (int64_t r = 0; r < t->rows; r++) {
+        int64_t from = e->rope_rows ? half_split_row(r, x->m->hp.head_dim) : r;
+        llc_tensor_get_row(w, from, row);
+        llc_type_get(t->type)->from_float(row, (char *)dst + (size_t)r * rb, t->cols);
+    }
+    free(row);
+    return true;
+}
+
+bool llc_model_export(const llamac_model *m, int type, llc_model_src *out, llamac_error *err) {
+    const llc_hparams *hp = &m->hp;
+    if (type >= 0 && (!llc_type_get((uint32_t)type) || !llc_type_get((uint32_t)type)->from_float))
+        return llc_fail(err, "cannot write type %s", llc_type_name((uint32_t)type));
+    if (m->rope_half_split && hp->rope_dim != hp->head_dim)
+        return llc_fail(err, "partial rotary dimensions with the half-split layout are not supported");
+    int cap = 4 + 9 * hp->n_layers;
+    memset(out, 0, sizeof *out);
+    out->tensors = calloc((size_t)cap, sizeof *out->tensors);
+    export_ctx *x = calloc(1, sizeof *x);
+    export_entry *e = calloc((size_t)cap, sizeof *e);
+    if (!out->tensors || !x || !e) {
+        free(out->tensors);
+        free(x);
+        free(e);
+        return llc_fail(err, "out of memory");
+    }
+    x->m = m;
+    x->src = out;
+    x->e = e;
+    out->name = m->name;
+    out->n_layers = hp->n_layers;
+    out->dim = hp->dim;
+    out->n_heads = hp->n_heads;
+    out->n_kv_heads = hp->n_kv_heads;
+    out->ffn_dim = hp->ffn_dim;
+    out->n_vocab = hp->n_vocab;
+    out->n_ctx_train = hp->n_ctx_train;
+    out->rms_eps = hp->rms_eps;
+    out->rope_theta = hp->rope_theta;
+    out->tied = m->tied;
+    out->tok = m->tok;
+    out->fill = export_fill;
+    out->ctx = x;
+    bool ok = true;
+    int n = 0;
+#define ADD_MATRIX(w, rope, ...)                                                                                  \
+    do {                                                                                                          \
+        llc_src_tensor *t_ = &out->tensors[n];                                                                    \
+        snprintf(t_->name, sizeof t_->name, __VA_ARGS__);                                                         \
+        t_->type = type >= 0 ? (uint32_t)type : (w)->type;                                                        \
+        t_->cols = (w)->n_cols;                                                                                   \
+        t_->rows = (w)->n_rows;                                                                                   \
+        if (t_->cols % llc_type_get(t_->type)->block_size != 0)                                                   \
+            ok = llc_fail(err, "%s: rows of %lld values cannot be stored as %s (blocks of %d)", t_->name,         \
+                          (long long)t_->cols, llc_type_name(t_->type), llc_type_get(t_->type)->block_size);     \
+        e[n].matrix = (w);                                                                                        \
+        e[n++].rope_rows = (rope) && m->rope_half_split;                                                          \
+    } while (0)
+#define ADD_VECTOR(v, len, ...)                                                                                   \
+    do {                                                                                                          \
+        llc_src_tensor *t_ = &out->tensors[n];                                                                    \
+        snprintf(t_->name, sizeof t_->name, __VA_ARGS__);                                                         \
+        t_->type = LLC_F32;                                                                                       \
+        t_->cols = (len);                                                                                         \
+        t_->rows = 1;                                                                                             \
+        e[n++].vector = (v);                                                                                      \
+    } while (0)
+    ADD_MATRIX(&m->tok_embd, false, "token_embd.weight");
+    ADD_VECTOR(m->output_norm, hp->dim, "output_norm.weight");
+    if (!m->tied) ADD_MATRIX(&m->output, false, "output.weight");
+    if (m->rope_freqs) ADD_VECTOR(m->rope_freqs, hp->rope_dim / 2, "rope_freqs.weight");
+    for (int l = 0; l < hp->n_layers && ok; l++) {
+        const llc_layer *L = &m->layers[l];
+        ADD_VECTOR(L->attn_norm, hp->dim, "blk.%d.attn_norm.weight", l);
+        ADD_MATRIX(&L->wq, true, "blk.%d.attn_q.weight", l);
+        ADD_MATRIX(&L->wk, true, "blk.%d.attn_k.weight", l);
+        ADD_MATRIX(&L->wv, false, "blk.%d.attn_v.weight", l);
+        ADD_MATRIX(&L->wo, false, "blk.%d.attn_output.weight", l);
+        ADD_VECTOR(L->ffn_norm, hp->dim, "blk.%d.ffn_norm.weight", l);
+        ADD_MATRIX(&L->w_gate, false, "blk.%d.ffn_gate.weight", l);
+        ADD_MATRIX(&L->w_up, false, "blk.%d.ffn_up.weight", l);
+        ADD_MATRIX(&L->w_down, false, "blk.%d.ffn_down.weight", l);
+    }
+#undef ADD_MATRIX
+#undef ADD_VECTOR
+    out->n_tensors = n;
+    if (!ok) llc_model_export_free(out);
+    return ok;
+}
+
+void llc_model_export_free(llc_model_src *src) {
+    export_ctx *x = src->ctx;
+    if (x) free(x->e);
+    free(x);
+    free(src->tensors);
+    memset(src, 0, sizeof *src);
+}

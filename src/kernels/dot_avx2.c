@@ -80,7 +80,7 @@ AVX2 float llc_dot_q8_0_avx2(int64_t n, const void *w, const void *x) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK8_0; i++) {
         __m256i s = dot_i8x32(_mm256_loadu_si256((const __m256i *)a[i].qs), _mm256_loadu_si256((const __m256i *)b[i].qs));
-        __m256 d = _mm256_set1_ps(llc_fp16_to_fp32(a[i].d) * llc_fp16_to_fp32(b[i].d));
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
     }
     return hsum256(acc);
@@ -99,7 +99,7 @@ AVX2 float llc_dot_q4_0_avx2(int64_t n, const void *w, const void *x) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK4_0; i++) {
         __m256i s = dot_i8x32(unpack_q4_0(a[i].qs), _mm256_loadu_si256((const __m256i *)b[i].qs));
-        __m256 d = _mm256_set1_ps(llc_fp16_to_fp32(a[i].d) * llc_fp16_to_fp32(b[i].d));
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
     }
     return hsum256(acc);

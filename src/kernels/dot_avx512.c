@@ -85,7 +85,7 @@ AVX512 float llc_dot_q8_0_avx512(int64_t n, const void *w, const void *x) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK8_0; i++) {
         __m256i s = dot_i8x32_vnni(_mm256_loadu_si256((const __m256i *)a[i].qs), _mm256_loadu_si256((const __m256i *)b[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(llc_fp16_to_fp32(a[i].d) * llc_fp16_to_fp32(b[i].d)), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(_cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d)), acc);
     }
     return hsum256_ps(acc);
 }
@@ -99,7 +99,7 @@ AVX512 float llc_dot_q4_0_avx512(int64_t n, const void *w, const void *x) {
         __m128i v = _mm_loadu_si128((const __m128i *)a[i].qs);
         __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), lo), eight);
         __m256i s = dot_i8x32_vnni(q, _mm256_loadu_si256((const __m256i *)b[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(llc_fp16_to_fp32(a[i].d) * llc_fp16_to_fp32(b[i].d)), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(_cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d)), acc);
     }
     return hsum256_ps(acc);
 }

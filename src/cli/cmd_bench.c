@@ -1,0 +1,216 @@
+/*
+ * llamac bench: prefill and decode speed like llama-bench, with the numbers that say how good they
+ * are: decode as GB/s of weights against the machine's measured read bandwidth, prefill as operations
+ * per second against the measured peak of the instruction the kernels use. A hash of a greedy run
+ * proves every configuration computes the same thing.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/threadpool.h"
+#include "cli/cli.h"
+#include "kernels/probe.h"
+
+static const char usage_text[] =
+    "usage: llamac bench -m MODEL [-p 128,512] [-n 64] [-b 1] [-t N] [--reps R] [--json|--csv|--md] [--peer 'COMMAND']\n"
+    "  -p LIST     prompt lengths for the prefill test (default 512)\n"
+    "  -n LIST     tokens for the decode test (default 64); decode starts from BOS, one token per step\n"
+    "  -b LIST     sequences decoding together (default 1)\n"
+    "  -t LIST     thread counts (default: all cores)\n"
+    "  --reps R    repetitions, reported as mean ± sd (default 3)\n"
+    "  --peer CMD  a peer's benchmark command run between repetitions, its output printed after ours\n"
+    "  --json      one JSON object per line and configuration; --csv, --md (default) tables\n";
+
+#define MAX_LIST 16
+
+static int parse_list(const char *opt, const char *v, int min, int max, int *out) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_LIST) return cli_usage("option %s: at most %d values", opt, MAX_LIST), -1;
+        if (!cli_int(opt, tok, min, max, &out[n])) return -1;
+        n++;
+    }
+    if (n == 0) return cli_usage("option %s needs at least one value", opt), -1;
+    return n;
+}
+
+typedef struct stats {
+    double mean, sd;
+} stats;
+
+static stats summarize(const double *x, int n) {
+    stats s = {0, 0};
+    for (int i = 0; i < n; i++) s.mean += x[i];
+    s.mean /= n;
+    for (int i = 0; i < n; i++) s.sd += (x[i] - s.mean) * (x[i] - s.mean);
+    s.sd = n > 1 ? sqrt(s.sd / (n - 1)) : 0;
+    return s;
+}
+
+static int argmax(const float *l, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (l[i] > l[b]) b = i;
+    return b;
+}
+
+static void run_peer(const char *cmd, FILE *log) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return;
+    char line[1024];
+    while (fgets(line, sizeof line, p)) fputs(line, log);
+    pclose(p);
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_path = NULL, *peer = NULL, *fmt = "md", *v;
+    int prompts[MAX_LIST] = {512}, gens[MAX_LIST] = {64}, batches[MAX_LIST] = {1}, threads[MAX_LIST] = {0};
+    int n_p = 1, n_n = 1, n_b = 1, n_t = 1, reps = 3;
+    cli_args a = {argc, 1, argv, false};
+    for (; a.i < argc; a.i++) {
+        const char *o = argv[a.i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
+            if (!(model_path = cli_value(&a, o))) return 2;
+        } else if (!strcmp(o, "-p")) {
+            if (!(v = cli_value(&a, o)) || (n_p = parse_list(o, v, 1, 1 << 16, prompts)) < 0) return 2;
+        } else if (!strcmp(o, "-n")) {
+            if (!(v = cli_value(&a, o)) || (n_n = parse_list(o, v, 1, 1 << 16, gens)) < 0) return 2;
+        } else if (!strcmp(o, "-b")) {
+            if (!(v = cli_value(&a, o)) || (n_b = parse_list(o, v, 1, 4096, batches)) < 0) return 2;
+        } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
+            if (!(v = cli_value(&a, o)) || (n_t = parse_list(o, v, 1, 1024, threads)) < 0) return 2;
+        } else if (!strcmp(o, "--reps")) {
+            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1000, &reps)) return 2;
+        } else if (!strcmp(o, "--peer")) {
+            if (!(peer = cli_value(&a, o))) return 2;
+        } else if (!strcmp(o, "--json") || !strcmp(o, "--csv") || !strcmp(o, "--md")) {
+            fmt = o + 2;
+        } else {
+            return cli_usage("bench: unknown option '%s'", o);
+        }
+    }
+    if (!model_path) return cli_usage("bench: -m MODEL is required");
+    for (int i = 0; i < n_b; i++)
+        if (batches[i] != 1) return cli_error("bench: -b %d: batched decoding is not implemented yet (only -b 1)", batches[i]);
+    if (threads[0] == 0) threads[0] = llc_n_cores();
+
+    llamac_model *m = cli_load_model(model_path, NULL);
+    if (!m) return 1;
+    llamac_model_info info;
+    llamac_model_get_info(m, &info);
+    const llamac_tokenizer *tok = llamac_model_tokenizer(m);
+
+    /* The machine's limits, measured once with the most threads asked for. */
+    int max_t = 1;
+    for (int i = 0; i < n_t; i++) max_t = threads[i] > max_t ? threads[i] : max_t;
+    llc_pool *probe_pool = llc_pool_create(max_t);
+    double bw = llc_probe_read_gbs(probe_pool, (size_t)1 << 30);
+    enum llc_peak_kind kind = !strcmp(info.weight_type, "bf16") ? LLC_PEAK_BF16_DOT
+                              : (!strcmp(info.weight_type, "q8_0") || !strcmp(info.weight_type, "q4_0")) ? LLC_PEAK_INT8_DOT
+                                                                                                          : LLC_PEAK_FP32_FMA;
+    double peak = llc_probe_peak_ops(probe_pool, kind);
+    llc_pool_free(probe_pool);
+    fprintf(stderr, "llamac bench: %s, %s kernels, read bandwidth %.1f GB/s, %s peak %.0f G-op/s (%d threads)\n", info.name,
+            llamac_isa(), bw, llc_peak_name(kind), peak / 1e9, max_t);
+
+    if (!strcmp(fmt, "md")) {
+        printf("| model | type | threads | n_prompt | n_gen | batch | prefill tok/s | decode tok/s | decode GB/s (%% of %.0f) | prefill G-op/s (%% of %s peak) | peak RSS MB | hash |\n",
+               bw, llc_peak_name(kind));
+        printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    } else if (!strcmp(fmt, "csv")) {
+        printf("model,type,threads,n_prompt,n_gen,batch,prefill_tok_s,prefill_sd,decode_tok_s,decode_sd,decode_gb_s,bandwidth_gb_s,prefill_gops,peak_gops,peak_rss_mb,hash\n");
+    }
+    int rc = 0;
+    char *peer_log = NULL;
+    size_t peer_len = 0;
+    FILE *peer_out = peer ? open_memstream(&peer_log, &peer_len) : NULL;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    for (int ti = 0; ti < n_t && !rc; ti++)
+        for (int pi = 0; pi < n_p && !rc; pi++)
+            for (int ni = 0; ni < n_n && !rc; ni++) {
+                int np = prompts[pi], ng = gens[ni], nt = threads[ti];
+                int ctx = (np > ng + 1 ? np : ng + 1);
+                double pre[1000], dec[1000];
+                uint64_t hash = 0;
+                bool same_hash = true;
+                int32_t *ids = malloc((size_t)(np > ng + 1 ? np : ng + 1) * sizeof *ids);
+                /* Rep -1 warms the page cache and the allocator and is not counted. */
+                for (int r = -1; r < reps && !rc; r++) {
+                    llamac_error err = {{0}};
+                    llamac_session_params sp = {.n_ctx = ctx, .n_threads = nt};
+                    llamac_session *s = llamac_session_create(m, &sp, &err);
+                    if (!s) {
+                        rc = cli_error("%s", err.message);
+                        break;
+                    }
+                    for (int i = 0; i < np; i++) {
+                        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                        ids[i] = (int32_t)(rng % (uint64_t)info.n_vocab);
+                    }
+                    double t0 = cli_now_ms();
+                    if (!llamac_session_eval(s, ids, np, &err)) rc = cli_error("%s", err.message);
+                    double t_pre = cli_now_ms() - t0;
+                    /* decode: from BOS, greedy, one token per step, as llama-bench's tg */
+                    llamac_session_truncate(s, 0);
+                    int32_t cur = llamac_tokenizer_bos(tok) >= 0 ? llamac_tokenizer_bos(tok) : 0;
+                    uint64_t h = 1469598103934665603ull;
+                    t0 = cli_now_ms();
+                    for (int i = 0; i < ng && !rc; i++) {
+                        const float *l = llamac_session_eval(s, &cur, 1, &err);
+                        if (!l) {
+                            rc = cli_error("%s", err.message);
+                            break;
+                        }
+                        cur = argmax(l, info.n_vocab);
+                        h = (h ^ (uint64_t)cur) * 1099511628211ull;
+                    }
+                    double t_dec = cli_now_ms() - t0;
+                    llamac_session_free(s);
+                    if (r < 0) continue;
+                    pre[r] = np * 1000.0 / t_pre;
+                    dec[r] = ng * 1000.0 / t_dec;
+                    if (r == 0) hash = h;
+                    else if (h != hash) same_hash = false;
+                    if (peer_out) run_peer(peer, peer_out);
+                }
+                free(ids);
+                if (rc) break;
+                stats ps = summarize(pre, reps), ds = summarize(dec, reps);
+                double gbs = ds.mean * (double)info.decode_bytes / 1e9;
+                double ops = (2.0 * (double)info.matmul_macs * np + 2.0 * info.n_layers * info.dim * (double)np * (np + 1)) /
+                             (np / ps.mean);
+                char hs[24];
+                snprintf(hs, sizeof hs, "%016llx%s", (unsigned long long)hash, same_hash ? "" : "!");
+                double rss = cli_peak_rss_mb();
+                if (!strcmp(fmt, "json")) {
+                    printf("{\"model\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
+                           "\"batch\": 1, \"reps\": %d, \"prefill_tok_s\": %.2f, \"prefill_sd\": %.2f, \"decode_tok_s\": %.2f, "
+                           "\"decode_sd\": %.2f, \"decode_gb_s\": %.2f, \"bandwidth_gb_s\": %.2f, \"prefill_gops\": %.1f, "
+                           "\"peak_gops\": %.1f, \"peak_kind\": \"%s\", \"peak_rss_mb\": %.1f, \"hash\": \"%s\"}\n",
+                           info.name, info.weight_type, llamac_isa(), nt, np, ng, reps, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw,
+                           ops / 1e9, peak / 1e9, llc_peak_name(kind), rss, hs);
+                } else if (!strcmp(fmt, "csv")) {
+                    printf("\"%s\",%s,%d,%d,%d,1,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f,%s\n", info.name, info.weight_type, nt, np,
+                           ng, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw, ops / 1e9, peak / 1e9, rss, hs);
+                } else {
+                    printf("| %s | %s | %d | %d | %d | 1 | %.1f ± %.1f | %.2f ± %.2f | %.1f (%.0f%%) | %.0f (%.0f%%) | %.0f | %s |\n", info.name,
+                           info.weight_type, nt, np, ng, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw > 0 ? 100 * gbs / bw : 0, ops / 1e9,
+                           peak > 0 ? 100 * ops / peak : 0, rss, hs);
+                }
+                fflush(stdout);
+            }
+    if (peer_out) {
+        fclose(peer_out);
+        if (peer_len) printf("\npeer (%s), run between our repetitions:\n%s", peer, peer_log);
+        free(peer_log);
+    }
+    llamac_model_free(m);
+    return rc;
+}

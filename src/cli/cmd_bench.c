@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/threadpool.h"
 #include "cli/cli.h"
@@ -66,6 +68,29 @@ static void run_peer(const char *cmd, FILE *log) {
     pclose(p);
 }
 
+/* The probes run in a child process: their 1 GiB read buffer must not count in our peak RSS. */
+static void probe_machine(int threads, enum llc_peak_kind kind, double *bw, double *peak) {
+    int fd[2];
+    if (pipe(fd) != 0) return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        llc_pool *pool = llc_pool_create(threads);
+        double r[2] = {llc_probe_read_gbs(pool, (size_t)1 << 30), llc_probe_peak_ops(pool, kind)};
+        llc_pool_free(pool);
+        ssize_t w = write(fd[1], r, sizeof r);
+        _exit(w == (ssize_t)sizeof r ? 0 : 1);
+    }
+    close(fd[1]);
+    double r[2] = {0, 0};
+    if (pid > 0 && read(fd[0], r, sizeof r) == (ssize_t)sizeof r) {
+        *bw = r[0];
+        *peak = r[1];
+    }
+    close(fd[0]);
+    if (pid > 0) waitpid(pid, NULL, 0);
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *peer = NULL, *fmt = "md", *v;
     int prompts[MAX_LIST] = {512}, gens[MAX_LIST] = {64}, batches[MAX_LIST] = {1}, threads[MAX_LIST] = {0};
@@ -110,13 +135,11 @@ int cmd_bench(int argc, char **argv) {
     /* The machine's limits, measured once with the most threads asked for. */
     int max_t = 1;
     for (int i = 0; i < n_t; i++) max_t = threads[i] > max_t ? threads[i] : max_t;
-    llc_pool *probe_pool = llc_pool_create(max_t);
-    double bw = llc_probe_read_gbs(probe_pool, (size_t)1 << 30);
     enum llc_peak_kind kind = !strcmp(info.weight_type, "bf16") ? LLC_PEAK_BF16_DOT
                               : (!strcmp(info.weight_type, "q8_0") || !strcmp(info.weight_type, "q4_0")) ? LLC_PEAK_INT8_DOT
                                                                                                           : LLC_PEAK_FP32_FMA;
-    double peak = llc_probe_peak_ops(probe_pool, kind);
-    llc_pool_free(probe_pool);
+    double bw = 0, peak = 0;
+    probe_machine(max_t, kind, &bw, &peak);
     fprintf(stderr, "llamac bench: %s, %s kernels, read bandwidth %.1f GB/s, %s peak %.0f G-op/s (%d threads)\n", info.name,
             llamac_isa(), bw, llc_peak_name(kind), peak / 1e9, max_t);
 

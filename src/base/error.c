@@ -8,12 +8,30 @@ bool llc_fail(llamac_error *err, const char *fmt, ...) {
     if (!err) return false;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    char raw[sizeof err->message];
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    /* One line, always: untrusted names can carry newlines. */
-    for (char *p = err->message; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
+    llc_printable(err->message, sizeof err->message, raw);
     return false;
+}
+
+/* Names in messages come from untrusted files: a newline would break the one-line promise and an
+ * escape sequence could rewrite the user's terminal, so control bytes are shown as \xNN. */
+void llc_printable(char *dst, size_t cap, const char *src) {
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)src; *p && n + 1 < cap; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            if (n + 5 >= cap) break;
+            dst[n++] = '\\';
+            dst[n++] = 'x';
+            dst[n++] = hex[*p >> 4];
+            dst[n++] = hex[*p & 15];
+        } else {
+            dst[n++] = (char)*p;
+        }
+    }
+    dst[n] = 0;
 }
 
 void llc_error_prefix(llamac_error *err, const char *fmt, ...) {

@@ -10,13 +10,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "base/mapped_file.h"
 
 static int vreport(int code, const char *fmt, va_list ap) {
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    for (char *p = msg; *p; p++)
-        if (*p == '\n') *p = ' ';
+    char raw[1024], msg[1024];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    llc_printable(msg, sizeof msg, raw);
     fprintf(stderr, "llamac: error: %s\n", msg);
     return code;
 }

@@ -528,6 +528,16 @@ def gguf_cases(path):
     add("weights_huge_attn_q", poison("blk.0.attn_q.weight", 3e38), "ok")
     add("weights_denormal_ffn", poison("blk.2.ffn_up.weight", 1e-42), "ok")
 
+    # ---- error messages that quote the file's own bytes must not carry control characters to the
+    # terminal (escape sequences, bell, carriage return)
+    evil = b"evil\x1b[2J\x1b]0;pwned\x07\rkey\x01"
+    add("evil_key_name_unknown_type", mut(lambda g: g.set_kv(evil, 99, b"\0" * 8, raw=True)), "container")
+    add("evil_tensor_name_bad_dims", set_tensor("blk.0.attn_q.weight", name=evil, ne=[64, 64, 1, 1, 1]), "container")
+    add("evil_tensor_name_duplicate", mut(lambda g: (setattr(g.tensor("blk.0.attn_q.weight"), "name", evil),
+                                                     setattr(g.tensor("blk.0.attn_k.weight"), "name", evil))), "container")
+    add("evil_architecture", mut(lambda g: g.set_kv("general.architecture", STRING, evil)), "model")
+    add("evil_tokenizer_model", mut(lambda g: g.set_kv("tokenizer.ggml.model", STRING, evil)), "vocab")
+
     # ---- lots of small records (quadratic duplicate checks)
     def many_kvs(g, n):
         for i in range(n):
@@ -840,8 +850,123 @@ def quantized_cases(vocab_from):
     return cases
 
 
+def hf_json_cases():
+    """[(name, {file name: bytes}, level)]: tokenizer.json folders (optionally with tokenizer_config.json)."""
+    import json
+    good = tiny_hf_json()
+    cases = [("control", {"tokenizer.json": good}, "valid")]
+
+    def mut(fn, level, name, config=None):
+        j = json.loads(good)
+        fn(j)
+        files = {"tokenizer.json": json.dumps(j, ensure_ascii=False).encode("utf-8", "surrogatepass")}
+        if config is not None:
+            files["tokenizer_config.json"] = config
+        cases.append((name, files, level))
+
+    for p in (0, 1, 10, len(good) // 2, len(good) - 1):
+        cases.append((f"truncated_at_{p}", {"tokenizer.json": good[:p]}, "container"))
+    for name, text in (("not_json", b"{this is not json"), ("array_top", b"[1,2,3]"), ("empty_object", b"{}"),
+                       ("nul_bytes", b"{\0\0\0}"), ("deep_nesting", b'{"model":' + b"[" * 100000 + b"]" * 100000 + b"}"),
+                       ("huge_number", b'{"model":{"type":"BPE","vocab":{"a":1e999},"merges":[]}}')):
+        cases.append((name, {"tokenizer.json": text}, "container"))
+    mut(lambda j: j["model"].__setitem__("type", "WordPiece"), "container", "model_type_wordpiece")
+    mut(lambda j: j["model"].pop("type"), "container", "model_type_missing")
+    mut(lambda j: j.__setitem__("model", "BPE"), "container", "model_not_object")
+    mut(lambda j: j["model"].__setitem__("vocab", [1, 2]), "container", "vocab_not_object")
+    mut(lambda j: j["model"].__setitem__("vocab", {}), "container", "vocab_empty")
+    mut(lambda j: j["model"]["vocab"].__setitem__("Ġt", "12"), "container", "vocab_id_string")
+    mut(lambda j: j["model"]["vocab"].__setitem__("Ġt", 1.5), "container", "vocab_id_fraction")
+    mut(lambda j: j["model"]["vocab"].__setitem__("Ġt", -1), "container", "vocab_id_negative")
+    mut(lambda j: j["model"]["vocab"].__setitem__("Ġt", 2147483647), "container", "vocab_id_int_max")
+    mut(lambda j: j["model"]["vocab"].__setitem__("Ġt", 4294967296), "container", "vocab_id_2^32")
+    mut(lambda j: j["model"]["vocab"].__setitem__("Ġt", 5), "container", "vocab_id_duplicate")
+    mut(lambda j: j["model"]["vocab"].__setitem__("Ġt", 300), "ok", "vocab_id_gap")
+    mut(lambda j: j["model"]["vocab"].__setitem__("\x1b[2J\x07", "bad"), "container", "vocab_key_escape_codes")
+    mut(lambda j: j["model"]["vocab"].__setitem__("a\0b", 400), "ok", "vocab_key_nul")
+    mut(lambda j: j["model"]["vocab"].__setitem__("\udcff", 401), "ok", "vocab_key_lone_surrogate")
+    mut(lambda j: j["model"].__setitem__("merges", "Ġ t"), "container", "merges_not_array")
+    mut(lambda j: j["model"].__setitem__("merges", [1, None, {}]), "container", "merges_not_strings")
+    mut(lambda j: j["model"].__setitem__("merges", ["a b c", "nospace", " ", "", "zz qq"]), "ok", "merges_malformed_strings")
+    mut(lambda j: j["model"].__setitem__("merges", [["Ġ", "t"], ["h", "e"]]), "valid", "merges_as_pairs")
+    mut(lambda j: j["model"].__setitem__("merges", [["Ġ"], ["h", "e", "x"]]), "container", "merges_bad_pairs")
+    mut(lambda j: j.__setitem__("added_tokens", {"id": 1}), "container", "added_not_array")
+    mut(lambda j: j["added_tokens"].append({"id": 100000000, "content": "<x>"}), "container", "added_id_huge")
+    mut(lambda j: j["added_tokens"].append({"id": -3, "content": "<x>"}), "container", "added_id_negative")
+    mut(lambda j: j["added_tokens"].append({"id": 5, "content": "<conflict>"}), "container", "added_conflicts_vocab")
+    mut(lambda j: j["added_tokens"].append({"id": 270, "content": ""}), "ok", "added_content_empty")
+    mut(lambda j: j["added_tokens"].append({"id": 271, "content": 7}), "container", "added_content_not_string")
+    mut(lambda j: j.__setitem__("normalizer", {"type": "NFC"}), "container", "normalizer_present")
+    mut(lambda j: j["pre_tokenizer"]["pretokenizers"][0]["pattern"].__setitem__("Regex", "(" * 1000), "container", "regex_other")
+    mut(lambda j: j.__setitem__("pre_tokenizer", None), "container", "pre_tokenizer_null")
+    mut(lambda j: j["model"].__setitem__("byte_fallback", True), "container", "byte_fallback")
+    for cname, cfg in (("config_bos_object", b'{"bos_token": {"content": "<|begin_of_text|>"}, "eos_token": "<|eot_id|>"}'),
+                       ("config_bos_missing_token", b'{"bos_token": "<nope>", "eos_token": 12}'),
+                       ("config_bos_number", b'{"bos_token": 3}'),
+                       ("config_template_list", b'{"chat_template": [{"name": "x"}, {"template": 5}, 7]}'),
+                       ("config_template_huge", b'{"chat_template": "' + b"{{ x }}" * 200000 + b'"}')):
+        mut(lambda j: None, "ok", cname, config=cfg)
+    for cname, cfg in (("config_not_object", b"[]"), ("config_truncated", b'{"bos_token": "<|be'), ("config_empty", b"")):
+        mut(lambda j: None, "container", cname, config=cfg)
+    return cases
+
+
+def tiny_safetensors(tensors):
+    """safetensors bytes from {name: (dtype, shape, raw bytes)}."""
+    import json
+    hdr, data = {}, b""
+    for name, (dtype, shape, raw) in tensors.items():
+        hdr[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    hdr["__metadata__"] = {"format": "pt"}
+    h = json.dumps(hdr).encode()
+    h += b" " * ((-len(h)) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def torch_pickle(tensors, extra=()):
+    """A protocol-2 pickle of a state dict as torch.save writes it, without torch: tensors is
+    [(name, storage class, storage key, storage numel, offset, shape)]."""
+    def op_str(s):
+        b = s.encode()
+        return b"X" + struct.pack("<I", len(b)) + b  # BINUNICODE
+    def op_int(v):
+        return b"J" + struct.pack("<i", v)  # BININT
+    def op_tuple(items):
+        return b"(" + b"".join(items) + b"t"
+    out = b"\x80\x02" + b"ccollections\nOrderedDict\nq\x00)Rq\x01("
+    for name, cls, key, numel, offset, shape in tensors:
+        stride, acc = [], 1
+        for d in reversed(shape):
+            stride.insert(0, acc)
+            acc *= d
+        pid = op_tuple([op_str("storage"), b"ctorch\n" + cls.encode() + b"\n", op_str(key), op_str("cpu"), op_int(numel)])
+        args = op_tuple([pid + b"Q", op_int(offset), op_tuple([op_int(x) for x in shape]),
+                         op_tuple([op_int(x) for x in stride]), b"\x89", b"ccollections\nOrderedDict\n)R"])
+        out += op_str(name) + b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R"
+    for name, v in extra:
+        out += op_str(name) + op_int(v)
+    return out + b"u."
+
+
+def tiny_torch_pth():
+    """A small torch.save-style zip: data.pkl plus one stored entry per storage."""
+    import io
+    import zipfile
+    pkl = torch_pickle([("tok_embeddings.weight", "FloatStorage", "0", 8, 0, [2, 4]),
+                        ("norm.weight", "BFloat16Storage", "1", 6, 2, [4])], extra=[("step", 3)])
+    zb = io.BytesIO()
+    with zipfile.ZipFile(zb, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/data/0", struct.pack("<8f", *range(8)))
+        z.writestr("archive/data/1", b"\x80\x3f" * 6)
+        z.writestr("archive/version", b"3\n")
+    return pkl, zb.getvalue()
+
+
 def write_fuzz_seeds(shared, corpus):
-    """Seed corpora for fuzz/fuzz_gguf.c and fuzz/fuzz_llama2c.c (every file < 64 KB)."""
+    """Seed corpora for fuzz/fuzz_gguf.c and fuzz/fuzz_llama2c.c (every file < 64 KB). For the
+    safetensors / zip / pickle targets, tiny_safetensors(), tiny_torch_pth() and torch_pickle() make seeds."""
     import os
     stories = os.path.join(shared, "models", "stories260K")
     sg = os.path.join(stories, "stories260K.gguf")
@@ -888,6 +1013,7 @@ def write_fuzz_seeds(shared, corpus):
     out["llama2c/tokenizer_tiny.json"] = tiny_hf_json()
     out["llama2c/bad_header_heads_7.bin"] = struct.pack("<7i", 8, 16, 1, 7, 1, 32, 16) + tiny_llama2c()[28:]
     out["llama2c/bad_tok_len.bin"] = tok_build(maxlen, toks[:8])[:-3] + i32(1 << 30)
+
     for name, b in out.items():
         assert len(b) < 64 * 1024, (name, len(b))
         path = os.path.join(corpus, name)

@@ -29,6 +29,16 @@ static void bf16_from_float(const float *src, void *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) d[i] = llc_fp32_to_bf16(src[i]);
 }
 
+/* Float to int for the quantizers, truncating toward zero like a cast, but defined for every input:
+ * a model with NaN or infinite values (broken, or hostile) must not reach undefined behaviour. NaN
+ * becomes 0 and the rest is clamped to [lo, hi]. */
+static inline int to_int_clamped(float v, int lo, int hi) {
+    if (!(v == v)) return 0;
+    if (v <= (float)lo) return lo;
+    if (v >= (float)hi) return hi;
+    return (int)v;
+}
+
 /* ---- Q8_0: symmetric, scale = max|x| / 127 (llama.cpp's quantize_row_q8_0_ref) ------------------ */
 
 static void q8_0_to_float(const void *src, float *dst, int64_t n) {
@@ -47,7 +57,7 @@ static void q8_0_from_float(const float *src, void *dst, int64_t n) {
         for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
         float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
         b[i].d = llc_fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; j++) b[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < QK8_0; j++) b[i].qs[j] = (int8_t)to_int_clamped(roundf(x[j] * id), -127, 127);
     }
 }
 
@@ -77,9 +87,7 @@ static void q4_0_from_float(const float *src, void *dst, int64_t n) {
         float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
         b[i].d = llc_fp32_to_fp16(d);
         for (int j = 0; j < QK4_0 / 2; j++) {
-            int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + QK4_0 / 2] * id + 8.5f);
-            lo = lo > 15 ? 15 : lo;
-            hi = hi > 15 ? 15 : hi;
+            int lo = to_int_clamped(x[j] * id + 8.5f, 0, 15), hi = to_int_clamped(x[j + QK4_0 / 2] * id + 8.5f, 0, 15);
             b[i].qs[j] = (uint8_t)(lo | (hi << 4));
         }
     }

@@ -1,0 +1,171 @@
+/*
+ * Shared by the libFuzzer targets (fuzz/fuzz_*.c): checks and exercisers for tokenizers and models.
+ * Header-only (static functions) so that each target stays one .c file for the CMake glob.
+ */
+#ifndef LLC_FUZZ_COMMON_H
+#define LLC_FUZZ_COMMON_H
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "llamac.h"
+
+static volatile uint8_t fuzz_sink;
+
+/* A failure must say something, on one line. */
+static inline void check_message(const llamac_error *err) {
+    if (!err->message[0] || strchr(err->message, '\n')) abort();
+}
+
+/* Reads the first, middle and last byte: ASan reports if a claimed range is not all valid memory. */
+static inline void touch(const void *p, uint64_t n) {
+    if (!n) return;
+    const uint8_t *b = p;
+    fuzz_sink ^= b[0];
+    fuzz_sink ^= b[n - 1];
+    fuzz_sink ^= b[n / 2];
+}
+
+/* An in-memory file with a path, for the loaders that take paths. */
+typedef struct fuzz_memfile {
+    int fd;
+    char path[64];
+} fuzz_memfile;
+
+static inline void memfile_init(fuzz_memfile *f, const char *name) {
+    f->fd = memfd_create(name, 0);
+    if (f->fd < 0) abort();
+    snprintf(f->path, sizeof f->path, "/proc/self/fd/%d", f->fd);
+}
+
+static inline void memfile_set(fuzz_memfile *f, const void *data, size_t size) {
+    if (ftruncate(f->fd, 0) != 0 || (size && pwrite(f->fd, data, size, 0) != (ssize_t)size)) abort();
+}
+
+static const char *const texts[] = {
+    "Once upon a time", "", " ", "  leading and trailing  ", "<s>hi</s><|eot_id|><|begin_of_text|>",
+    "\xff\xfe invalid \xc3\x28 utf8 \xe2\x82", "emoji 🦙 and 中文 and ünïcödé", "\n\n\t\r\x01",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "1234567890 3.14 don't I'm we'll",
+};
+
+static inline void exercise_tokenizer(const llamac_tokenizer *tok) {
+    int n_vocab = llamac_tokenizer_n_vocab(tok);
+    (void)llamac_tokenizer_bos(tok);
+    (void)llamac_tokenizer_eos(tok);
+    int32_t ids[512];
+    llamac_error err = {{0}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        for (int mode = 0; mode < 4; mode++) {
+            int n = llamac_tokenize(tok, texts[i], strlen(texts[i]), mode & 1, mode & 2, ids, 512, &err);
+            if (n < 0) {
+                check_message(&err);
+                continue;
+            }
+            if (n > 512) n = 512;
+            for (int j = 0; j < n; j++)
+                if (ids[j] < 0 || ids[j] >= n_vocab) abort(); /* tokenize must only produce real ids */
+            llamac_detokenizer d;
+            llamac_detokenizer_init(&d, tok);
+            char buf[256];
+            for (int j = 0; j < n; j++) {
+                size_t len = llamac_detokenize(&d, ids[j], buf, sizeof buf);
+                if (len >= sizeof buf) abort();
+            }
+            llamac_detokenizer_flush(&d, buf, sizeof buf);
+        }
+        /* a tiny output buffer: the count may exceed cap, nothing may be written past it */
+        int32_t one[1];
+        (void)llamac_tokenize(tok, texts[i], strlen(texts[i]), true, false, one, 1, &err);
+    }
+    /* every id, plus some that are not ids */
+    llamac_detokenizer d;
+    llamac_detokenizer_init(&d, tok);
+    char buf[256];
+    int lim = n_vocab < 4096 ? n_vocab : 4096;
+    for (int32_t id = -2; id < lim + 2; id++) {
+        const char *b;
+        size_t n = llamac_token_bytes(tok, id, &b);
+        touch(b, n);
+        (void)llamac_tokenizer_is_eog(tok, id);
+        size_t len = llamac_detokenize(&d, id, buf, sizeof buf);
+        if (len >= sizeof buf) abort();
+    }
+    (void)llamac_detokenize(&d, INT32_MAX, buf, sizeof buf);
+    (void)llamac_detokenize(&d, INT32_MIN, buf, sizeof buf);
+    llamac_detokenizer_flush(&d, buf, sizeof buf);
+}
+
+/* Loads a model (and its tokenizer), lists it, and when it is small runs a few tokens through it and
+ * samples from the logits with both the greedy and the full sampling path. */
+static inline void exercise_model(const char *path, const char *tokenizer_path, uint64_t seed) {
+    llamac_error err = {{0}};
+    llamac_model_params mp = {.tokenizer_path = tokenizer_path};
+    llamac_model *m = llamac_model_load(path, &mp, &err);
+    if (!m) {
+        check_message(&err);
+        return;
+    }
+    llamac_model_info info;
+    llamac_model_get_info(m, &info);
+    (void)llamac_model_kv_bytes(m, 4096);
+    for (int i = 0; i < llamac_model_n_tensors(m); i++) {
+        llamac_tensor_info ti;
+        if (llamac_model_tensor(m, i, &ti)) touch(ti.name, strlen(ti.name));
+    }
+    const llamac_tokenizer *tok = llamac_model_tokenizer(m);
+    /* A forward pass only for small models: the fuzzer wants many executions per second. */
+    if (info.weight_bytes <= (4u << 20) && info.n_layers <= 8) {
+        llamac_session_params sp = {.n_ctx = 8, .n_threads = 1};
+        llamac_session *s = llamac_session_create(m, &sp, &err);
+        if (!s) {
+            check_message(&err);
+        } else {
+            int32_t ids[4] = {llamac_tokenizer_bos(tok) >= 0 ? llamac_tokenizer_bos(tok) : 0, 1 % info.n_vocab,
+                              (info.n_vocab - 1), 2 % info.n_vocab};
+            const float *logits = llamac_session_eval(s, ids, 3, &err);
+            if (logits) {
+                touch(logits, (uint64_t)info.n_vocab * sizeof *logits);
+                llamac_sampler_params p = llamac_sampler_defaults();
+                p.seed = seed;
+                p.temperature = 0;
+                llamac_sampler *smp = llamac_sampler_create(&p, info.n_vocab, &err);
+                if (smp) {
+                    int32_t next = llamac_sampler_sample(smp, logits);
+                    if (next < 0 || next >= info.n_vocab) abort();
+                    llamac_sampler_free(smp);
+                }
+                /* LLAMAC_FUZZ_SKIP_SAMPLER=1 keeps fuzzing the loaders past a known sampler bug. */
+                static int skip_sampler = -1;
+                if (skip_sampler < 0) skip_sampler = getenv("LLAMAC_FUZZ_SKIP_SAMPLER") != NULL;
+                p = llamac_sampler_defaults();
+                p.seed = seed;
+                p.repeat_penalty = 1.1f;
+                p.top_k = (int)(seed % 3 == 0 ? 0 : seed % 50);
+                smp = skip_sampler ? NULL : llamac_sampler_create(&p, info.n_vocab, &err);
+                if (smp) {
+                    for (int i = 0; i < 3; i++) llamac_sampler_accept(smp, ids[i]);
+                    int32_t next = llamac_sampler_sample(smp, logits);
+                    if (next < 0 || next >= info.n_vocab) abort();
+                    const char *b = "";
+                    size_t nb = llamac_token_bytes(tok, next, &b);
+                    touch(b, nb);
+                    if (llamac_session_eval(s, &next, 1, &err) == NULL) check_message(&err);
+                    llamac_sampler_free(smp);
+                }
+            } else {
+                check_message(&err);
+            }
+            /* tokens outside the vocabulary must be refused, not looked up */
+            int32_t bad[2] = {info.n_vocab, -1};
+            if (llamac_session_eval(s, bad, 1, &err) != NULL || llamac_session_eval(s, bad + 1, 1, &err) != NULL) abort();
+            llamac_session_free(s);
+        }
+    }
+    llamac_model_free(m);
+}
+
+#endif

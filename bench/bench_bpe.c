@@ -7,6 +7,9 @@
  * of C (the headers in /usr/include), the mix peers.md's tokenizer figures use. Prints MB/s of the best round,
  * for the pre-tokenizer alone and for the whole encode.
  *
+ * `llamac bench-tokenizer [--tiktoken]` is the user-facing benchmark (any tokenizer file, npm tiktoken in
+ * the same run); this one also times the pre-tokenizer alone.
+ *
  * Build (not part of the CMake targets): after building the library in build-bpe,
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc bench/bench_bpe.c build-bpe/libllamac.a -lcjson -lm -lpthread
  */

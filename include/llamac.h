@@ -39,11 +39,16 @@ typedef struct llamac_model_info {
     float rms_eps, rope_theta;
     bool has_rope_freqs;   /* Llama 3.1/3.2 rope scaling factors present */
     bool tied_output;      /* output projection shares the token embedding */
-    const char *format;    /* "gguf" or "llama2c" */
+    const char *format;    /* "gguf", "llama2c", "hf" or "meta" */
     const char *name;      /* general.name or the file name */
     const char *weight_type; /* dominant tensor type of the matrices, e.g. "q8_0" */
     uint64_t weight_bytes; /* bytes of all tensors */
     uint64_t n_params;
+    /* Per token: the weight bytes a decode step reads (every matrix once, the output projection
+     * included, one embedding row aside) and the multiply-adds of its matmuls. */
+    uint64_t decode_bytes, matmul_macs;
+    /* Sampling defaults the checkpoint ships (Hugging Face generation_config.json); 0: none given. */
+    float default_temperature, default_top_p;
 } llamac_model_info;
 
 llamac_model *llamac_model_load(const char *path, const llamac_model_params *params, llamac_error *err);
@@ -68,7 +73,9 @@ const char *llamac_isa(void);
 
 /* ---- tokenizer --------------------------------------------------------------------------------- */
 
-/* A tokenizer on its own: a GGUF (also vocabulary-only files) or a llama2.c tokenizer.bin. */
+/* A tokenizer on its own, told apart by content: a GGUF (also vocabulary-only files), a Hugging Face
+ * tokenizer.json (Llama 3), a tiktoken tokenizer.model (Llama 3), a SentencePiece tokenizer.model
+ * (Llama 1/2) or a llama2.c tokenizer.bin. */
 llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err);
 void llamac_tokenizer_free(llamac_tokenizer *tok);
 
@@ -85,6 +92,11 @@ bool llamac_tokenizer_is_eog(const llamac_tokenizer *tok, int32_t id);
 /* The bytes token id stands for in decoded text (may be part of a UTF-8 character). Control tokens
  * decode to nothing. Returns the length; *bytes points into the tokenizer. */
 size_t llamac_token_bytes(const llamac_tokenizer *tok, int32_t id, const char **bytes);
+/* The chat template (Jinja) the tokenizer came with: GGUF tokenizer.chat_template, or the
+ * tokenizer_config.json beside a tokenizer.json / tokenizer.model. NULL if none. Owned by tok. */
+const char *llamac_tokenizer_chat_template(const llamac_tokenizer *tok);
+/* Id of the token spelled exactly text as the vocabulary has it (e.g. "<|eot_id|>"), -1 if none. */
+int32_t llamac_tokenizer_token_id(const llamac_tokenizer *tok, const char *text);
 
 /* Streaming detokenizer: feeds ids, returns text that is safe to print (never a broken UTF-8
  * character; a partial one is held until it completes). */
@@ -142,6 +154,51 @@ void llamac_sampler_free(llamac_sampler *s);
 int32_t llamac_sampler_sample(llamac_sampler *s, const float *logits);
 /* Records a token in the history the repetition penalty looks at (prompt tokens and sampled ones). */
 void llamac_sampler_accept(llamac_sampler *s, int32_t token);
+
+/* ---- chat -------------------------------------------------------------------------------------- */
+
+typedef enum llamac_chat_format {
+    LLAMAC_CHAT_AUTO = 0,   /* from the model's chat template, else its vocabulary (llamac_chat_format_detect) */
+    /* Meta's ChatFormat (Llama 3): <|begin_of_text|> once, then per message
+     * <|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>, and the generation prompt
+     * <|start_header_id|>assistant<|end_header_id|>\n\n. */
+    LLAMAC_CHAT_LLAMA3 = 1,
+    /* Meta's chat_completion (Llama 2): per exchange <s>[INST] USER [/INST] ANSWER </s>, the last user
+     * message as <s>[INST] USER [/INST]; a system message goes into the first user message as
+     * "<<SYS>>\nSYSTEM\n<</SYS>>\n\n". <s> and </s> are the BOS and EOS tokens. */
+    LLAMAC_CHAT_LLAMA2 = 2,
+} llamac_chat_format;
+
+typedef struct llamac_chat_message {
+    const char *role;      /* "system", "user", "assistant" (Llama 3 takes any role name) */
+    /* NUL-terminated UTF-8. Stripped of surrounding whitespace (as Python's str.strip) and tokenized
+     * without special-token parsing: text such as "<|eot_id|>" stays text. */
+    const char *content;
+    /* Instead of content when non-NULL: the content as token ids, used verbatim (an answer as it was
+     * sampled, so a conversation kept in a KV cache matches its re-formatting token for token).
+     * Llama 2 takes ids for assistant messages only. */
+    const int32_t *ids;
+    int n_ids;
+} llamac_chat_message;
+
+/* LLAMAC_CHAT_LLAMA3 or _LLAMA2: from the chat template the model carries when it has one, else from
+ * the vocabulary (a <|start_header_id|> token: Llama 3; otherwise Llama 2). */
+llamac_chat_format llamac_chat_format_detect(const llamac_tokenizer *tok);
+/* "llama3", "llama2" (and "auto") to a format; -1 for anything else. */
+int llamac_chat_format_from_name(const char *name);
+const char *llamac_chat_format_name(llamac_chat_format format);
+
+/* The token ids of a conversation in a chat format, BOS included. add_generation_prompt appends what
+ * starts the assistant's answer (Llama 3: the assistant header; Llama 2: nothing, the final
+ * "[INST] … [/INST]" is the prompt, and the flag only requires the user's message last). A Llama 2
+ * answer given as ids is closed as Meta's f"{answer} " is: its ids, the ids of a space after a word,
+ * EOS. Writes at most cap ids to out and returns the total count (call again with a bigger buffer if
+ * larger than cap); -1 on error (a vocabulary without the format's special tokens, Llama 2 roles out
+ * of order, …). The ids of a conversation with the generation prompt begin the ids of the same
+ * conversation continued by an answer given as ids and further messages: a KV cache holding a prompt
+ * and its sampled answer needs only the next turn evaluated. */
+int llamac_chat_tokenize(const llamac_tokenizer *tok, llamac_chat_format format, const llamac_chat_message *msgs,
+                         int n, bool add_generation_prompt, int32_t *out, int cap, llamac_error *err);
 
 #ifdef __cplusplus
 }

@@ -4,17 +4,26 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcjson-dev libcmocka-dev
-      python3 python3-numpy python3-sentencepiece python3-regex)
+      python3 python3-numpy python3-sentencepiece python3-regex python3-jinja2
+      nodejs)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# Debian's nodejs ships npm as a package of its own (other builds of nodejs bundle it).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present"
-  exit 0
+else
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+# npm tiktoken, the tokenizer tests' reference, pinned by tests/node/package-lock.json.
+NODE_DIR="$(cd "$(dirname "$0")/../tests/node" && pwd)"
+if [ ! -d "$NODE_DIR/node_modules" ]; then
+  echo "install-deps: npm ci in tests/node"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund)
+fi

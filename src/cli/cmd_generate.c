@@ -24,7 +24,10 @@ static const char usage_text[] =
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx N             context size in tokens (default: the model's, at most 4096)\n"
     "  --special               recognise special-token text (e.g. <|eot_id|>) in the prompt\n"
-    "  --json                  print one JSON object (prompt_ids, ids, text, timings) instead of streaming\n";
+    "  --json                  print one JSON object (prompt_ids, ids, text, timings) instead of streaming\n"
+    "  --chat                  the prompt is a user message in the model's chat format (only the answer is printed)\n"
+    "  --system TEXT           with --chat: a system message\n"
+    "  --chat-format F         with --chat: llama3 or llama2 (default: from the model's chat template or vocabulary)\n";
 
 typedef struct outbuf {
     char *p;
@@ -47,6 +50,8 @@ static void out_add(outbuf *b, const char *s, size_t n) {
 
 int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *prompt_file = NULL;
+    const char *system = NULL, *chat_format = NULL;
+    bool chat = false;
     int n_new = 256, n_ctx = 0, n_threads = 0;
     bool json = false, special = false, seed_given = false;
     llamac_sampler_params sp = llamac_sampler_defaults();
@@ -89,6 +94,12 @@ int cmd_generate(int argc, char **argv) {
             special = true;
         } else if (!strcmp(o, "--json")) {
             json = true;
+        } else if (!strcmp(o, "--chat")) {
+            chat = true;
+        } else if (!strcmp(o, "--system")) {
+            if (!(system = cli_value(&a, o))) return 2;
+        } else if (!strcmp(o, "--chat-format")) {
+            if (!(chat_format = cli_value(&a, o))) return 2;
         } else {
             return cli_usage("generate: unknown option '%s' (see llamac generate --help)", o);
         }
@@ -96,6 +107,11 @@ int cmd_generate(int argc, char **argv) {
     if (!model_path) return cli_usage("generate: -m MODEL is required");
     if (!prompt && !prompt_file) return cli_usage("generate: a prompt is required (-p TEXT or -f FILE)");
     if (prompt && prompt_file) return cli_usage("generate: give -p or -f, not both");
+    int chat_fmt = LLAMAC_CHAT_AUTO;
+    if (!chat && (system || chat_format)) return cli_usage("generate: --system and --chat-format go with --chat");
+    if (chat && special) return cli_usage("generate: --special does not apply with --chat (message text is never parsed for special tokens)");
+    if (chat_format && (chat_fmt = llamac_chat_format_from_name(chat_format)) < 0)
+        return cli_usage("generate: unknown --chat-format '%s' (llama3, llama2)", chat_format);
     if (!seed_given) sp.seed = (uint64_t)time(NULL);
 
     int rc = 1;
@@ -119,7 +135,24 @@ int cmd_generate(int argc, char **argv) {
     const llamac_tokenizer *tok = llamac_model_tokenizer(m);
     llamac_model_info info;
     llamac_model_get_info(m, &info);
-    int n_prompt = cli_tokenize(tok, prompt, prompt_len, true, special, &ids);
+    int n_prompt;
+    if (chat) {
+        /* -p is the user message; the prompt is the conversation in the chat format, generation prompt included */
+        if (memchr(prompt, 0, prompt_len)) {
+            cli_error("the prompt contains a NUL byte");
+            goto done;
+        }
+        llamac_chat_message msgs[2] = {{"system", system, NULL, 0}, {"user", prompt, NULL, 0}};
+        llamac_error cerr = {{0}};
+        int k = llamac_chat_tokenize(tok, (llamac_chat_format)chat_fmt, msgs + !system, 1 + !!system, true, NULL, 0, &cerr);
+        if (k < 0 || !(ids = malloc((size_t)(k > 0 ? k : 1) * sizeof *ids))) {
+            cli_error("%s", k < 0 ? cerr.message : "out of memory");
+            goto done;
+        }
+        n_prompt = llamac_chat_tokenize(tok, (llamac_chat_format)chat_fmt, msgs + !system, 1 + !!system, true, ids, k, &cerr);
+    } else {
+        n_prompt = cli_tokenize(tok, prompt, prompt_len, true, special, &ids);
+    }
     if (n_prompt < 0) goto done;
     if (n_prompt == 0) {
         cli_error("the prompt is empty and the vocabulary has no BOS token to start from");
@@ -154,8 +187,9 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 0; i < n_prompt; i++) {
         llamac_sampler_accept(smp, ids[i]);
         size_t n = llamac_detokenize(&dt, ids[i], piece, piece_cap);
-        if (!json) fwrite(piece, 1, n, stdout);
+        if (!json && !chat) fwrite(piece, 1, n, stdout);
     }
+    if (chat) llamac_detokenizer_init(&dt, tok); /* the answer starts a text of its own */
     if (!json) fflush(stdout);
 
     double t1 = cli_now_ms();

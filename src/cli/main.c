@@ -11,11 +11,14 @@ static const struct {
     const char *help;
 } commands[] = {
     {"generate", cmd_generate, "generate text from a prompt"},
+    {"chat", cmd_chat, "chat with a model in the terminal (Llama 3 and Llama 2 formats)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"info", cmd_info, "show a model's hyperparameters, tensors and memory needs"},
     {"logits", cmd_logits, "print the next-token logits after a prompt (JSON)"},
     {"perplexity", cmd_perplexity, "measure perplexity on a text file (llama.cpp's convention)"},
     {"synth", cmd_synth, "write a random-weight model with the shapes of a real one"},
+    {"bench", cmd_bench, "measure prefill and decode speed against the machine's limits"},
+    {"bench-tokenizer", cmd_bench_tokenizer, "measure tokenizer speed on one thread (against tiktoken with --tiktoken)"},
     {"convert", cmd_convert, "write any model llamac loads as a GGUF (optionally re-encoded)"},
 };
 

@@ -172,6 +172,16 @@ void llamac_model_get_info(const llamac_model *m, llamac_model_info *info) {
     info->weight_type = llc_type_name(m->main_type);
     info->weight_bytes = m->weight_bytes;
     info->n_params = m->n_params;
+    llamac_tensor_info ti;
+    for (int i = 0; llamac_model_tensor(m, i, &ti); i++) {
+        if (i == 0) continue; /* token_embd: one row per token (unless it is also the output) */
+        const llc_tensor *t = i == 1 ? &m->output : NULL;
+        uint64_t bytes = t ? (uint64_t)t->row_bytes * (uint64_t)t->n_rows : ti.bytes;
+        info->decode_bytes += bytes;
+        info->matmul_macs += (uint64_t)ti.cols * (uint64_t)ti.rows;
+    }
+    info->default_temperature = m->default_temperature;
+    info->default_top_p = m->default_top_p;
 }
 
 uint64_t llamac_model_kv_bytes(const llamac_model *m, int n_ctx) {

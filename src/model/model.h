@@ -33,6 +33,7 @@ struct llamac_model {
     char name[128];
     uint64_t weight_bytes, n_params;
     uint32_t main_type;
+    float default_temperature, default_top_p; /* generation_config.json (Hugging Face folders); 0: unset */
     /* storage */
     gguf_file *gguf;                  /* GGUF models */
     llc_mapped_file map;              /* llama2.c models */

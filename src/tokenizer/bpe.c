@@ -5,7 +5,9 @@
  *  - every token's bytes, back to back in one blob;
  *  - an open-addressing hash from bytes to id (the whole-pre-token fast path: most words of ordinary
  *    text are a token, so most pre-tokens cost one hash and one probe);
- *  - an open-addressing hash from the pair (left id, right id) to (rank, merged id).
+ *  - an open-addressing hash from the pair (left id, right id) to (rank, merged id): from a merges list
+ *    (rank = the merge's index) or, for tiktoken ranks, every split of a token into two tokens (rank =
+ *    the merged token's rank, so equal ranks tie and the leftmost pair goes first, as in tiktoken).
  * Merging a pre-token that is not a token uses arrays on the stack while it is short (a quadratic
  * scan beats a heap there) and an indexed heap over a linked list when it is long (24 bytes of
  * working memory per byte), so a pathological pre-token (a megabyte of letters without a space)
@@ -25,8 +27,10 @@
 #define SMALL_WORD 64
 
 typedef struct vslot {
-    uint32_t tag; /* high half of the hash: most mismatches end here without touching the blob */
-    int32_t id;   /* -1: empty */
+    uint64_t head; /* the token's first 8 bytes, zero-padded: a short token is compared here without
+                      touching the blob, a long one mostly */
+    uint32_t len;
+    int32_t id;    /* -1: empty */
 } vslot;
 
 typedef struct pslot {
@@ -37,6 +41,7 @@ typedef struct pslot {
 
 struct llc_bpe {
     int n_tokens;
+    int n_ranked;       /* tiktoken tables: ids below this are ranked tokens (rank = id); 0 otherwise */
     uint8_t *blob;
     uint32_t *off, *len;
     uint8_t *mergeable; /* a byte token or the result of a merge: what encoding may produce */
@@ -92,14 +97,32 @@ static inline bool same_bytes(const uint8_t *a, const uint8_t *b, size_t n) {
     return memcmp(a, b, n) == 0;
 }
 
+/* The first min(n, 8) bytes of p as a little-endian number, the rest zero. */
+static inline uint64_t head8(const uint8_t *p, size_t n) {
+    if (n >= 8) return rd64(p);
+    if (n >= 4) return rd32(p) | rd32(p + n - 4) << (8 * (n - 4)); /* the overlap ORs equal bytes */
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* One cache line per lookup for tokens of up to 8 bytes (most pre-tokens). */
 static inline int32_t vocab_find(const llc_bpe *b, const uint8_t *p, size_t n) {
-    uint64_t h = hash_bytes(p, n);
-    uint32_t tag = (uint32_t)(h >> 32);
+    uint64_t h = hash_bytes(p, n), head = head8(p, n);
     for (uint64_t i = h & b->vmask;; i = (i + 1) & b->vmask) {
         const vslot *s = &b->vtab[i];
         if (s->id < 0) return -1;
-        if (s->tag == tag && b->len[s->id] == n && same_bytes(b->blob + b->off[s->id], p, n)) return s->id;
+        if (s->head == head && s->len == n && (n <= 8 || same_bytes(b->blob + b->off[s->id] + 8, p + 8, n - 8)))
+            return s->id;
     }
+}
+
+static void vocab_insert(llc_bpe *b, int32_t id) {
+    const uint8_t *p = b->blob + b->off[id];
+    size_t n = b->len[id];
+    uint64_t j = hash_bytes(p, n) & b->vmask;
+    while (b->vtab[j].id >= 0) j = (j + 1) & b->vmask;
+    b->vtab[j] = (vslot){head8(p, n), (uint32_t)n, id};
 }
 
 static inline uint64_t pair_key(int32_t l, int32_t r) { return ((uint64_t)(uint32_t)l << 32) | (uint32_t)r; }
@@ -219,11 +242,7 @@ llc_bpe *llc_bpe_create(const llc_str *tokens, int n_tokens, const llc_str *merg
         if (n == 0) continue;
         if (vocab_find(b, b->blob + b->off[i], (size_t)n) >= 0) continue; /* duplicate: lower id kept */
         if ((uint32_t)n > b->max_len) b->max_len = (uint32_t)n;
-        uint64_t h = hash_bytes(b->blob + b->off[i], (size_t)n);
-        uint64_t j = h & b->vmask;
-        while (b->vtab[j].id >= 0) j = (j + 1) & b->vmask;
-        b->vtab[j].tag = (uint32_t)(h >> 32);
-        b->vtab[j].id = i;
+        vocab_insert(b, i);
     }
 
     for (int c = 0; c < 256; c++) {
@@ -275,6 +294,171 @@ fail:
     free(tmp);
     llc_bpe_free(b);
     return NULL;
+}
+
+/* ---- tiktoken ranks ------------------------------------------------------------------------------ */
+
+size_t llc_bpe_byte_text(const uint8_t *s, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = s[i];
+        int printable = (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
+        uint32_t cp = (uint32_t)c;
+        if (!printable) /* the 68 others take U+0100.. in byte order: 0x00-0x20, 0x7F-0xA0, 0xAD */
+            cp = c <= 0x20 ? 256u + (uint32_t)c : c < 0xAD ? 256u + 33 + (uint32_t)(c - 0x7F) : 256u + 67;
+        if (cp < 0x80) {
+            out[o++] = (char)cp;
+        } else {
+            out[o++] = (char)(0xC0 | (cp >> 6));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    return o;
+}
+
+/* A growable array of (rank, left, right) triples. */
+typedef struct triples {
+    uint32_t *v;
+    size_t n, cap;
+} triples;
+
+static bool triples_push(triples *t, uint32_t a, uint32_t b, uint32_t c) {
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 1 << 16;
+        uint32_t *v = realloc(t->v, cap * 3 * sizeof *v);
+        if (!v) return false;
+        t->v = v;
+        t->cap = cap;
+    }
+    t->v[3 * t->n] = a;
+    t->v[3 * t->n + 1] = b;
+    t->v[3 * t->n + 2] = c;
+    t->n++;
+    return true;
+}
+
+llc_bpe *llc_bpe_create_ranked(const llc_str *tokens, int n_ranked, int n_tokens, int32_t *dup_of,
+                               llamac_error *err) {
+    if (dup_of) dup_of[0] = dup_of[1] = -1;
+    if (!tokens || n_ranked <= 0 || n_tokens < n_ranked) return llc_fail(err, "BPE vocabulary is empty"), NULL;
+    uint64_t total = 0;
+    for (int i = 0; i < n_tokens; i++) {
+        if (!tokens[i].ptr && tokens[i].len) return llc_fail(err, "BPE token %d has no bytes", i), NULL;
+        if (i < n_ranked && tokens[i].len == 0) return llc_fail(err, "BPE token %d is empty", i), NULL;
+        total += tokens[i].len;
+    }
+    if (total >= UINT32_MAX) return llc_fail(err, "BPE vocabulary too large (%llu bytes)", (unsigned long long)total), NULL;
+
+    llc_bpe *b = calloc(1, sizeof *b);
+    triples pairs = {0};
+    if (!b) goto oom;
+    b->n_tokens = n_tokens;
+    b->n_ranked = n_ranked;
+    b->blob = malloc(total ? total : 1);
+    b->off = malloc((size_t)n_tokens * sizeof *b->off);
+    b->len = malloc((size_t)n_tokens * sizeof *b->len);
+    b->mergeable = calloc((size_t)n_tokens, 1);
+    int vbits = pow2_bits((uint64_t)n_ranked * 2);
+    b->vmask = ((uint64_t)1 << vbits) - 1;
+    b->vtab = malloc(((size_t)1 << vbits) * sizeof *b->vtab);
+    if (!b->blob || !b->off || !b->len || !b->mergeable || !b->vtab) goto oom;
+    memset(b->vtab, 0xFF, ((size_t)1 << vbits) * sizeof *b->vtab);
+
+    /* Every ranked token is in the bytes -> id hash and may be produced (tiktoken looks a whole piece
+     * up among all of them); the added tokens after them keep their bytes for decoding only. */
+    uint32_t off = 0;
+    for (int i = 0; i < n_tokens; i++) {
+        size_t n = (size_t)tokens[i].len;
+        if (n) memcpy(b->blob + off, tokens[i].ptr, n);
+        b->off[i] = off;
+        b->len[i] = (uint32_t)n;
+        off += (uint32_t)n;
+        if (i >= n_ranked) continue;
+        int32_t prev = vocab_find(b, b->blob + b->off[i], n);
+        if (prev >= 0) {
+            if (dup_of) dup_of[0] = prev, dup_of[1] = i;
+            llc_fail(err, "BPE token %d has the same bytes as token %d", i, prev);
+            goto fail;
+        }
+        if ((uint32_t)n > b->max_len) b->max_len = (uint32_t)n;
+        vocab_insert(b, i);
+        b->mergeable[i] = 1;
+    }
+    for (int c = 0; c < 256; c++) {
+        uint8_t byte = (uint8_t)c;
+        b->byte_tok[c] = vocab_find(b, &byte, 1);
+        if (b->byte_tok[c] < 0) {
+            llc_fail(err, "BPE vocabulary has no token for byte 0x%02X (not a byte-level vocabulary)", c);
+            goto fail;
+        }
+    }
+
+    /* tiktoken merges the adjacent pair whose concatenation has the lowest rank: every split of a token
+     * into two tokens is a pair that merges into it, at its rank. */
+    for (int i = 0; i < n_ranked; i++) {
+        const uint8_t *p = b->blob + b->off[i];
+        uint32_t n = b->len[i];
+        for (uint32_t k = 1; k < n; k++) {
+            int32_t l = vocab_find(b, p, k);
+            if (l < 0) continue;
+            int32_t r = vocab_find(b, p + k, n - k);
+            if (r >= 0 && !triples_push(&pairs, (uint32_t)i, (uint32_t)l, (uint32_t)r)) goto oom;
+        }
+    }
+    int pbits = pow2_bits((uint64_t)pairs.n * 2);
+    b->pshift = 64 - pbits;
+    b->ptab = malloc(((size_t)1 << pbits) * sizeof *b->ptab);
+    if (!b->ptab) goto oom;
+    memset(b->ptab, 0xFF, ((size_t)1 << pbits) * sizeof *b->ptab);
+    uint64_t pmask = ((uint64_t)1 << pbits) - 1;
+    for (size_t t = 0; t < pairs.n; t++) {
+        uint32_t rank = pairs.v[3 * t], l = pairs.v[3 * t + 1], r = pairs.v[3 * t + 2];
+        uint64_t key = pair_key((int32_t)l, (int32_t)r);
+        uint64_t j = (key * 0x9E3779B97F4A7C15ull) >> b->pshift;
+        while (b->ptab[j].key != UINT64_MAX) j = (j + 1) & pmask; /* (l, r) has one concatenation: no repeats */
+        b->ptab[j].key = key;
+        b->ptab[j].rank = rank;
+        b->ptab[j].id = (int32_t)rank;
+    }
+    free(pairs.v);
+    return b;
+
+oom:
+    llc_fail(err, "out of memory building the BPE tables");
+fail:
+    free(pairs.v);
+    llc_bpe_free(b);
+    return NULL;
+}
+
+int llc_bpe_n_ranked(const llc_bpe *b) { return b ? b->n_ranked : 0; }
+
+static int cmp_triple(const void *a, const void *b) {
+    const uint32_t *x = a, *y = b;
+    for (int i = 0; i < 3; i++)
+        if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
+    return 0;
+}
+
+long llc_bpe_ranked_merges(const llc_bpe *b, uint32_t **out) {
+    *out = NULL;
+    if (!b || !b->n_ranked || !b->ptab) return -1;
+    size_t slots = (size_t)1 << (64 - b->pshift), n = 0;
+    for (size_t j = 0; j < slots; j++) n += b->ptab[j].key != UINT64_MAX;
+    uint32_t *v = malloc((n ? n : 1) * 3 * sizeof *v);
+    if (!v) return -1;
+    size_t k = 0;
+    for (size_t j = 0; j < slots; j++) {
+        const pslot *s = &b->ptab[j];
+        if (s->key == UINT64_MAX) continue;
+        v[3 * k] = s->rank;
+        v[3 * k + 1] = (uint32_t)(s->key >> 32);
+        v[3 * k + 2] = (uint32_t)s->key;
+        k++;
+    }
+    qsort(v, n, 3 * sizeof *v, cmp_triple);
+    *out = v;
+    return (long)n;
 }
 
 void llc_bpe_free(llc_bpe *b) {

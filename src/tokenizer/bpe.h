@@ -32,6 +32,24 @@ llc_bpe *llc_bpe_create(const llc_str *tokens, int n_tokens, const llc_str *merg
                         llamac_error *err);
 void llc_bpe_free(llc_bpe *b);
 
+/* tiktoken's form of the same algorithm (Meta's Llama 3 tokenizer.model): tokens[i] are raw bytes, and
+ * the first n_ranked are the mergeable ranks (rank = id); any after them (special tokens) decode to
+ * their bytes and are never produced by encoding. Adjacent parts a, b merge when a+b is a ranked token,
+ * lowest rank of a+b first, leftmost on ties: tiktoken's rule, not a merges list. A whole pre-token that
+ * is a ranked token is that token. Every byte must be a token; two ranked tokens with the same bytes are
+ * refused (dup_of, if not NULL, gets the two ids; -1 otherwise). */
+llc_bpe *llc_bpe_create_ranked(const llc_str *tokens, int n_ranked, int n_tokens, int32_t *dup_of,
+                               llamac_error *err);
+/* n_ranked of llc_bpe_create_ranked, 0 for tables built from a merges list. */
+int llc_bpe_n_ranked(const llc_bpe *b);
+/* The pairs of ranked tables as a merges list, in the order Hugging Face's tiktoken converter writes
+ * them (rank of the merged token, then left id, then right id): *out gets 3 uint32 per pair (merged
+ * id, left id, right id), malloc'ed. Returns the count, -1 on error (no ranks, out of memory). */
+long llc_bpe_ranked_merges(const llc_bpe *b, uint32_t **out);
+/* GPT-2's byte-to-unicode text of n bytes (what tokenizer.json and GGUF store); out needs 2n bytes.
+ * Returns the length written (not NUL-terminated). */
+size_t llc_bpe_byte_text(const uint8_t *s, size_t n, char *out);
+
 /* Pre-tokenizes with the Llama 3 regex and merges by rank. Writes the first cap ids to out, returns
  * the total count (which may exceed cap). out may be NULL when cap is 0 (counting only). Returns -1
  * on invalid arguments, a text over INT_MAX bytes, or out of memory (a pre-token over 64 bytes needs

@@ -77,7 +77,9 @@ static int32_t config_token(const llc_hf_vocab *v, const cJSON *cfg, const char 
     return cJSON_IsString(j) ? find_token(v, j->valuestring) : -1;
 }
 
-static bool load_config(const char *json_path, llc_hf_vocab *v, llamac_error *err) {
+/* The tokenizer_config.json beside json_path, parsed; *cfg = NULL (and true) if there is none. */
+static bool read_config(const char *json_path, cJSON **cfg, llamac_error *err) {
+    *cfg = NULL;
     size_t plen = strlen(json_path);
     const char *slash = strrchr(json_path, '/');
     size_t dlen = slash ? (size_t)(slash - json_path) + 1 : 0;
@@ -97,20 +99,25 @@ static bool load_config(const char *json_path, llc_hf_vocab *v, llamac_error *er
         free(path);
         return false;
     }
-    cJSON *cfg = cJSON_ParseWithLength(buf, size);
+    *cfg = cJSON_ParseWithLength(buf, size);
     free(buf);
-    if (!cJSON_IsObject(cfg)) {
-        cJSON_Delete(cfg);
+    if (!cJSON_IsObject(*cfg)) {
+        cJSON_Delete(*cfg);
+        *cfg = NULL;
         llc_fail(err, "%s: not a JSON object", path);
         free(path);
         return false;
     }
     free(path);
-    v->bos = config_token(v, cfg, "bos_token");
-    v->eos = config_token(v, cfg, "eos_token");
+    return true;
+}
+
+/* chat_template: a string, or (some files) a list of named templates: the "default" one, else the
+ * first. *out = NULL if there is none. */
+static bool config_template(const cJSON *cfg, char **out, llamac_error *err) {
+    *out = NULL;
     const cJSON *t = get(cfg, "chat_template");
     if (cJSON_IsArray(t)) {
-        /* Several named templates: the "default" one, else the first. */
         const cJSON *e, *pick = NULL;
         cJSON_ArrayForEach(e, t) {
             if (!pick || is_str(get(e, "name"), "default")) pick = e;
@@ -118,11 +125,30 @@ static bool load_config(const char *json_path, llc_hf_vocab *v, llamac_error *er
         }
         t = pick ? get(pick, "template") : NULL;
     }
-    bool ok = true;
     if (cJSON_IsString(t)) {
-        v->chat_template = dup_str(t->valuestring, strlen(t->valuestring));
-        if (!v->chat_template) ok = llc_fail(err, "out of memory");
+        *out = dup_str(t->valuestring, strlen(t->valuestring));
+        if (!*out) return llc_fail(err, "out of memory");
     }
+    return true;
+}
+
+static bool load_config(const char *json_path, llc_hf_vocab *v, llamac_error *err) {
+    cJSON *cfg;
+    if (!read_config(json_path, &cfg, err)) return false;
+    if (!cfg) return true;
+    v->bos = config_token(v, cfg, "bos_token");
+    v->eos = config_token(v, cfg, "eos_token");
+    bool ok = config_template(cfg, &v->chat_template, err);
+    cJSON_Delete(cfg);
+    return ok;
+}
+
+bool llc_hf_chat_template_beside(const char *path, char **out, llamac_error *err) {
+    *out = NULL;
+    cJSON *cfg;
+    if (!read_config(path, &cfg, err)) return false;
+    if (!cfg) return true;
+    bool ok = config_template(cfg, out, err);
     cJSON_Delete(cfg);
     return ok;
 }
@@ -271,17 +297,14 @@ static bool load(const char *path, const cJSON *root, llc_hf_vocab *v, llamac_er
         v->merges[k++] = m;
         v->n_merges = k;
     }
-    return load_config(path, v, err);
+    return true;
 }
 
-bool llc_hf_vocab_load(const char *path, llc_hf_vocab *out, llamac_error *err) {
+bool llc_hf_vocab_load_memory(const char *data, size_t size, const char *path, llc_hf_vocab *out, llamac_error *err) {
     memset(out, 0, sizeof *out);
     out->bos = out->eos = -1;
-    size_t size;
-    char *buf = llc_read_file(path, MAX_JSON_BYTES, &size, err);
-    if (!buf) return false;
-    cJSON *root = cJSON_ParseWithLength(buf, size);
-    free(buf);
+    if (size > MAX_JSON_BYTES) return llc_fail(err, "%s: file too large (%zu bytes)", path, size);
+    cJSON *root = cJSON_ParseWithLength(data, size);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return llc_fail(err, "%s: not a JSON object (malformed JSON?)", path);
@@ -291,6 +314,22 @@ bool llc_hf_vocab_load(const char *path, llc_hf_vocab *out, llamac_error *err) {
     if (!ok) {
         llc_hf_vocab_free(out);
         out->bos = out->eos = -1;
+    }
+    return ok;
+}
+
+bool llc_hf_vocab_load(const char *path, llc_hf_vocab *out, llamac_error *err) {
+    memset(out, 0, sizeof *out);
+    out->bos = out->eos = -1;
+    size_t size;
+    char *buf = llc_read_file(path, MAX_JSON_BYTES, &size, err);
+    if (!buf) return false;
+    bool ok = llc_hf_vocab_load_memory(buf, size, path, out, err);
+    free(buf);
+    if (ok && !load_config(path, out, err)) {
+        llc_hf_vocab_free(out);
+        out->bos = out->eos = -1;
+        ok = false;
     }
     return ok;
 }

@@ -7,6 +7,7 @@
  * refused with "unsupported tokenizer.json: PATH: why".
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "llamac.h"
@@ -23,6 +24,12 @@ typedef struct llc_hf_vocab {
 /* Every string is malloc'ed and NUL-terminated; llc_hf_vocab_free releases them all. On failure *out
  * holds nothing to free (it is zeroed). */
 bool llc_hf_vocab_load(const char *tokenizer_json_path, llc_hf_vocab *out, llamac_error *err);
+/* The same from bytes in memory, without tokenizer_config.json (bos, eos and chat_template unknown);
+ * name is used in messages. */
+bool llc_hf_vocab_load_memory(const char *data, size_t size, const char *name, llc_hf_vocab *out, llamac_error *err);
+/* The chat_template of the tokenizer_config.json in the folder of path (a tokenizer file), malloc'ed;
+ * *out = NULL when there is no such file or it has no template. False on a broken config file. */
+bool llc_hf_chat_template_beside(const char *path, char **out, llamac_error *err);
 void llc_hf_vocab_free(llc_hf_vocab *v);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * The vocabulary: loading (GGUF tokenizer.ggml.* keys, llama2.c tokenizer.bin), the text -> id map,
- * special-token splitting, decoding and the streaming detokenizer. The encoders live in spm.c and
- * bpe.c. Every file is untrusted: counts, lengths and ids are checked before use, and nothing is
+ * The vocabulary: telling tokenizer files apart by content and loading them (GGUF tokenizer.ggml.*
+ * keys, llama2.c tokenizer.bin, tokenizer.json here; tiktoken files in tiktoken.c, SentencePiece
+ * models in spm_model.c), the text -> id map, special-token splitting, SentencePiece's whitespace
+ * normalization, decoding and the streaming detokenizer. The encoders live in spm.c and bpe.c. Every file is untrusted: counts, lengths and ids are checked before use, and nothing is
  * allocated from a count that the file's size does not bound.
  */
 #include <errno.h>
@@ -76,10 +77,11 @@ void llamac_tokenizer_free(llamac_tokenizer *tok) {
     free(tok->specials);
     free(tok->merges_pool);
     free(tok->merges);
+    free(tok->chat_template);
     free(tok);
 }
 
-static llamac_tokenizer *tok_new(uint64_t n, llamac_error *err) {
+llamac_tokenizer *llc_tok_new(uint64_t n, llamac_error *err) {
     if (n == 0) {
         llc_fail(err, "the vocabulary is empty");
         return NULL;
@@ -101,7 +103,7 @@ static llamac_tokenizer *tok_new(uint64_t n, llamac_error *err) {
 }
 
 /* Copies the token texts into one pool; spaces_to_u2581 turns llama2.c's raw spaces into "▁". */
-static bool tok_set_texts(llamac_tokenizer *tok, const llc_str *strs, bool spaces_to_u2581, llamac_error *err) {
+bool llc_tok_set_texts(llamac_tokenizer *tok, const llc_str *strs, bool spaces_to_u2581, llamac_error *err) {
     size_t total = 0;
     for (int i = 0; i < tok->n_vocab; i++) {
         uint64_t len = strs[i].len;
@@ -208,8 +210,8 @@ static int cmp_len_id(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static void add_eog(llamac_tokenizer *tok, int32_t id) {
-    if (id < 0 || tok->n_eog == (int)(sizeof tok->eog / sizeof tok->eog[0])) return;
+void llc_tokenizer_add_eog(llamac_tokenizer *tok, int32_t id) {
+    if (!tok || id < 0 || id >= tok->n_vocab || tok->n_eog == (int)(sizeof tok->eog / sizeof tok->eog[0])) return;
     for (int i = 0; i < tok->n_eog; i++)
         if (tok->eog[i] == id) return;
     tok->eog[tok->n_eog++] = id;
@@ -229,7 +231,7 @@ static bool is_special(const llc_token *t) {
 }
 
 /* Everything derived from texts, types and special ids. */
-static bool tok_finish(llamac_tokenizer *tok, llamac_error *err) {
+bool llc_tok_finish(llamac_tokenizer *tok, llamac_error *err) {
     if (!tok->map && !build_map(tok)) return llc_fail(err, "out of memory for the vocabulary map");
     if (!tok_set_bytes(tok, err)) return false;
 
@@ -266,14 +268,14 @@ static bool tok_finish(llamac_tokenizer *tok, llamac_error *err) {
         free(tmp);
     }
 
-    add_eog(tok, tok->eos);
-    add_eog(tok, tok->eot);
-    add_eog(tok, tok->eom);
+    llc_tokenizer_add_eog(tok, tok->eos);
+    llc_tokenizer_add_eog(tok, tok->eot);
+    llc_tokenizer_add_eog(tok, tok->eom);
     if (tok->kind == LLC_TOK_GPT2) {
         static const char *const names[] = {"<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"};
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             int32_t id = llc_tok_find(tok, names[i], strlen(names[i]));
-            if (id >= 0 && tok->tokens[id].type == LLC_TT_CONTROL) add_eog(tok, id);
+            if (id >= 0 && tok->tokens[id].type == LLC_TT_CONTROL) llc_tokenizer_add_eog(tok, id);
         }
     }
     return true;
@@ -399,7 +401,7 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
         return NULL;
     }
     uint64_t n = tk->v.arr.n;
-    llamac_tokenizer *tok = tok_new(n, err);
+    llamac_tokenizer *tok = llc_tok_new(n, err);
     if (!tok) return NULL;
     tok->kind = kind;
     snprintf(tok->model, sizeof tok->model, "%s", kind == LLC_TOK_SPM ? "llama" : "gpt2");
@@ -410,7 +412,7 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
         goto fail;
     }
     gguf_arr_strings(tk, strs);
-    bool ok = tok_set_texts(tok, strs, false, err);
+    bool ok = llc_tok_set_texts(tok, strs, false, err);
     free(strs);
     if (!ok) goto fail;
 
@@ -463,11 +465,27 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
     tok->add_space_prefix = kind == LLC_TOK_SPM;
     if (!read_bool(g, "tokenizer.ggml.add_bos_token", &tok->add_bos, err) ||
         !read_bool(g, "tokenizer.ggml.add_eos_token", &tok->add_eos, err) ||
-        !read_bool(g, "tokenizer.ggml.add_space_prefix", &tok->add_space_prefix, err))
+        !read_bool(g, "tokenizer.ggml.add_space_prefix", &tok->add_space_prefix, err) ||
+        !read_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &tok->remove_extra_ws, err))
         goto fail;
+    if (kind != LLC_TOK_SPM) tok->remove_extra_ws = false;
+
+    llc_str tmpl;
+    e.message[0] = 0;
+    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, &e)) {
+        if (!(tok->chat_template = malloc(tmpl.len + 1))) {
+            llc_fail(err, "out of memory");
+            goto fail;
+        }
+        memcpy(tok->chat_template, tmpl.ptr, tmpl.len);
+        tok->chat_template[tmpl.len] = 0;
+    } else if (e.message[0]) {
+        llc_fail(err, "%s", e.message);
+        goto fail;
+    }
 
     if (kind == LLC_TOK_GPT2 && (!load_merges(tok, g, err) || !create_bpe(tok, err))) goto fail;
-    if (!tok_finish(tok, err)) goto fail;
+    if (!llc_tok_finish(tok, err)) goto fail;
     return tok;
 fail:
     llamac_tokenizer_free(tok);
@@ -488,9 +506,21 @@ llamac_tokenizer *llc_tokenizer_from_llama2c(const char *path, int n_vocab, llam
     size_t size;
     char *data = llc_read_file(path, MAX_LLAMA2C_FILE, &size, err);
     if (!data) return NULL;
+    llamac_tokenizer *tok = llc_tokenizer_from_llama2c_memory(data, size, n_vocab, path, err);
+    free(data);
+    return tok;
+}
+
+llamac_tokenizer *llc_tokenizer_from_llama2c_memory(const void *bytes, size_t size, int n_vocab, const char *path,
+                                                    llamac_error *err) {
+    const char *data = bytes;
     llamac_tokenizer *tok = NULL;
     llc_str *strs = NULL;
     float *scores = NULL;
+    if (size > MAX_LLAMA2C_FILE) {
+        llc_fail(err, "%s: too large for a llama2.c tokenizer (%zu bytes)", path, size);
+        goto fail;
+    }
     if (size < 4) {
         llc_fail(err, "%s: too short for a llama2.c tokenizer", path);
         goto fail;
@@ -516,7 +546,7 @@ llamac_tokenizer *llc_tokenizer_from_llama2c(const char *path, int n_vocab, llam
         llc_fail(err, "%s: has %llu tokens, the model has %d", path, (unsigned long long)count, n_vocab);
         goto fail;
     }
-    tok = tok_new(count, err);
+    tok = llc_tok_new(count, err);
     if (!tok) {
         llc_error_prefix(err, "%s", path);
         goto fail;
@@ -540,7 +570,7 @@ llamac_tokenizer *llc_tokenizer_from_llama2c(const char *path, int n_vocab, llam
             strs[i].len -= 2;
         }
     }
-    if (!tok_set_texts(tok, strs, true, err)) {
+    if (!llc_tok_set_texts(tok, strs, true, err)) {
         llc_error_prefix(err, "%s", path);
         goto fail;
     }
@@ -558,41 +588,39 @@ llamac_tokenizer *llc_tokenizer_from_llama2c(const char *path, int n_vocab, llam
     tok->eos = count > 2 ? 2 : -1;
     tok->add_bos = true;
     tok->add_space_prefix = true;
-    if (!tok_finish(tok, err)) {
+    if (!llc_tok_finish(tok, err)) {
         llc_error_prefix(err, "%s", path);
         goto fail;
     }
     free(strs);
     free(scores);
-    free(data);
     return tok;
 fail:
     free(strs);
     free(scores);
-    free(data);
     llamac_tokenizer_free(tok);
     return NULL;
 }
 
 /* ---- Hugging Face tokenizer.json (Llama 3) ------------------------------------------------------ */
 
-static llamac_tokenizer *from_hf_json(const char *path, llamac_error *err) {
-    llc_hf_vocab v;
-    if (!llc_hf_vocab_load(path, &v, err)) return NULL;
+/* Takes the vocabulary's chat template; frees nothing else of v. */
+static llamac_tokenizer *from_hf_vocab(llc_hf_vocab *pv, const char *path, llamac_error *err) {
+    llc_hf_vocab v = *pv;
     llc_str *strs = NULL;
-    llamac_tokenizer *tok = tok_new(v.n_tokens > 0 ? (uint64_t)v.n_tokens : 0, err);
+    llamac_tokenizer *tok = llc_tok_new(v.n_tokens > 0 ? (uint64_t)v.n_tokens : 0, err);
     if (!tok) goto fail_prefix;
     tok->kind = LLC_TOK_GPT2;
     snprintf(tok->model, sizeof tok->model, "gpt2");
     tok->pre = strdup("llama-bpe"); /* what llama.cpp's converter names the Llama 3 pre-tokenizer */
     size_t n_str = (size_t)(v.n_tokens > v.n_merges ? v.n_tokens : v.n_merges);
-    strs = malloc((n_str ? n_str : 1) * sizeof *strs);
+    strs = calloc(n_str ? n_str : 1, sizeof *strs);
     if (!strs || !tok->pre) {
         llc_fail(err, "%s: out of memory", path);
         goto fail;
     }
     for (int i = 0; i < v.n_tokens; i++) strs[i] = (llc_str){v.tokens[i], v.token_lens[i]};
-    if (!tok_set_texts(tok, strs, false, err)) goto fail_prefix;
+    if (!llc_tok_set_texts(tok, strs, false, err)) goto fail_prefix;
     for (int i = 0; i < v.n_tokens; i++) tok->tokens[i].type = v.token_type[i] <= LLC_TT_BYTE ? v.token_type[i] : 0;
     for (int i = 0; i < v.n_merges; i++) strs[i] = (llc_str){v.merges[i], strlen(v.merges[i])};
     if (!copy_merges(tok, strs, (uint64_t)v.n_merges, err) || !create_bpe(tok, err)) goto fail_prefix;
@@ -608,31 +636,148 @@ static llamac_tokenizer *from_hf_json(const char *path, llamac_error *err) {
     if (id >= 0 && tok->tokens[id].type == LLC_TT_CONTROL) tok->eot = id;
     id = llc_tok_find(tok, "<|eom_id|>", 10);
     if (id >= 0 && tok->tokens[id].type == LLC_TT_CONTROL) tok->eom = id;
-    if (!tok_finish(tok, err)) goto fail_prefix;
+    if (!llc_tok_finish(tok, err)) goto fail_prefix;
+    tok->chat_template = v.chat_template;
+    pv->chat_template = NULL;
     free(strs);
-    llc_hf_vocab_free(&v);
     return tok;
 fail_prefix:
     llc_error_prefix(err, "%s", path);
 fail:
     free(strs);
-    llc_hf_vocab_free(&v);
     llamac_tokenizer_free(tok);
     return NULL;
 }
 
+static llamac_tokenizer *from_hf_json(const char *path, llamac_error *err) {
+    llc_hf_vocab v;
+    if (!llc_hf_vocab_load(path, &v, err)) return NULL;
+    llamac_tokenizer *tok = from_hf_vocab(&v, path, err);
+    llc_hf_vocab_free(&v);
+    return tok;
+}
+
+llamac_tokenizer *llc_tokenizer_from_hf_json(const void *data, size_t size, const char *name, llamac_error *err) {
+    llc_hf_vocab v;
+    if (!llc_hf_vocab_load_memory(data, size, name, &v, err)) return NULL;
+    llamac_tokenizer *tok = from_hf_vocab(&v, name, err);
+    llc_hf_vocab_free(&v);
+    return tok;
+}
+
 /* ---- public API --------------------------------------------------------------------------------- */
+
+/* ---- telling files apart ------------------------------------------------------------------------ */
+
+static bool is_b64(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
+           c == '=';
+}
+
+/* "base64 rank" at the start: a base64 run, blanks, digits, then a line end (or the end of what we
+ * have). A first line longer than the head still counts when the head is all base64, so that a
+ * tiktoken file with an overlong first line gets the tiktoken loader's message. */
+static bool looks_tiktoken(const unsigned char *h, size_t n) {
+    size_t i = 0;
+    while (i < n && is_b64(h[i])) i++;
+    if (i == n) return n >= 16;
+    if (i == 0 || (h[i] != ' ' && h[i] != '\t')) return false;
+    while (i < n && (h[i] == ' ' || h[i] == '\t')) i++;
+    size_t d = i;
+    while (i < n && h[i] >= '0' && h[i] <= '9') i++;
+    if (i == d) return i == n;
+    return i == n || h[i] == '\n' || h[i] == '\r';
+}
+
+/* A ModelProto begins with its first piece: field 1 (length-delimited) holding a SentencePiece whose
+ * own first field is the piece string (field 1, length-delimited). */
+static bool looks_spm(const unsigned char *h, size_t n) {
+    if (n < 3 || h[0] != 0x0A) return false;
+    size_t i = 1;
+    uint64_t len = 0;
+    for (int shift = 0; i < n && shift < 35; shift += 7) {
+        len |= (uint64_t)(h[i] & 0x7F) << shift;
+        if (!(h[i++] & 0x80)) break;
+    }
+    return len >= 2 && i < n && h[i] == 0x0A;
+}
+
+enum llc_tok_format llc_tokenizer_detect(const void *head, size_t n) {
+    const unsigned char *h = head;
+    if (!h) return LLC_TOKFMT_UNKNOWN;
+    if (n >= 4 && !memcmp(h, "GGUF", 4)) return LLC_TOKFMT_GGUF;
+    /* A llama2.c file starts with a small int32 (max_token_length), so with a NUL byte; JSON, tiktoken
+     * text and SentencePiece protobufs do not. */
+    bool nul = memchr(h, 0, n < 4 ? n : 4) != NULL;
+    size_t i = 0;
+    while (i < n && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r')) i++;
+    if (i < n && h[i] == '{' && !nul) return LLC_TOKFMT_HF_JSON;
+    if (looks_tiktoken(h, n)) return LLC_TOKFMT_TIKTOKEN;
+    if (looks_spm(h, n)) return LLC_TOKFMT_SPM;
+    if (n >= 4 && nul) return LLC_TOKFMT_LLAMA2C;
+    return LLC_TOKFMT_UNKNOWN;
+}
+
+const char *llc_tokenizer_format_name(enum llc_tok_format f) {
+    switch (f) {
+    case LLC_TOKFMT_GGUF: return "GGUF";
+    case LLC_TOKFMT_HF_JSON: return "tokenizer.json";
+    case LLC_TOKFMT_TIKTOKEN: return "tiktoken";
+    case LLC_TOKFMT_SPM: return "SentencePiece model";
+    case LLC_TOKFMT_LLAMA2C: return "llama2.c tokenizer";
+    default: return "unknown";
+    }
+}
+
+#define UNKNOWN_FORMAT "not a tokenizer this build reads (GGUF, tokenizer.json, tiktoken or SentencePiece " \
+                       "tokenizer.model, llama2.c tokenizer.bin)"
+/* tiktoken and SentencePiece files are read whole; Llama 3's is 2.2 MB, Llama 2's 0.5 MB. */
+#define MAX_MODEL_FILE ((size_t)64 << 20)
+
+bool llc_tok_template_beside(llamac_tokenizer *tok, const char *path, llamac_error *err) {
+    char *t = NULL;
+    if (!llc_hf_chat_template_beside(path, &t, err)) return false;
+    if (t) {
+        free(tok->chat_template);
+        tok->chat_template = t;
+    }
+    return true;
+}
+
+llamac_tokenizer *llc_tokenizer_from_memory(const void *data, size_t size, const char *name, llamac_error *err) {
+    if (!name) name = "(memory)";
+    if (!data && size) {
+        llc_fail(err, "%s: no data", name);
+        return NULL;
+    }
+    llamac_tokenizer *tok = NULL;
+    switch (llc_tokenizer_detect(data, size)) {
+    case LLC_TOKFMT_GGUF: {
+        gguf_file *g = gguf_open_memory(data, size, err);
+        if (g) tok = llc_tokenizer_from_gguf(g, err);
+        gguf_close(g);
+        if (!tok) llc_error_prefix(err, "%s", name);
+        return tok;
+    }
+    case LLC_TOKFMT_HF_JSON: return llc_tokenizer_from_hf_json(data, size, name, err);
+    case LLC_TOKFMT_TIKTOKEN: return llc_tokenizer_from_tiktoken(data, size, name, err);
+    case LLC_TOKFMT_SPM: return llc_tokenizer_from_spm_model(data, size, name, err);
+    case LLC_TOKFMT_LLAMA2C: return llc_tokenizer_from_llama2c_memory(data, size, 0, name, err);
+    default: llc_fail(err, "%s: " UNKNOWN_FORMAT, name); return NULL;
+    }
+}
 
 llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err) {
     if (!path) {
         llc_fail(err, "no tokenizer path");
         return NULL;
     }
-    unsigned char magic[4] = {0};
+    unsigned char head[64] = {0};
     size_t got = 0;
-    if (!llc_read_head(path, magic, sizeof magic, &got, err)) return NULL;
+    if (!llc_read_head(path, head, sizeof head, &got, err)) return NULL;
 
-    if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+    enum llc_tok_format f = llc_tokenizer_detect(head, got);
+    if (f == LLC_TOKFMT_GGUF) {
         gguf_file *g = gguf_open(path, err);
         if (!g) return NULL;
         llamac_tokenizer *tok = llc_tokenizer_from_gguf(g, err);
@@ -640,19 +785,30 @@ llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err) {
         if (!tok) llc_error_prefix(err, "%s", path);
         return tok;
     }
-    /* Told apart by content. Still to come here: tiktoken files, SentencePiece .model protobufs. */
-    size_t i = 0;
-    while (i < got && (magic[i] == ' ' || magic[i] == '\t' || magic[i] == '\n' || magic[i] == '\r')) i++;
-    /* A llama2.c file starts with a small int32 (max_token_length), so with a NUL byte; JSON, tiktoken
-     * text and SentencePiece protobufs do not. */
-    bool has_nul = memchr(magic, 0, got) != NULL;
-    if (i < got && magic[i] == '{' && !has_nul) return from_hf_json(path, err);
-    if (got == 4 && has_nul) return llc_tokenizer_from_llama2c(path, 0, err);
-    if (got >= 2 && magic[0] == 0x0A)
-        llc_fail(err, "%s: SentencePiece .model files are not supported yet (use a GGUF or llama2.c's tokenizer.bin)", path);
-    else
-        llc_fail(err, "%s: not a tokenizer this build reads (GGUF, tokenizer.json, llama2.c tokenizer.bin)", path);
+    if (f == LLC_TOKFMT_HF_JSON) return from_hf_json(path, err);
+    if (f == LLC_TOKFMT_LLAMA2C) return llc_tokenizer_from_llama2c(path, 0, err);
+    if (f == LLC_TOKFMT_TIKTOKEN || f == LLC_TOKFMT_SPM) {
+        size_t size;
+        char *data = llc_read_file(path, MAX_MODEL_FILE, &size, err);
+        if (!data) return NULL;
+        llamac_tokenizer *tok = f == LLC_TOKFMT_TIKTOKEN ? llc_tokenizer_from_tiktoken(data, size, path, err)
+                                                         : llc_tokenizer_from_spm_model(data, size, path, err);
+        free(data);
+        if (tok && !llc_tok_template_beside(tok, path, err)) {
+            llamac_tokenizer_free(tok);
+            return NULL;
+        }
+        return tok;
+    }
+    llc_fail(err, "%s: " UNKNOWN_FORMAT, path);
     return NULL;
+}
+
+const char *llamac_tokenizer_chat_template(const llamac_tokenizer *tok) { return tok ? tok->chat_template : NULL; }
+
+int32_t llamac_tokenizer_token_id(const llamac_tokenizer *tok, const char *text) {
+    if (!tok || !text) return -1;
+    return llc_tok_find(tok, text, strlen(text));
 }
 
 int llamac_tokenizer_n_vocab(const llamac_tokenizer *tok) { return tok ? tok->n_vocab : 0; }
@@ -745,6 +901,25 @@ static bool encode_text(const llamac_tokenizer *tok, const char *text, size_t le
     return true;
 }
 
+/* SentencePiece's remove_extra_whitespaces with the identity normalizer: spaces (U+0020 only) at the
+ * start are dropped, runs of them become one, and the end is trimmed of spaces and of "▁" (it trims
+ * the escaped text, where a literal "▁" looks like a space). out has room for len bytes. */
+static size_t remove_extra_ws(const char *s, size_t len, char *out) {
+    size_t n = 0;
+    bool prev_space = true;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == ' ' && prev_space) continue;
+        prev_space = s[i] == ' ';
+        out[n++] = s[i];
+    }
+    for (;;) {
+        if (n >= 1 && out[n - 1] == ' ') n--;
+        else if (n >= 3 && !memcmp(out + n - 3, U2581, 3)) n -= 3;
+        else break;
+    }
+    return n;
+}
+
 int llamac_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool add_bos, bool parse_special,
                     int32_t *out, int cap, llamac_error *err) {
     if (!tok || (!text && len) || len > MAX_TEXT) {
@@ -753,6 +928,16 @@ int llamac_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, b
     }
     llc_tok_sink sink = {out, out && cap > 0 ? cap : 0, 0};
     if (add_bos && tok->bos >= 0) llc_sink_push(&sink, tok->bos);
+
+    char *norm = NULL;
+    if (tok->remove_extra_ws && len > 0) {
+        if (!(norm = malloc(len))) {
+            llc_fail(err, "out of memory tokenizing");
+            return -1;
+        }
+        len = remove_extra_ws(text, len, norm);
+        text = norm;
+    }
 
     frag_list a = {0}, b = {0};
     llc_spm_scratch scratch = {0};
@@ -771,6 +956,7 @@ int llamac_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, b
     }
     free(a.v);
     free(b.v);
+    free(norm);
     llc_spm_scratch_free(&scratch);
     return ok ? sink.n : -1;
 }
@@ -877,6 +1063,37 @@ size_t llamac_detokenizer_flush(llamac_detokenizer *d, char *buf, size_t cap) {
 
 /* ---- GGUF writer -------------------------------------------------------------------------------- */
 
+/* A tiktoken vocabulary has no merges list; GGUF's gpt2 model needs one. Written as Hugging Face's
+ * converter derives it from the ranks (every split of a token into two tokens, ordered by the rank
+ * of the merged token, then of the left and right parts): the same list as Llama 3's tokenizer.json. */
+static void write_ranked_merges(const llamac_tokenizer *tok, gguf_writer *w) {
+    uint32_t *pairs;
+    long n = llc_bpe_ranked_merges(tok->bpe, &pairs);
+    if (n < 0) return; /* out of memory: the key is left out and the written file fails to load */
+    size_t total = 0;
+    for (long i = 0; i < n; i++) total += tok->tokens[pairs[3 * i + 1]].len + tok->tokens[pairs[3 * i + 2]].len + 1;
+    char *pool = malloc(total ? total : 1);
+    const char **ms = malloc((size_t)(n ? n : 1) * sizeof *ms);
+    uint64_t *ml = malloc((size_t)(n ? n : 1) * sizeof *ml);
+    if (pool && ms && ml) {
+        char *p = pool;
+        for (long i = 0; i < n; i++) {
+            const llc_token *l = &tok->tokens[pairs[3 * i + 1]], *r = &tok->tokens[pairs[3 * i + 2]];
+            ms[i] = p;
+            memcpy(p, l->text, l->len);
+            p[l->len] = ' ';
+            memcpy(p + l->len + 1, r->text, r->len);
+            ml[i] = l->len + 1 + r->len;
+            p += ml[i];
+        }
+        gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, (uint64_t)n);
+    }
+    free(pool);
+    free(ms);
+    free(ml);
+    free(pairs);
+}
+
 void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
     size_t n = (size_t)tok->n_vocab;
     const char **strs = malloc(n * sizeof *strs);
@@ -902,7 +1119,9 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
     free(scores);
     free(types);
 
-    if (tok->kind == LLC_TOK_GPT2) {
+    if (tok->kind == LLC_TOK_GPT2 && !tok->n_merges && llc_bpe_n_ranked(tok->bpe)) {
+        write_ranked_merges(tok, w);
+    } else if (tok->kind == LLC_TOK_GPT2) {
         size_t m = (size_t)tok->n_merges;
         const char **ms = malloc((m ? m : 1) * sizeof *ms);
         uint64_t *ml = malloc((m ? m : 1) * sizeof *ml);
@@ -937,6 +1156,8 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
     gguf_write_bool(w, "tokenizer.ggml.add_bos_token", tok->add_bos);
     gguf_write_bool(w, "tokenizer.ggml.add_eos_token", tok->add_eos);
     gguf_write_bool(w, "tokenizer.ggml.add_space_prefix", tok->add_space_prefix);
+    if (tok->remove_extra_ws) gguf_write_bool(w, "tokenizer.ggml.remove_extra_whitespaces", true);
+    if (tok->chat_template) gguf_write_str(w, "tokenizer.chat_template", tok->chat_template);
 }
 
 /* A token's bytes are never longer than its stored text (▁ and <0xNN> shrink, byte-level BPE's

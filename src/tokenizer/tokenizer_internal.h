@@ -52,6 +52,7 @@ struct llamac_tokenizer {
 
     int32_t bos, eos, unk, pad, eot, eom; /* -1: none */
     bool add_bos, add_eos, add_space_prefix;
+    bool remove_extra_ws; /* SentencePiece normalizer: drop leading and trailing spaces, collapse runs */
     bool has_scores;      /* scores came from the file (written back by llc_tokenizer_write_gguf) */
     bool has_unused;      /* some token is LLC_TT_UNUSED: SPM encode must resegment merges into them */
     bool spm_word_split;  /* no mergeable piece has "▁" after another character (and none is unused):
@@ -65,8 +66,10 @@ struct llamac_tokenizer {
     int32_t *specials;
     int n_specials;
 
-    int32_t eog[8];       /* end-of-generation ids */
+    int32_t eog[16];      /* end-of-generation ids */
     int n_eog;
+
+    char *chat_template;  /* Jinja template (GGUF tokenizer.chat_template, tokenizer_config.json), or NULL */
 
     /* gpt2 only */
     struct llc_bpe *bpe;
@@ -89,6 +92,16 @@ static inline void llc_sink_push(llc_tok_sink *s, int32_t id) {
 
 /* Id of the token whose text is exactly s[0..n), -1 if none. */
 int32_t llc_tok_find(const struct llamac_tokenizer *tok, const char *s, size_t n);
+
+/* Construction steps shared by the loaders (tokenizer.c): a tokenizer of n empty tokens with every
+ * special id -1; the token texts (spaces_to_u2581: llama2.c's raw spaces become "▁"); then everything
+ * derived from texts, types and ids (map, decoded bytes, specials, end-of-generation set). */
+struct llamac_tokenizer *llc_tok_new(uint64_t n, llamac_error *err);
+bool llc_tok_set_texts(struct llamac_tokenizer *tok, const llc_str *strs, bool spaces_to_u2581, llamac_error *err);
+bool llc_tok_finish(struct llamac_tokenizer *tok, llamac_error *err);
+/* Sets tok->chat_template to a copy of the template in the tokenizer_config.json beside path, if there
+ * is one with a chat_template (false only on a broken config file or no memory). */
+bool llc_tok_template_beside(struct llamac_tokenizer *tok, const char *path, llamac_error *err);
 
 /* Last queued merge into an unused piece: the length of its left part, valid for generation gen. */
 typedef struct llc_spm_rev {

@@ -3,8 +3,8 @@
  *
  * The exactness references are independent of this code: llama.cpp's test vectors
  * (shared/testdata/tokenizer/ggml-vocab-llama-bpe.gguf.inp/.out) here, and python3-regex plus a
- * tiktoken-algorithm encoder over tokenizer.model in tests/test_pretokenize.py, which runs this
- * program in its dump modes (see main) to get our output.
+ * tiktoken-algorithm encoder over tokenizer.model in tests/test_pretokenize.py, and npm tiktoken in
+ * tests/test_tokenizer_tiktoken.py; both run this program in its dump modes (see main) to get our output.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -610,6 +610,28 @@ static int dump_ids(const uint8_t *s, size_t len, void *ctx) {
     return 0;
 }
 
+typedef struct tok_ctx {
+    const llamac_tokenizer *tok;
+    bool special;
+} tok_ctx;
+
+/* Through the public API, with any tokenizer file. */
+static int dump_tokenize(const uint8_t *s, size_t len, void *ctx) {
+    const tok_ctx *c = ctx;
+    llamac_error err = {{0}};
+    int n = llamac_tokenize(c->tok, (const char *)s, len, false, c->special, NULL, 0, &err);
+    int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
+    if (n < 0 || !ids || llamac_tokenize(c->tok, (const char *)s, len, false, c->special, ids, n, &err) != n) {
+        fprintf(stderr, "tokenize: %s\n", err.message);
+        free(ids);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) printf(" %d", ids[i]);
+    printf("\n");
+    free(ids);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *sh = getenv("LLAMAC_SHARED");
     snprintf(g_shared, sizeof g_shared, "%s", sh ? sh : "../shared");
@@ -619,6 +641,15 @@ int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--classes") == 0) {
         for (uint32_t cp = 0; cp < 0x110000; cp++) putchar('0' + llc_uc_class(cp));
         return 0;
+    }
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "--tokenize") == 0) {
+        llamac_error err = {{0}};
+        llamac_tokenizer *tok = llamac_tokenizer_load(argv[2], &err);
+        if (!tok) return fprintf(stderr, "%s\n", err.message), 1;
+        tok_ctx c = {tok, argc == 5 && strcmp(argv[4], "--special") == 0};
+        int rc = for_each_record(argv[3], dump_tokenize, &c);
+        llamac_tokenizer_free(tok);
+        return rc;
     }
     if (argc == 4 && strcmp(argv[1], "--encode") == 0) {
         snprintf(g_json, sizeof g_json, "%s", argv[2]);

@@ -1,7 +1,7 @@
 /*
  * SentencePiece-style tokenizer and the tokenizer core. Every expectation comes from an independent
  * reference: llama.cpp's test vectors (ggml-vocab-llama-spm.gguf.inp/.out), Debian's python3-sentencepiece
- * run live on tok512.model and Llama 2's tokenizer.model, the ggml-org stories260K.gguf (the same
+ * run live on tok512.model and Llama 2's tokenizer.model (which llamac also reads itself, protobuf and all), the ggml-org stories260K.gguf (the same
  * vocabulary as tok512.bin, converted by llama.cpp), and Python's UTF-8 decoder for the detokenizer.
  */
 #include <setjmp.h>
@@ -332,6 +332,9 @@ static const char *const corpus[] = {
     "def f(x):\n    return x**2 + 1  # comment\n\nint main(void) { return 0; }\n",
     "ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３ and ﬁ ligature ① ㎏",
     "\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80 end",
+    /* remove_extra_whitespaces: only U+0020 collapses; a trailing "▁" goes too; all-space text is empty */
+    "a\xE2\x96\x81", "a \xE2\x96\x81 ", "\xE2\x96\x81", "\xE2\x96\x81\xE2\x96\x81", " \xE2\x96\x81\x61", "a \xE2\x96\x81 b",
+    "a\t\tb", "a \t b", "a\xE3\x80\x80 b", "a\xC2\xA0 b", "a \n b", "     x     y     ", "\n \n", " \t ",
 };
 
 /* Random strings over a pool of characters that stresses merges and byte fallback. */
@@ -399,6 +402,8 @@ static const char *const py_script =
     "# tok512.model leaves remove_extra_whitespaces at its default (true): this copy turns it off, as\n"
     "# llama2.c's encoder (which reads tok512.bin) has it.\n"
     "raw = tok512[:-len(tail)] + b'\\x1a\\x0e\\x0a\\x08identity\\x12\\x00\\x20\\x00'\n"
+    "open(sys.argv[4], 'wb').write(raw)\n"
+    "open(sys.argv[5], 'wb').write(mark_unused(raw, {259, 260, 265, 300}))\n"
     "a = spm.SentencePieceProcessor(model_proto=tok512)\n"
     "b = spm.SentencePieceProcessor(model_proto=raw)\n"
     "c = spm.SentencePieceProcessor(model_file=sys.argv[3])\n"
@@ -408,7 +413,7 @@ static const char *const py_script =
     "    s = t.decode('utf-8')\n"
     "    for m in (a, b, c, d):\n"
     "        print(' '.join(map(str, m.encode(s))))\n"
-    "for t in sys.argv[4:]:\n"
+    "for t in sys.argv[6:]:\n"
     "    print(bytes.fromhex(t).decode('utf-8', errors='replace').encode('utf-8').hex())\n";
 
 static llamac_tokenizer *round_trip(const llamac_tokenizer *tok, const char *name);
@@ -478,8 +483,11 @@ static void test_against_sentencepiece(void **state) {
     static const unsigned char interesting[] = {0x41, 0x20, 0xC3, 0xA9, 0xE6, 0x97, 0xA5, 0xF0, 0x9F, 0x99, 0x82,
                                                 0xED, 0xA0, 0x80, 0xBF, 0xC0, 0xC1, 0xF4, 0x90, 0x8F, 0xF5, 0xFF,
                                                 0xE0, 0x9F, 0xC2, 0xEF, 0xBD};
-    int off = snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s %s/models/stories260K/tok512.model %s/models/llama2-tokenizer/tokenizer.model",
-                       pypath, inpath, shared_dir, shared_dir);
+    char raw_model[4096], unused_model[4096];
+    pathf(raw_model, sizeof raw_model, "%s/tok512_raw.model", tmp_dir);
+    pathf(unused_model, sizeof unused_model, "%s/tok512_unused.model", tmp_dir);
+    int off = snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s %s/models/stories260K/tok512.model %s/models/llama2-tokenizer/tokenizer.model %s %s",
+                       pypath, inpath, shared_dir, shared_dir, raw_model, unused_model);
     for (int i = 0; i < N_BYTESEQ; i++) {
         off += snprintf(cmd + off, sizeof cmd - (size_t)off, " ");
         for (int j = 0; j < SEQ_LEN; j++) {
@@ -502,6 +510,12 @@ static void test_against_sentencepiece(void **state) {
     for (size_t i = 0; i < sizeof unused_ids / sizeof unused_ids[0]; i++) bin->tokens[unused_ids[i]].type = LLC_TT_NORMAL;
     assert_true(un->has_unused);
     assert_false(un->spm_word_split);
+    /* The .model files themselves, through the protobuf reader (written by the script before it prints). */
+    llamac_tokenizer *m_stock = load_shared("models/stories260K/tok512.model");
+    llamac_tokenizer *m_l2 = load_shared("models/llama2-tokenizer/tokenizer.model");
+    llamac_tokenizer *m_raw = NULL, *m_un = NULL;
+    assert_true(m_stock->remove_extra_ws);
+    assert_false(m_l2->remove_extra_ws);
     static char line[1 << 16];
     static int32_t ref[4][4096];
     int n_ref[4], n_collapsing = 0, n_unused_differs = 0;
@@ -529,6 +543,23 @@ static void test_against_sentencepiece(void **state) {
         snprintf(what, sizeof what, "tok512 with unused pieces, text %d \"%.40s\"", i, texts[i]);
         assert_ids(ids, n, ref[3], n_ref[3], what);
         free(ids);
+        if (!m_raw) { /* the script has written its two models by now */
+            llamac_error e = {{0}};
+            if (!(m_raw = llamac_tokenizer_load(raw_model, &e)) || !(m_un = llamac_tokenizer_load(unused_model, &e)))
+                fail_msg("%s", e.message);
+            assert_false(m_raw->remove_extra_ws);
+            assert_true(m_un->has_unused);
+        }
+        static const struct { int ref; const char *name; } models[] = {
+            {0, "tok512.model"}, {2, "Llama 2 tokenizer.model"}, {1, "tok512.model without collapsing"},
+            {3, "tok512.model with unused pieces"}};
+        llamac_tokenizer *mt[] = {m_stock, m_l2, m_raw, m_un};
+        for (int m = 0; m < 4; m++) {
+            n = tokenize_all(mt[m], texts[i], strlen(texts[i]), false, false, &ids);
+            snprintf(what, sizeof what, "%s text %d \"%.40s\"", models[m].name, i, texts[i]);
+            assert_ids(ids, n, ref[models[m].ref], n_ref[models[m].ref], what);
+            free(ids);
+        }
         n_unused_differs += n_ref[1] != n_ref[3] || memcmp(ref[1], ref[3], (size_t)n_ref[1] * 4);
         /* The only difference with stock tok512.model is its whitespace collapsing. */
         if (!collapses_whitespace(texts[i])) {
@@ -569,6 +600,10 @@ static void test_against_sentencepiece(void **state) {
     llamac_tokenizer_free(gg);
     llamac_tokenizer_free(l2);
     llamac_tokenizer_free(un);
+    llamac_tokenizer_free(m_stock);
+    llamac_tokenizer_free(m_l2);
+    llamac_tokenizer_free(m_raw);
+    llamac_tokenizer_free(m_un);
     for (int i = 0; i < n_texts; i++) free(texts[i]);
     free(texts);
 }
@@ -697,8 +732,6 @@ static void test_hostile_llama2c(void **state) {
     expect_load_error("/nonexistent/tokenizer.bin", NULL);
     spit(path, "hello tokenizer\n", 16);
     expect_load_error(path, "not a tokenizer");
-    pathf(src, sizeof src, "%s/models/stories260K/tok512.model", shared_dir);
-    expect_load_error(src, "SentencePiece");
     free(bad);
     free(data);
 }

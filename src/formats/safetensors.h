@@ -1,0 +1,49 @@
+#ifndef LLC_SAFETENSORS_H
+#define LLC_SAFETENSORS_H
+/*
+ * safetensors reader (Hugging Face's weight files):
+ *
+ *   u64 little-endian N | N bytes of JSON (may end in spaces) | data section
+ *
+ * The JSON maps each tensor name to {"dtype": "BF16", "shape": [rows, cols], "data_offsets": [begin, end]}
+ * with offsets relative to the data section; "__metadata__" holds free-form strings and is ignored.
+ * Parsing works on bytes in memory (a mapped file, or a fuzzer's input) and validates everything a
+ * caller later relies on: after llc_safetensors_parse succeeds, every tensor's bytes lie inside the
+ * data section, no two tensors share a byte, and each holds exactly product(shape) elements.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llamac.h"
+
+/* Like the reference implementation: a longer header is an attack, not a model. */
+#define LLC_ST_MAX_HEADER (100u * 1000u * 1000u)
+#define LLC_ST_MAX_DIMS 8
+
+typedef struct llc_st_tensor {
+    const char *name;    /* NUL-terminated (owned by the table) */
+    const char *dtype;   /* the file's dtype name: "F32", "BF16", "I64", … (static string) */
+    int type;            /* LLC_F32, LLC_F16 or LLC_BF16; -1 for a dtype llamac does not compute with */
+    int n_dims;
+    int64_t shape[LLC_ST_MAX_DIMS]; /* outermost first, as torch: a matrix is [rows, cols] */
+    uint64_t n_elements;
+    const uint8_t *data; /* inside the parsed bytes */
+    uint64_t nbytes;
+} llc_st_tensor;
+
+typedef struct llc_safetensors {
+    llc_st_tensor *tensors; /* sorted by name (names are unique) */
+    int n_tensors;
+    char *names;            /* pool of the names */
+    uint64_t data_offset;   /* 8 + N */
+} llc_safetensors;
+
+/* Parses and validates the header of the size bytes at data (which must outlive *out). On failure
+ * *out holds nothing to free and err says what is wrong, without a file name (callers prefix it). */
+bool llc_safetensors_parse(const uint8_t *data, size_t size, llc_safetensors *out, llamac_error *err);
+void llc_safetensors_free(llc_safetensors *st);
+/* The tensor called name, or NULL. */
+const llc_st_tensor *llc_safetensors_find(const llc_safetensors *st, const char *name);
+
+#endif

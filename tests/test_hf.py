@@ -367,6 +367,16 @@ def check_tiny():
         lines.append("%-14s prompt ids %s; folder vs GGUF %.1e (bound %.0e)" % ("tiny-llama2", a["prompt_ids"], r, SAME_BOUND))
         if a["prompt_ids"] != b["prompt_ids"] or r >= SAME_BOUND:
             fail("tiny-llama2: ids %s vs %s, logits differ by %.3e" % (a["prompt_ids"], b["prompt_ids"], r))
+        # Real Llama 2 repositories also ship a SentencePiece-style tokenizer.json (model type BPE with
+        # byte_fallback and a Metaspace pre-tokenizer) that llamac does not read: tokenizer.model must
+        # still be used, giving the same ids.
+        with open(os.path.join(folder, "tokenizer.json"), "w") as f:
+            json.dump({"version": "1.0", "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "Prepend", "prepend": "\u2581"}, {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+                "pre_tokenizer": None, "model": {"type": "BPE", "byte_fallback": True, "vocab": {}, "merges": []}}, f)
+        c = json.loads(run(["logits", "-m", folder, "-p", "Once upon a time"]))
+        if c["prompt_ids"] != b["prompt_ids"]:
+            fail("tiny-llama2 with an unreadable tokenizer.json: ids %s, want %s" % (c["prompt_ids"], b["prompt_ids"]))
         shutil.rmtree(folder, ignore_errors=True)
         os.remove(gguf)
     except Exception as e:  # noqa: BLE001

@@ -464,14 +464,21 @@ bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err) {
 
     /* The vocabulary: tokenizer.json (tokenizer_config.json beside it gives BOS/EOS and the chat
      * template), or a Llama 2 tokenizer.model. With neither, the caller's tokenizer path applies. */
+    /* Llama 2 folders carry a SentencePiece-style tokenizer.json that llamac does not read, beside the
+     * tokenizer.model it does: the first file that loads wins, and the first failure is reported when
+     * none does. */
     char path[4096];
     static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
+    llamac_error first = {{0}};
     for (int i = 0; i < 2 && !m->tok; i++) {
         if (!join(path, sizeof path, dir, names[i], err)) return false;
         if (!file_exists(path)) continue;
-        m->tok = llamac_tokenizer_load(path, err);
-        if (!m->tok) return false; /* the tokenizer's message names the file */
-        for (int k = 0; k < eos.n; k++) llc_tokenizer_add_eog(m->tok, eos.ids[k]);
+        m->tok = llamac_tokenizer_load(path, first.message[0] ? NULL : &first);
     }
+    if (!m->tok && first.message[0]) {
+        if (err) *err = first; /* the tokenizer's message names the file */
+        return false;
+    }
+    for (int k = 0; m->tok && k < eos.n; k++) llc_tokenizer_add_eog(m->tok, eos.ids[k]);
     return true;
 }

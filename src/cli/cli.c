@@ -94,6 +94,41 @@ bool cli_float(const char *opt, const char *v, double min, double max, float *ou
     return true;
 }
 
+void cli_sampling_init(cli_sampling *s) {
+    s->sp = llamac_sampler_defaults();
+    s->temp_given = s->top_p_given = s->seed_given = false;
+}
+
+int cli_sampling_option(cli_args *a, cli_sampling *s) {
+    const char *o = a->argv[a->i], *v;
+    llamac_sampler_params *sp = &s->sp;
+    if (!strcmp(o, "--temp")) {
+        s->temp_given = true;
+        return (v = cli_value(a, o)) && cli_float(o, v, 0, 1e6, &sp->temperature) ? 1 : -1;
+    }
+    if (!strcmp(o, "--top-k")) return (v = cli_value(a, o)) && cli_int(o, v, 0, 1 << 24, &sp->top_k) ? 1 : -1;
+    if (!strcmp(o, "--top-p")) {
+        s->top_p_given = true;
+        return (v = cli_value(a, o)) && cli_float(o, v, 1e-9, 1, &sp->top_p) ? 1 : -1;
+    }
+    if (!strcmp(o, "--min-p")) return (v = cli_value(a, o)) && cli_float(o, v, 0, 1, &sp->min_p) ? 1 : -1;
+    if (!strcmp(o, "--repeat-penalty")) return (v = cli_value(a, o)) && cli_float(o, v, 1e-6, 1e6, &sp->repeat_penalty) ? 1 : -1;
+    if (!strcmp(o, "--repeat-last-n")) return (v = cli_value(a, o)) && cli_int(o, v, 0, 1 << 20, &sp->repeat_last_n) ? 1 : -1;
+    if (!strcmp(o, "-s") || !strcmp(o, "--seed")) {
+        s->seed_given = true;
+        return (v = cli_value(a, o)) && cli_u64(o, v, &sp->seed) ? 1 : -1;
+    }
+    return 0;
+}
+
+void cli_sampling_finish(cli_sampling *s, const llamac_model *m) {
+    llamac_model_info info;
+    llamac_model_get_info(m, &info);
+    if (!s->temp_given && info.default_temperature > 0) s->sp.temperature = info.default_temperature;
+    if (!s->top_p_given && info.default_top_p > 0) s->sp.top_p = info.default_top_p;
+    if (!s->seed_given) s->sp.seed = (uint64_t)time(NULL);
+}
+
 double cli_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -25,6 +25,27 @@ bool cli_int(const char *opt, const char *v, long min, long max, int *out);
 bool cli_u64(const char *opt, const char *v, uint64_t *out);
 bool cli_float(const char *opt, const char *v, double min, double max, float *out);
 
+/* Sampling options shared by generate and chat: --temp --top-k --top-p --min-p --repeat-penalty
+ * --repeat-last-n --seed. Returns 1 if argument a->i was one (its value consumed), 0 if not, -1 after
+ * a usage error. sp starts from llamac_sampler_defaults(); given records what the user set. */
+typedef struct cli_sampling {
+    llamac_sampler_params sp;
+    bool temp_given, top_p_given, seed_given;
+} cli_sampling;
+void cli_sampling_init(cli_sampling *s);
+int cli_sampling_option(cli_args *a, cli_sampling *s);
+/* Fills what the user left unset: the checkpoint's own defaults (generation_config.json), and a seed
+ * from the clock. */
+void cli_sampling_finish(cli_sampling *s, const llamac_model *m);
+#define CLI_SAMPLING_HELP                                                                              \
+    "  --temp T                temperature, 0 = greedy (default 0.8, or the model's generation_config)\n" \
+    "  --top-k K               keep the K most likely tokens, 0 = off (default 40)\n"                   \
+    "  --top-p P               nucleus sampling, 1 = off (default 0.95, or the model's)\n"              \
+    "  --min-p P               drop tokens below P x the best one's probability (default 0.05)\n"       \
+    "  --repeat-penalty R      penalty for tokens of the last --repeat-last-n (default 1 = off)\n"      \
+    "  --repeat-last-n N       (default 64)\n"                                                         \
+    "  -s, --seed S            random seed (default: from the clock; printed on stderr)\n"
+
 double cli_now_ms(void);
 /* A one-line progress bar on stderr when it is a terminal ("\r"-updated, at most ~10 times a second);
  * a final newline when done == total. Silent when stderr is not a terminal. */

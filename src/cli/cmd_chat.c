@@ -277,11 +277,15 @@ static bool blank(const char *s) {
 int cmd_chat(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *system = NULL, *format_name = NULL, *dump = NULL;
     int n_predict = -1, n_ctx = 0, n_threads = 0;
-    bool seed_given = false, gen_prompt = true;
-    llamac_sampler_params sp = llamac_sampler_defaults();
+    bool gen_prompt = true;
+    cli_sampling smp_opts;
+    cli_sampling_init(&smp_opts);
     cli_args a = {argc, 1, argv, false};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i], *v;
+        int sampling = cli_sampling_option(&a, &smp_opts);
+        if (sampling < 0) return 2;
+        if (sampling > 0) continue;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
             fputs(usage_text, stdout);
             return 0;
@@ -299,21 +303,6 @@ int cmd_chat(int argc, char **argv) {
             gen_prompt = false;
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, -1, 1 << 24, &n_predict)) return 2;
-        } else if (!strcmp(o, "--temp")) {
-            if (!(v = cli_value(&a, o)) || !cli_float(o, v, 0, 1e6, &sp.temperature)) return 2;
-        } else if (!strcmp(o, "--top-k")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 0, 1 << 24, &sp.top_k)) return 2;
-        } else if (!strcmp(o, "--top-p")) {
-            if (!(v = cli_value(&a, o)) || !cli_float(o, v, 1e-9, 1, &sp.top_p)) return 2;
-        } else if (!strcmp(o, "--min-p")) {
-            if (!(v = cli_value(&a, o)) || !cli_float(o, v, 0, 1, &sp.min_p)) return 2;
-        } else if (!strcmp(o, "--repeat-penalty")) {
-            if (!(v = cli_value(&a, o)) || !cli_float(o, v, 1e-6, 1e6, &sp.repeat_penalty)) return 2;
-        } else if (!strcmp(o, "--repeat-last-n")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 0, 1 << 20, &sp.repeat_last_n)) return 2;
-        } else if (!strcmp(o, "-s") || !strcmp(o, "--seed")) {
-            if (!(v = cli_value(&a, o)) || !cli_u64(o, v, &sp.seed)) return 2;
-            seed_given = true;
         } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(o, "-c") || !strcmp(o, "--ctx")) {
@@ -337,9 +326,9 @@ int cmd_chat(int argc, char **argv) {
         return rc;
     }
     if (!model_path) return cli_usage("chat: -m MODEL is required");
-    if (!seed_given) sp.seed = (uint64_t)time(NULL);
 
     llamac_model *m = cli_load_model(model_path, tok_path);
+    if (m) cli_sampling_finish(&smp_opts, m);
     if (!m) return 1;
     const llamac_tokenizer *tok = llamac_model_tokenizer(m);
     if (dump) {
@@ -367,7 +356,7 @@ int cmd_chat(int argc, char **argv) {
     s = llamac_session_create(m, &spar, &err);
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     if (!s ||
-        !(smp = llamac_sampler_create(&sp, llamac_tokenizer_n_vocab(tok), &err))) {
+        !(smp = llamac_sampler_create(&smp_opts.sp, llamac_tokenizer_n_vocab(tok), &err))) {
         cli_error("%s", err.message);
         goto done;
     }
@@ -413,7 +402,7 @@ int cmd_chat(int argc, char **argv) {
         goto done;
     }
     fprintf(stderr, "llamac: chat format %s, context %d, seed %llu%s\n", llamac_chat_format_name(c.format), ctx,
-            (unsigned long long)sp.seed, tty ? " | Ctrl-C stops an answer, Ctrl-D quits" : "");
+            (unsigned long long)smp_opts.sp.seed, tty ? " | Ctrl-C stops an answer, Ctrl-D quits" : "");
     llamac_detokenizer dt;
     for (;;) {
         read_result r = read_message(rd, &line, &line_cap, &line_len, tty);

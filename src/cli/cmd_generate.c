@@ -9,18 +9,12 @@
 
 static const char usage_text[] =
     "usage: llamac generate -m MODEL -p PROMPT [options]\n"
-    "  -m, --model FILE        GGUF or llama2.c .bin model\n"
+    "  -m, --model PATH        GGUF, llama2.c .bin, or a Hugging Face / Meta checkpoint folder\n"
     "  --tokenizer FILE        tokenizer to use (needed for .bin models without tokenizer.bin beside them)\n"
     "  -p, --prompt TEXT       prompt (BOS is added as the vocabulary asks)\n"
     "  -f, --file FILE         read the prompt from a file\n"
     "  -n, --n-predict N       new tokens to generate (default 256; stops earlier at end of text)\n"
-    "  --temp T                temperature, 0 = greedy (default 0.8)\n"
-    "  --top-k K               keep the K most likely tokens, 0 = off (default 40)\n"
-    "  --top-p P               nucleus sampling, 1 = off (default 0.95)\n"
-    "  --min-p P               drop tokens below P x the best one's probability (default 0.05)\n"
-    "  --repeat-penalty R      penalty for tokens of the last --repeat-last-n (default 1 = off)\n"
-    "  --repeat-last-n N       (default 64)\n"
-    "  -s, --seed S            random seed (default: from the clock; printed on stderr)\n"
+    CLI_SAMPLING_HELP
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx N             context size in tokens (default: the model's, at most 4096)\n"
     "  --special               recognise special-token text (e.g. <|eot_id|>) in the prompt\n"
@@ -53,11 +47,15 @@ int cmd_generate(int argc, char **argv) {
     const char *system = NULL, *chat_format = NULL;
     bool chat = false;
     int n_new = 256, n_ctx = 0, n_threads = 0;
-    bool json = false, special = false, seed_given = false;
-    llamac_sampler_params sp = llamac_sampler_defaults();
+    bool json = false, special = false;
+    cli_sampling smp_opts;
+    cli_sampling_init(&smp_opts);
     cli_args a = {argc, 1, argv, false};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i], *v;
+        int sampling = cli_sampling_option(&a, &smp_opts);
+        if (sampling < 0) return 2;
+        if (sampling > 0) continue;
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
             fputs(usage_text, stdout);
             return 0;
@@ -71,21 +69,6 @@ int cmd_generate(int argc, char **argv) {
             if (!(prompt_file = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 0, 1 << 24, &n_new)) return 2;
-        } else if (!strcmp(o, "--temp")) {
-            if (!(v = cli_value(&a, o)) || !cli_float(o, v, 0, 1e6, &sp.temperature)) return 2;
-        } else if (!strcmp(o, "--top-k")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 0, 1 << 24, &sp.top_k)) return 2;
-        } else if (!strcmp(o, "--top-p")) {
-            if (!(v = cli_value(&a, o)) || !cli_float(o, v, 1e-9, 1, &sp.top_p)) return 2;
-        } else if (!strcmp(o, "--min-p")) {
-            if (!(v = cli_value(&a, o)) || !cli_float(o, v, 0, 1, &sp.min_p)) return 2;
-        } else if (!strcmp(o, "--repeat-penalty")) {
-            if (!(v = cli_value(&a, o)) || !cli_float(o, v, 1e-6, 1e6, &sp.repeat_penalty)) return 2;
-        } else if (!strcmp(o, "--repeat-last-n")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 0, 1 << 20, &sp.repeat_last_n)) return 2;
-        } else if (!strcmp(o, "-s") || !strcmp(o, "--seed")) {
-            if (!(v = cli_value(&a, o)) || !cli_u64(o, v, &sp.seed)) return 2;
-            seed_given = true;
         } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(o, "-c") || !strcmp(o, "--ctx")) {
@@ -112,7 +95,6 @@ int cmd_generate(int argc, char **argv) {
     if (chat && special) return cli_usage("generate: --special does not apply with --chat (message text is never parsed for special tokens)");
     if (chat_format && (chat_fmt = llamac_chat_format_from_name(chat_format)) < 0)
         return cli_usage("generate: unknown --chat-format '%s' (llama3, llama2)", chat_format);
-    if (!seed_given) sp.seed = (uint64_t)time(NULL);
 
     int rc = 1;
     char *file_text = NULL;
@@ -130,6 +112,7 @@ int cmd_generate(int argc, char **argv) {
     }
     double t0 = cli_now_ms();
     llamac_model *m = cli_load_model(model_path, tok_path);
+    if (m) cli_sampling_finish(&smp_opts, m);
     if (!m) goto done;
     double t_load = cli_now_ms() - t0;
     const llamac_tokenizer *tok = llamac_model_tokenizer(m);
@@ -169,7 +152,7 @@ int cmd_generate(int argc, char **argv) {
         cli_error("the prompt has %d tokens but the context holds %d: use a shorter prompt or a larger --ctx", n_prompt, ctx);
         goto done;
     }
-    if (!(smp = llamac_sampler_create(&sp, info.n_vocab, &err))) {
+    if (!(smp = llamac_sampler_create(&smp_opts.sp, info.n_vocab, &err))) {
         cli_error("%s", err.message);
         goto done;
     }
@@ -257,7 +240,7 @@ int cmd_generate(int argc, char **argv) {
         cJSON_Delete(o);
     }
     fprintf(stderr, "llamac: seed %llu | load %.0f ms | prompt %d tok, %.1f tok/s | generated %d tok, %.1f tok/s | peak RSS %.1f MiB\n",
-            (unsigned long long)sp.seed, t_load, n_prompt, prompt_tps, n_gen, gen_tps, cli_peak_rss_mb());
+            (unsigned long long)smp_opts.sp.seed, t_load, n_prompt, prompt_tps, n_gen, gen_tps, cli_peak_rss_mb());
     rc = 0;
 done:
     fflush(stdout);

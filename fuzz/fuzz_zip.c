@@ -32,6 +32,15 @@ static void write_file(const char *path, const void *d, size_t n) {
     if (!f || fwrite(d, 1, n, f) != n || fclose(f) != 0) abort();
 }
 
+static void cleanup(void) {
+    char p[128];
+    snprintf(p, sizeof p, "%s/params.json", dir);
+    unlink(p);
+    unlink(pth);
+    unlink(tok);
+    rmdir(dir);
+}
+
 /* The folder: params.json of a model the seeds match, and a 32-token llama2.c tokenizer. */
 static void setup(void) {
     snprintf(dir, sizeof dir, "/tmp/llamac-fuzz-zip.XXXXXX");
@@ -65,6 +74,7 @@ static void setup(void) {
     snprintf(tok, sizeof tok, "%s/tok32.bin", dir);
     write_file(tok, buf, n);
     snprintf(pth, sizeof pth, "%s/consolidated.00.pth", dir);
+    atexit(cleanup);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

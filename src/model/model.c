@@ -106,9 +106,19 @@ llamac_model *llamac_model_load(const char *path, const llamac_model_params *par
         llc_fail(err, "out of memory");
         return NULL;
     }
-    bool ok;
+    /* A tokenizer the caller names replaces the model's own, so it is loaded first: the format
+     * loaders then leave theirs alone (and a broken one beside the weights cannot stop the load). */
+    bool ok = true;
+    if (params && params->tokenizer_path) {
+        m->tok = llamac_tokenizer_load(params->tokenizer_path, err);
+        if (!m->tok) {
+            model_free_parts(m);
+            return NULL;
+        }
+    }
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (is_dir) {
         ok = load_folder(m, path, err);
     } else {
         unsigned char magic[4] = {0};
@@ -117,11 +127,7 @@ llamac_model *llamac_model_load(const char *path, const llamac_model_params *par
         if (ok && got == 4 && memcmp(magic, "GGUF", 4) == 0) ok = llc_model_load_gguf(m, path, err);
         else if (ok) ok = llc_model_load_llama2c(m, path, err);
     }
-    if (ok && params && params->tokenizer_path) {
-        llamac_tokenizer_free(m->tok);
-        m->tok = llamac_tokenizer_load(params->tokenizer_path, err);
-        ok = m->tok != NULL;
-    }
+    if (ok && !m->tok && is_dir) ok = llc_fail(err, "%s has no tokenizer: pass one with --tokenizer FILE", path);
     if (ok && !m->tok) {
         /* llama2.c checkpoints carry no vocabulary: look for tokenizer.bin beside the model, as run.c does. */
         char alt[4096];

@@ -160,7 +160,7 @@ bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
         return false;
     }
     m->main_type = m->layers[0].wq.type;
-    if (gguf_find(g, "tokenizer.ggml.model")) {
+    if (!m->tok && gguf_find(g, "tokenizer.ggml.model")) {
         m->tok = llc_tokenizer_from_gguf(g, err);
         if (!m->tok) {
             llc_error_prefix(err, "%s", path);

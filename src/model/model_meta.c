@@ -384,7 +384,7 @@ static bool load(meta_ctx *c) {
     char tpath[4096];
     snprintf(tpath, sizeof tpath, "%s/tokenizer.model", c->dir);
     struct stat st;
-    if (stat(tpath, &st) == 0 && !(m->tok = llamac_tokenizer_load(tpath, c->err))) return false;
+    if (!m->tok && stat(tpath, &st) == 0 && !(m->tok = llamac_tokenizer_load(tpath, c->err))) return false;
     return true;
 }
 

@@ -661,8 +661,8 @@ def odd_but_legal():
     ], q0
 
 
-def run_cli(d, extra=()):
-    args = [LLAMAC, "logits", "-m", d, "--tokenizer", TOK512, "--ids", "1,45,300,7"] + list(extra)
+def run_cli(d, extra=(), tokenizer=True):
+    args = [LLAMAC, "logits", "-m", d] + (["--tokenizer", TOK512] if tokenizer else []) + ["--ids", "1,45,300,7"] + list(extra)
     try:
         p = subprocess.run(args, capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
@@ -701,7 +701,8 @@ def check_small():
     n_ok = 0
     for name, build, must_name in bad:
         build(d)
-        rc, out, err = run_cli(d)
+        # a tokenizer named with --tokenizer replaces the folder's: its own file is read only without one
+        rc, out, err = run_cli(d, tokenizer=not name.startswith("tokenizer.json"))
         errl = err.strip("\n").split("\n") if err else []
         if rc is None:
             fail("bad '%s': hang (killed after 20 s)" % name)

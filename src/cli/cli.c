@@ -46,6 +46,20 @@ const char *cli_value(cli_args *a, const char *opt) {
     return a->argv[++a->i];
 }
 
+int cli_common_option(cli_args *a, const cli_common *c, const char *usage) {
+    const char *o = a->argv[a->i], *v;
+    if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+        fputs(usage, stdout);
+        return CLI_HELP;
+    }
+    if (c->model && (!strcmp(o, "-m") || !strcmp(o, "--model"))) return (*c->model = cli_value(a, o)) ? 1 : -1;
+    if (c->tokenizer && !strcmp(o, "--tokenizer")) return (*c->tokenizer = cli_value(a, o)) ? 1 : -1;
+    if (c->threads && (!strcmp(o, "-t") || !strcmp(o, "--threads")))
+        return (v = cli_value(a, o)) && cli_int(o, v, 1, 1024, c->threads) ? 1 : -1;
+    if (c->ctx && (!strcmp(o, "-c") || !strcmp(o, "--ctx"))) return (v = cli_value(a, o)) && cli_int(o, v, 1, 1 << 24, c->ctx) ? 1 : -1;
+    return 0;
+}
+
 bool cli_int(const char *opt, const char *v, long min, long max, int *out) {
     char *end;
     errno = 0;

@@ -18,6 +18,25 @@ typedef struct cli_args {
     bool failed;
 } cli_args;
 
+/* Options most commands share: -h/--help, -m/--model, --tokenizer, -t/--threads, -c/--ctx. A command
+ * points the fields it accepts at its variables and leaves the others NULL (then those options are
+ * unknown to it, not silently ignored). Returns 1 if argument a->i was one of them, 0 if not,
+ * CLI_HELP after printing usage, -1 after a usage error. */
+typedef struct cli_common {
+    const char **model, **tokenizer;
+    int *threads, *ctx;
+} cli_common;
+#define CLI_HELP 2
+int cli_common_option(cli_args *a, const cli_common *c, const char *usage);
+/* The first lines of every option loop. */
+#define CLI_COMMON_OPTIONS(a, common, usage)                       \
+    {                                                              \
+        int common_ = cli_common_option(&(a), &(common), (usage)); \
+        if (common_ == CLI_HELP) return 0;                         \
+        if (common_ < 0) return 2;                                 \
+        if (common_) continue;                                     \
+    }
+
 /* The next argument as the value of opt, or NULL after reporting that it is missing. */
 const char *cli_value(cli_args *a, const char *opt);
 /* Strict parsers: the whole string must be a number in [min, max]; report and return false otherwise. */

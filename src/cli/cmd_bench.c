@@ -96,14 +96,11 @@ int cmd_bench(int argc, char **argv) {
     int prompts[MAX_LIST] = {512}, gens[MAX_LIST] = {64}, batches[MAX_LIST] = {1}, threads[MAX_LIST] = {0};
     int n_p = 1, n_n = 1, n_b = 1, n_t = 1, reps = 3;
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {&model_path, NULL, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
-            if (!(model_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "-p")) {
+        CLI_COMMON_OPTIONS(a, common, usage_text)
+        if (!strcmp(o, "-p")) {
             if (!(v = cli_value(&a, o)) || (n_p = parse_list(o, v, 1, 1 << 16, prompts)) < 0) return 2;
         } else if (!strcmp(o, "-n")) {
             if (!(v = cli_value(&a, o)) || (n_n = parse_list(o, v, 1, 1 << 16, gens)) < 0) return 2;

@@ -262,14 +262,11 @@ int cmd_bench_tokenizer(int argc, char **argv) {
     int mb = 4, rounds = 3;
     bool tiktoken = false;
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {NULL, &tok_path, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "--tokenizer")) {
-            if (!(tok_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--file") || !strcmp(o, "-f")) {
+        CLI_COMMON_OPTIONS(a, common, usage_text)
+        if (!strcmp(o, "--file") || !strcmp(o, "-f")) {
             if (!(file = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--mb")) {
             const char *v = cli_value(&a, o);

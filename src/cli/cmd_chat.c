@@ -281,19 +281,14 @@ int cmd_chat(int argc, char **argv) {
     cli_sampling smp_opts;
     cli_sampling_init(&smp_opts);
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i], *v;
+        CLI_COMMON_OPTIONS(a, common, usage_text)
         int sampling = cli_sampling_option(&a, &smp_opts);
         if (sampling < 0) return 2;
         if (sampling > 0) continue;
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
-            if (!(model_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--tokenizer")) {
-            if (!(tok_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--system")) {
+        if (!strcmp(o, "--system")) {
             if (!(system = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--chat-format")) {
             if (!(format_name = cli_value(&a, o))) return 2;
@@ -303,10 +298,6 @@ int cmd_chat(int argc, char **argv) {
             gen_prompt = false;
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, -1, 1 << 24, &n_predict)) return 2;
-        } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1024, &n_threads)) return 2;
-        } else if (!strcmp(o, "-c") || !strcmp(o, "--ctx")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1 << 24, &n_ctx)) return 2;
         } else {
             return cli_usage("chat: unknown option '%s' (see llamac chat --help)", o);
         }

@@ -33,15 +33,12 @@ static bool fill_with_progress(void *ctx, int i, void *dst, uint64_t nbytes, lla
 int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *type_name = NULL, *tok_path = NULL;
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {NULL, &tok_path, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "--type")) {
+        CLI_COMMON_OPTIONS(a, common, usage_text)
+        if (!strcmp(o, "--type")) {
             if (!(type_name = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--tokenizer")) {
-            if (!(tok_path = cli_value(&a, o))) return 2;
         } else if (o[0] == '-' && o[1]) {
             return cli_usage("convert: unknown option '%s'", o);
         } else if (!in) {

@@ -51,28 +51,19 @@ int cmd_generate(int argc, char **argv) {
     cli_sampling smp_opts;
     cli_sampling_init(&smp_opts);
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i], *v;
+        CLI_COMMON_OPTIONS(a, common, usage_text)
         int sampling = cli_sampling_option(&a, &smp_opts);
         if (sampling < 0) return 2;
         if (sampling > 0) continue;
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
-            if (!(model_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--tokenizer")) {
-            if (!(tok_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) {
+        if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) {
             if (!(prompt = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "-f") || !strcmp(o, "--file")) {
             if (!(prompt_file = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 0, 1 << 24, &n_new)) return 2;
-        } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1024, &n_threads)) return 2;
-        } else if (!strcmp(o, "-c") || !strcmp(o, "--ctx")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1 << 24, &n_ctx)) return 2;
         } else if (!strcmp(o, "--special")) {
             special = true;
         } else if (!strcmp(o, "--json")) {

@@ -11,22 +11,15 @@ static const char usage_text[] =
     "  --tensors   list every weight matrix with its type and size\n";
 
 int cmd_info(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *v;
+    const char *model_path = NULL, *tok_path = NULL;
     int n_ctx = 0;
     bool tensors = false;
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {&model_path, &tok_path, NULL, &n_ctx};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
-            if (!(model_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--tokenizer")) {
-            if (!(tok_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "-c") || !strcmp(o, "--ctx")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1 << 24, &n_ctx)) return 2;
-        } else if (!strcmp(o, "--tensors")) {
+        CLI_COMMON_OPTIONS(a, common, usage_text)
+        if (!strcmp(o, "--tensors")) {
             tensors = true;
         } else if (o[0] == '-' && o[1]) {
             return cli_usage("info: unknown option '%s'", o);

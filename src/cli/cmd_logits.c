@@ -50,23 +50,16 @@ int cmd_logits(int argc, char **argv) {
     int top = 0, n_threads = 0;
     bool bos = true;
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {&model_path, &tok_path, &n_threads, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
-            if (!(model_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--tokenizer")) {
-            if (!(tok_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) {
+        CLI_COMMON_OPTIONS(a, common, usage_text)
+        if (!strcmp(o, "-p") || !strcmp(o, "--prompt")) {
             if (!(prompt = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--ids")) {
             if (!(ids_arg = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--top")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1 << 24, &top)) return 2;
-        } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(o, "--no-bos")) {
             bos = false;
         } else {

@@ -21,21 +21,14 @@ int cmd_perplexity(int argc, char **argv) {
     int n_ctx = 512, n_threads = 0;
     bool json = false;
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {&model_path, &tok_path, &n_threads, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
-            if (!(model_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--tokenizer")) {
-            if (!(tok_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "-f") || !strcmp(o, "--file")) {
+        CLI_COMMON_OPTIONS(a, common, usage_text)
+        if (!strcmp(o, "-f") || !strcmp(o, "--file")) {
             if (!(file = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "-c") || !strcmp(o, "--ctx")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 4, 1 << 20, &n_ctx)) return 2;
-        } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
-            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1024, &n_threads)) return 2;
         } else if (!strcmp(o, "--json")) {
             json = true;
         } else {

@@ -95,12 +95,11 @@ int cmd_synth(int argc, char **argv) {
     const char *preset_name = NULL, *out = NULL, *type_name = "f32", *vocab = NULL, *format = "gguf", *v;
     uint64_t seed = 1;
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {NULL, NULL, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "--preset")) {
+        CLI_COMMON_OPTIONS(a, common, usage_text)
+        if (!strcmp(o, "--preset")) {
             if (!(preset_name = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "-o") || !strcmp(o, "--output")) {
             if (!(out = cli_value(&a, o))) return 2;

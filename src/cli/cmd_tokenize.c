@@ -22,16 +22,11 @@ int cmd_tokenize(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *text = NULL, *file = NULL;
     bool bos = true, json = false, special = false;
     cli_args a = {argc, 1, argv, false};
+    const cli_common common = {&model_path, &tok_path, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            fputs(usage_text, stdout);
-            return 0;
-        } else if (!strcmp(o, "-m") || !strcmp(o, "--model")) {
-            if (!(model_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--tokenizer")) {
-            if (!(tok_path = cli_value(&a, o))) return 2;
-        } else if (!strcmp(o, "--file") || !strcmp(o, "-f")) {
+        CLI_COMMON_OPTIONS(a, common, usage_text)
+        if (!strcmp(o, "--file") || !strcmp(o, "-f")) {
             if (!(file = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--no-bos")) {
             bos = false;

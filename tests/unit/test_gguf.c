@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "base/fp16.h"
@@ -154,7 +155,10 @@ static void test_hostile(void **state) {
 
 static void test_writer_round_trip(void **state) {
     (void)state;
-    const char *tmp = "test_gguf_roundtrip.gguf";
+    char tmp[4096];
+    const char *dir = getenv("LLAMAC_TMP");
+    if (dir) mkdir(dir, 0755);
+    snprintf(tmp, sizeof tmp, "%s/test_gguf_roundtrip.gguf", dir ? dir : "/tmp");
     gguf_writer *w = gguf_writer_create();
     gguf_write_str(w, "general.architecture", "llama");
     gguf_write_u32(w, "a.u32", 7);

@@ -4,13 +4,14 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcjson-dev libcmocka-dev
-      python3 python3-numpy python3-sentencepiece python3-regex python3-jinja2
-      nodejs)
+      python3 python3-numpy python3-sentencepiece python3-regex python3-jinja2)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
-# Debian's nodejs ships npm as a package of its own (other builds of nodejs bundle it).
+# Node.js runs the reference tokenizer (npm tiktoken) and llama.cpp's Node binding in the tests. A
+# node already on the PATH is used as it is; otherwise Debian's (whose npm is a package of its own).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present"

@@ -22,9 +22,13 @@ else
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
-# npm tiktoken, the tokenizer tests' reference, pinned by tests/node/package-lock.json.
-NODE_DIR="$(cd "$(dirname "$0")/../tests/node" && pwd)"
-if [ ! -d "$NODE_DIR/node_modules" ]; then
-  echo "install-deps: npm ci in tests/node"
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund)
-fi
+# From the npm registry, pinned by each folder's package-lock.json: npm tiktoken (tests/node), the
+# tokenizer tests' reference; node-llama-cpp's prebuilt llama.cpp (tests/llamacpp), the peer the tests
+# and benchmarks compare with.
+for sub in node llamacpp; do
+  dir="$(cd "$(dirname "$0")/../tests/$sub" && pwd)"
+  if [ ! -d "$dir/node_modules" ]; then
+    echo "install-deps: npm ci in tests/$sub"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+done

@@ -53,3 +53,18 @@ void llc_error_prefix(llamac_error *err, const char *fmt, ...) {
     memcpy(err->message + n + 2, old, ol);
     err->message[n + 2 + ol] = 0;
 }
+
+const char *llc_clip(const char *s, size_t n, size_t max, char *buf, size_t cap) {
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 4 < cap; i++) {
+        if (i == max) {
+            memcpy(buf + k, "...", 3);
+            k += 3;
+            break;
+        }
+        unsigned char c = (unsigned char)s[i];
+        buf[k++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    buf[k] = 0;
+    return buf;
+}

@@ -321,22 +321,6 @@ static bool str_is(const pv *v, const char *s) {
     return v->kind == V_STR && v->u.s.n == strlen(s) && memcmp(v->u.s.p, s, v->u.s.n) == 0;
 }
 
-/* A name fit for a one-line message: at most 60 bytes, unprintable bytes as '?'. */
-static const char *printable(const char *s, size_t n, char *buf, size_t cap) {
-    size_t k = 0;
-    for (size_t i = 0; i < n && k + 4 < cap; i++) {
-        if (i == 60) {
-            memcpy(buf + k, "...", 3);
-            k += 3;
-            break;
-        }
-        unsigned char c = (unsigned char)s[i];
-        buf[k++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    buf[k] = 0;
-    return buf;
-}
-
 /* ---- GLOBAL: the allow-list --------------------------------------------------------------------- */
 
 static bool eq(const char *s, size_t n, const char *lit) { return n == strlen(lit) && memcmp(s, lit, n) == 0; }
@@ -357,7 +341,7 @@ static bool push_global(unpickler *u, const char *mod, size_t mn, const char *na
     if (cls < 0 && dtype < 0) {
         char a[80], b[80];
         return llc_fail(u->err, "refusing to load %s: pickle asks for %s.%s (only torch tensor classes are allowed)",
-                        u->path, printable(mod, mn, a, sizeof a), printable(name, nn, b, sizeof b));
+                        u->path, llc_clip(mod, mn, 60, a, sizeof a), llc_clip(name, nn, 60, b, sizeof b));
     }
     pv *v = new_value(u, cls >= 0 ? V_CLASS : V_DTYPE);
     if (!v) return false;
@@ -698,7 +682,7 @@ bool llc_pickle_read_tensors(const uint8_t *data, size_t size, const char *path,
         llc_pickle_tensor *o = &out->v[out->n];
         o->name = k->u.s.p;
         o->name_len = k->u.s.n;
-        ok = check_tensor(path, printable(k->u.s.p, k->u.s.n, nb, sizeof nb), v->u.tensor, o, err);
+        ok = check_tensor(path, llc_clip(k->u.s.p, k->u.s.n, 60, nb, sizeof nb), v->u.tensor, o, err);
         out->n += ok;
     }
     if (ok) {
@@ -706,7 +690,7 @@ bool llc_pickle_read_tensors(const uint8_t *data, size_t size, const char *path,
         for (size_t i = 1; ok && i < out->n; i++)
             if (cmp_tensor(&out->v[i - 1], &out->v[i]) == 0)
                 ok = llc_fail(err, "%s: the state dict has two tensors named %s", path,
-                              printable(out->v[i].name, out->v[i].name_len, nb, sizeof nb));
+                              llc_clip(out->v[i].name, out->v[i].name_len, 60, nb, sizeof nb));
     }
     unpickler_free(&u);
     if (!ok) llc_pickle_tensors_free(out);
@@ -756,7 +740,7 @@ bool llc_torch_open(llc_torch_file *f, const uint8_t *data, size_t size, const c
     char nb[80];
     for (size_t i = 0; ok && i < pt.n; i++) {
         const llc_pickle_tensor *t = &pt.v[i];
-        printable(t->name, t->name_len, nb, sizeof nb);
+        llc_clip(t->name, t->name_len, 60, nb, sizeof nb);
         snprintf(ename, sizeof ename, "%.*s/data/%.*s", (int)top_len, pkl->name, (int)t->key_len, t->key);
         const llc_zip_entry *e = llc_zip_find(&z, ename, strlen(ename));
         if (!e) {

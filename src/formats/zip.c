@@ -46,22 +46,6 @@ uint32_t llc_crc32(uint32_t crc, const void *data, size_t n) {
     return ~crc;
 }
 
-/* An entry name fit for a one-line message: at most 80 bytes, unprintable bytes as '?'. */
-static const char *printable(const char *s, size_t n, char *buf, size_t cap) {
-    size_t k = 0;
-    for (size_t i = 0; i < n && k + 4 < cap; i++) {
-        if (i == 80) {
-            memcpy(buf + k, "...", 3);
-            k += 3;
-            break;
-        }
-        unsigned char c = (unsigned char)s[i];
-        buf[k++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    buf[k] = 0;
-    return buf;
-}
-
 static int cmp_name(const void *a, const void *b) {
     const llc_zip_entry *x = a, *y = b;
     size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
@@ -194,7 +178,7 @@ bool llc_zip_open(llc_zip *z, const uint8_t *d, size_t size, const char *path, l
             return llc_fail(err, "%s: zip central directory entry %" PRIu64 " runs past the directory", path, i);
         }
         const char *name = (const char *)p + CENTRAL_SIZE;
-        printable(name, nlen, nb, sizeof nb);
+        llc_clip(name, nlen, 80, nb, sizeof nb);
         if (!apply_zip64_extra(p + CENTRAL_SIZE + nlen, xlen, &usize, &csize, &off, path, nb, err)) {
             free(ents);
             return false;
@@ -243,7 +227,7 @@ bool llc_zip_open(llc_zip *z, const uint8_t *d, size_t size, const char *path, l
     for (size_t i = 1; i < n; i++) {
         uint64_t prev_end = (uint64_t)(ents[i - 1].data - d) + ents[i - 1].size;
         if (ents[i].header_offset < prev_end) {
-            printable(ents[i].name, ents[i].name_len, nb, sizeof nb);
+            llc_clip(ents[i].name, ents[i].name_len, 80, nb, sizeof nb);
             free(ents);
             return llc_fail(err, "%s: zip entry %s overlaps the entry before it", path, nb);
         }
@@ -251,7 +235,7 @@ bool llc_zip_open(llc_zip *z, const uint8_t *d, size_t size, const char *path, l
     qsort(ents, n, sizeof *ents, cmp_name);
     for (size_t i = 1; i < n; i++) {
         if (cmp_name(&ents[i - 1], &ents[i]) == 0) {
-            printable(ents[i].name, ents[i].name_len, nb, sizeof nb);
+            llc_clip(ents[i].name, ents[i].name_len, 80, nb, sizeof nb);
             free(ents);
             return llc_fail(err, "%s: zip archive has two entries named %s", path, nb);
         }

@@ -23,39 +23,7 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
-static char shared_dir[2048], tmp_dir[2048];
-
-static void pathf(char *buf, size_t cap, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-}
-
-static char *slurp(const char *path, size_t *size) {
-    llamac_error err = {{0}};
-    char *p = llc_read_file(path, (size_t)1 << 30, size, &err);
-    if (!p) fail_msg("%s", err.message);
-    return p;
-}
-
-static void spit(const char *path, const void *data, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(data, 1, n, fp), n);
-    fclose(fp);
-}
+#include "test_util.h"
 
 static llamac_tokenizer *load_shared(const char *rel) {
     char path[4096];

@@ -22,6 +22,11 @@ else
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
+# node-llama-cpp needs Node.js 20 or later (Debian 12's own nodejs is 18).
+if ! node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)'; then
+  echo "install-deps: Node.js $(node --version) is too old: the llama.cpp peer (node-llama-cpp) needs 20 or later" >&2
+  exit 1
+fi
 # From the npm registry, pinned by each folder's package-lock.json: npm tiktoken (tests/node), the
 # tokenizer tests' reference; node-llama-cpp's prebuilt llama.cpp (tests/llamacpp), the peer the tests
 # and benchmarks compare with.

@@ -18,6 +18,10 @@ static const llc_kernels scalar_kernels = {
         [LLC_Q8_0] = llc_dot_q8_0_scalar,
         [LLC_Q4_0] = llc_dot_q4_0_scalar,
     },
+    .gemm4 = {
+        [LLC_Q8_0] = llc_gemm4_q8_0_scalar,
+        [LLC_Q4_0] = llc_gemm4_q4_0_scalar,
+    },
 };
 
 #if defined(__x86_64__)
@@ -31,6 +35,8 @@ float llc_dot_f16_avx512(int64_t n, const void *w, const void *x);
 float llc_dot_bf16_avx512(int64_t n, const void *w, const void *x);
 float llc_dot_q8_0_avx512(int64_t n, const void *w, const void *x);
 float llc_dot_q4_0_avx512(int64_t n, const void *w, const void *x);
+void llc_gemm4_q8_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
+void llc_gemm4_q4_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
 
 static const llc_kernels avx2_kernels = {
     .isa = LLC_ISA_AVX2,
@@ -53,6 +59,10 @@ static const llc_kernels avx512_kernels = {
         [LLC_BF16] = llc_dot_bf16_avx512,
         [LLC_Q8_0] = llc_dot_q8_0_avx512,
         [LLC_Q4_0] = llc_dot_q4_0_avx512,
+    },
+    .gemm4 = {
+        [LLC_Q8_0] = llc_gemm4_q8_0_avx512,
+        [LLC_Q4_0] = llc_gemm4_q4_0_avx512,
     },
 };
 

@@ -107,4 +107,86 @@ AVX512 float llc_dot_q4_0_avx512(int64_t n, const void *w, const void *x) {
     }
     return hsum256_ps(acc);
 }
+
+/* The 4 x 4 tiles (the pragmas unroll the small loops so the 16 accumulators stay in registers: gcc
+ * and clang both honour them).  Weights are taken as unsigned bytes so one vpdpbusd per (row, token) does the block
+ * product: Q4_0 nibbles q in 0..15 stand for q - 8, Q8_0 bytes w for (w + 128) - 128, and the offset
+ * comes back as offset * sum(x), computed once per token block (vpdpbusd of the offset with x) and used
+ * as the accumulator's start. Scales multiply in float per block, as in the vector kernels. */
+AVX512 static inline void gemm4_block(const __m256i u[4], const __m256i corr[4], const __m256i xq[4], const float dw[4],
+                                      const float dx[4], __m256 acc[4][4]) {
+    #pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        __m256 sx = _mm256_set1_ps(dx[t]);
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m256i s = _mm256_dpbusd_epi32(corr[t], u[r], xq[t]);
+            acc[t][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(_mm256_set1_ps(dw[r]), sx), acc[t][r]);
+        }
+    }
+}
+
+AVX512 static inline void gemm4_store(__m256 acc[4][4], float *out, size_t ldo) {
+    #pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) out[(size_t)t * ldo + r] = hsum256_ps(acc[t][r]);
+}
+
+AVX512 void llc_gemm4_q4_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
+    __m256 acc[4][4];
+    #pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) acc[t][r] = _mm256_setzero_ps();
+    const __m256i lo = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < n / QK4_0; i++) {
+        __m256i u[4], xq[4], corr[4];
+        float dw[4], dx[4];
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const block_q4_0 *b = (const block_q4_0 *)((const char *)w + r * ws) + i;
+            __m128i v = _mm_loadu_si128((const __m128i *)b->qs);
+            u[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), lo);
+            dw[r] = _cvtsh_ss(b->d);
+        }
+        #pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const block_q8_0 *b = (const block_q8_0 *)((const char *)x + t * xs) + i;
+            xq[t] = _mm256_loadu_si256((const __m256i *)b->qs);
+            corr[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), eight, xq[t]));
+            dx[t] = _cvtsh_ss(b->d);
+        }
+        gemm4_block(u, corr, xq, dw, dx, acc);
+    }
+    gemm4_store(acc, out, ldo);
+}
+
+AVX512 void llc_gemm4_q8_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
+    __m256 acc[4][4];
+    #pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) acc[t][r] = _mm256_setzero_ps();
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        __m256i u[4], xq[4], corr[4];
+        float dw[4], dx[4];
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const block_q8_0 *b = (const block_q8_0 *)((const char *)w + r * ws) + i;
+            u[r] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), bias); /* w + 128 as unsigned */
+            dw[r] = _cvtsh_ss(b->d);
+        }
+        #pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const block_q8_0 *b = (const block_q8_0 *)((const char *)x + t * xs) + i;
+            xq[t] = _mm256_loadu_si256((const __m256i *)b->qs);
+            corr[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, xq[t]));
+            dx[t] = _cvtsh_ss(b->d);
+        }
+        gemm4_block(u, corr, xq, dw, dx, acc);
+    }
+    gemm4_store(acc, out, ldo);
+}
 #endif

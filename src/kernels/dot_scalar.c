@@ -45,3 +45,15 @@ float llc_dot_q4_0_scalar(int64_t n, const void *w, const void *x) {
     }
     return s;
 }
+
+void llc_gemm4_q8_0_scalar(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
+    for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 4; r++)
+            out[(size_t)t * ldo + r] = llc_dot_q8_0_scalar(n, (const char *)w + r * ws, (const char *)x + t * xs);
+}
+
+void llc_gemm4_q4_0_scalar(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
+    for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 4; r++)
+            out[(size_t)t * ldo + r] = llc_dot_q4_0_scalar(n, (const char *)w + r * ws, (const char *)x + t * xs);
+}

@@ -28,6 +28,7 @@ typedef struct matmul_job {
     size_t act_rb;
     int n_tok;
     llc_vec_dot_fn dot;
+    llc_gemm4_fn gemm4;
 } matmul_job;
 
 /* Rows are split across threads; each thread walks its rows in tiles so that a tile of weight rows
@@ -39,6 +40,24 @@ static void matmul_task(void *ctx, int ith, int nth) {
     long lo, hi;
     llc_split((long)j->W->n_rows, ith, nth, &lo, &hi);
     const char *w = j->W->data;
+    size_t rb = j->W->row_bytes, ldo = (size_t)j->W->n_rows;
+    if (j->gemm4 && j->n_tok >= 4) {
+        /* Tiles of 4 rows x 4 tokens; the rows and tokens left over go through vec_dot. */
+        long r = lo;
+        for (; r + 4 <= hi; r += 4) {
+            int t = 0;
+            for (; t + 4 <= j->n_tok; t += 4)
+                j->gemm4(j->W->n_cols, w + (size_t)r * rb, rb, (const char *)j->act + (size_t)t * j->act_rb, j->act_rb,
+                         j->out + (size_t)t * ldo + r, ldo);
+            for (; t < j->n_tok; t++)
+                for (long k = r; k < r + 4; k++)
+                    j->out[(size_t)t * ldo + k] = j->dot(j->W->n_cols, w + (size_t)k * rb, (const char *)j->act + (size_t)t * j->act_rb);
+        }
+        for (; r < hi; r++)
+            for (int t = 0; t < j->n_tok; t++)
+                j->out[(size_t)t * ldo + r] = j->dot(j->W->n_cols, w + (size_t)r * rb, (const char *)j->act + (size_t)t * j->act_rb);
+        return;
+    }
     for (long r0 = lo; r0 < hi; r0 += ROW_TILE) {
         long r1 = r0 + ROW_TILE < hi ? r0 + ROW_TILE : hi;
         for (int t = 0; t < j->n_tok; t++) {
@@ -54,7 +73,8 @@ void llc_matmul(llc_pool *pool, float *out, const llc_tensor *W, const void *x, 
         llc_act_convert(W->type, x, act, W->n_cols, n_tok);
         x = act;
     }
-    matmul_job j = {out, W, x, llc_act_row_bytes(W->type, W->n_cols), n_tok, llc_kernels_get()->vec_dot[W->type]};
+    const llc_kernels *k = llc_kernels_get();
+    matmul_job j = {out, W, x, llc_act_row_bytes(W->type, W->n_cols), n_tok, k->vec_dot[W->type], k->gemm4[W->type]};
     /* Below ~64K multiply-adds a second thread costs more to wake than it saves. */
     double work = (double)W->n_rows * (double)W->n_cols * n_tok;
     llc_pool_run_n(pool, matmul_task, &j, work < 65536 ? 1 : llc_pool_size(pool));

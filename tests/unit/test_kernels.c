@@ -77,6 +77,47 @@ static void test_simd_vs_scalar(void **state) {
     assert_true(tested >= 1);
 }
 
+/* Every tile kernel against sixteen scalar dot products, for both block types and several lengths. */
+static void test_gemm4_vs_scalar(void **state) {
+    (void)state;
+    static const uint32_t types[] = {LLC_Q8_0, LLC_Q4_0};
+    static const int64_t sizes[] = {32, 64, 160, 1056, 4128};
+    const llc_kernels *ref = llc_kernels_for(LLC_ISA_SCALAR);
+    int tested = 0;
+    for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
+        const llc_kernels *k = llc_kernels_for((enum llc_isa)isa);
+        for (size_t ti = 0; k && ti < 2; ti++) {
+            uint32_t type = types[ti];
+            if (!k->gemm4[type]) continue;
+            for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+                int64_t n = sizes[si];
+                size_t ws = llc_row_size(type, n) + 18 * (ti + 1), xs = llc_act_row_bytes(type, n) + 34; /* odd strides */
+                char *w = calloc(4, ws), *x = calloc(4, xs);
+                float *row = malloc((size_t)n * sizeof *row), out[4 * 7];
+                for (int r = 0; r < 4; r++) {
+                    for (int64_t i = 0; i < n; i++) row[i] = frand() * (1.0f + (float)((i / 32 + r) % 4));
+                    llc_type_get(type)->from_float(row, w + r * ws, n);
+                    for (int64_t i = 0; i < n; i++) row[i] = frand() * (0.5f + (float)((i / 32 + r) % 3));
+                    llc_act_convert(type, row, x + r * xs, n, 1);
+                }
+                k->gemm4[type](n, w, ws, x, xs, out, 7);
+                for (int t = 0; t < 4; t++)
+                    for (int r = 0; r < 4; r++) {
+                        float want = ref->vec_dot[type](n, w + r * ws, x + t * xs), got = out[t * 7 + r];
+                        if (fabsf(want - got) > 1e-4f * (1.0f + fabsf(want)))
+                            fail_msg("%s gemm4 %s n=%ld (r %d, t %d): %.7g vs scalar %.7g", k->name, llc_type_name(type), (long)n, r, t,
+                                     got, want);
+                    }
+                free(w);
+                free(x);
+                free(row);
+                tested++;
+            }
+        }
+    }
+    assert_true(tested >= 10);
+}
+
 /* Q8_0 of 0..31 scaled: d = 31/127, q = round(x/d). Q4_0: the signed max -> -8. */
 static void test_quantizers(void **state) {
     (void)state;
@@ -108,6 +149,6 @@ static void test_quantizers(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_simd_vs_scalar), cmocka_unit_test(test_quantizers)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_simd_vs_scalar), cmocka_unit_test(test_gemm4_vs_scalar), cmocka_unit_test(test_quantizers)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

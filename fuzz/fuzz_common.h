@@ -52,6 +52,28 @@ static const char *const texts[] = {
     "1234567890 3.14 don't I'm we'll",
 };
 
+/* A valid llama2.c tokenizer.bin of 32 tokens (<unk>, BOS, EOS, space, a..z, "th", "e ") into f: the
+ * fixed vocabulary the model targets run with. */
+static inline void memfile_set_mini_tokenizer(fuzz_memfile *f) {
+    uint8_t buf[1024];
+    int32_t maxlen = 8;
+    memcpy(buf, &maxlen, 4);
+    size_t n = 4;
+    char tokens[32][8] = {"<unk>", "\n<s>\n", "\n</s>\n", " "};
+    for (int i = 0; i < 26; i++) tokens[4 + i][0] = (char)('a' + i);
+    strcpy(tokens[30], "th");
+    strcpy(tokens[31], "e ");
+    for (int i = 0; i < 32; i++) {
+        float score = -(float)i;
+        int32_t len = (int32_t)strlen(tokens[i]);
+        memcpy(buf + n, &score, 4);
+        memcpy(buf + n + 4, &len, 4);
+        memcpy(buf + n + 8, tokens[i], (size_t)len);
+        n += 8 + (size_t)len;
+    }
+    memfile_set(f, buf, n);
+}
+
 static inline void exercise_tokenizer(const llamac_tokenizer *tok) {
     int n_vocab = llamac_tokenizer_n_vocab(tok);
     (void)llamac_tokenizer_bos(tok);

@@ -24,27 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static fuzz_memfile input_file, tok_file;
 
-/* A valid llama2.c tokenizer.bin of 32 tokens: <unk>, BOS, EOS, space, a..z, "th", "e ". */
-static void make_fixed_tokenizer(void) {
-    uint8_t buf[1024];
-    size_t n = 0;
-    int32_t maxlen = 8;
-    memcpy(buf, &maxlen, 4);
-    n = 4;
-    char tokens[32][8] = {"<unk>", "\n<s>\n", "\n</s>\n", " "};
-    for (int i = 0; i < 26; i++) tokens[4 + i][0] = (char)('a' + i);
-    strcpy(tokens[30], "th");
-    strcpy(tokens[31], "e ");
-    for (int i = 0; i < 32; i++) {
-        float score = -(float)i;
-        int32_t len = (int32_t)strlen(tokens[i]);
-        memcpy(buf + n, &score, 4);
-        memcpy(buf + n + 4, &len, 4);
-        memcpy(buf + n + 8, tokens[i], (size_t)len);
-        n += 8 + (size_t)len;
-    }
-    memfile_set(&tok_file, buf, n);
-}
+static void make_fixed_tokenizer(void) { memfile_set_mini_tokenizer(&tok_file); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (input_file.path[0] == 0) {

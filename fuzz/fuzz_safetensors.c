@@ -40,27 +40,10 @@ static void write_file(const char *path, const void *p, size_t n) {
     if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) abort();
 }
 
-/* A llama2.c tokenizer.bin of 32 tokens (<unk>, BOS, EOS, space, a..z, "th", "e "): the folder gets
- * no tokenizer.json, so the loader takes this one, as with --tokenizer. */
+/* The folder gets no tokenizer.json, so the loader takes this one, as with --tokenizer. */
 static void write_tokenizer(void) {
-    uint8_t buf[1024];
-    int32_t maxlen = 8;
-    memcpy(buf, &maxlen, 4);
-    size_t n = 4;
-    char tokens[32][8] = {"<unk>", "\n<s>\n", "\n</s>\n", " "};
-    for (int i = 0; i < 26; i++) tokens[4 + i][0] = (char)('a' + i);
-    strcpy(tokens[30], "th");
-    strcpy(tokens[31], "e ");
-    for (int i = 0; i < 32; i++) {
-        float score = -(float)i;
-        int32_t len = (int32_t)strlen(tokens[i]);
-        memcpy(buf + n, &score, 4);
-        memcpy(buf + n + 4, &len, 4);
-        memcpy(buf + n + 8, tokens[i], (size_t)len);
-        n += 8 + (size_t)len;
-    }
     memfile_init(&tok_file, "fuzz_tok");
-    memfile_set(&tok_file, buf, n);
+    memfile_set_mini_tokenizer(&tok_file);
 }
 
 static void cleanup(void) {

@@ -12,6 +12,7 @@
 
 #include "base/mapped_file.h"
 #include "cli/cli.h"
+#include "tokenizer/tokenizer.h"
 
 static const char usage_text[] =
     "usage: llamac bench-tokenizer [--tokenizer FILE] [--file TEXT] [--mb N] [--rounds R] [--tiktoken]\n"
@@ -50,35 +51,6 @@ static bool tb_append(text_buf *b, const char *s, size_t n) {
     return true;
 }
 
-/* Well-formed UTF-8 (tiktoken takes strings: anything else would not be the same text on both sides). */
-static bool valid_utf8(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t k;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            k = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            k = 2;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            k = 3;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else {
-            return false;
-        }
-        if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi) return false;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80) return false;
-        i += k + 1;
-    }
-    return true;
-}
 
 /* Appends the files matching the patterns, in order, until want bytes; repeats them if they are fewer. */
 static size_t add_files(text_buf *b, const char *const *patterns, size_t n_patterns, size_t want) {
@@ -94,7 +66,7 @@ static size_t add_files(text_buf *b, const char *const *patterns, size_t n_patte
                 size_t n;
                 char *d = llc_read_file(g.gl_pathv[i], (size_t)64 << 20, &n, NULL);
                 if (!d) continue;
-                if (valid_utf8((const unsigned char *)d, n)) {
+                if (llc_utf8_valid((const unsigned char *)d, n)) {
                     size_t take = n < want - (b->n - start) ? n : want - (b->n - start);
                     while (take < n && take > 0 && ((unsigned char)d[take] & 0xC0) == 0x80) take--; /* whole chars */
                     if (!tb_append(b, d, take)) {
@@ -305,7 +277,7 @@ int cmd_bench_tokenizer(int argc, char **argv) {
         corpus.p = d;
         corpus.n = n;
         parts[n_parts++] = (part){"file", corpus.p, corpus.n, NULL, 0, 0, 0};
-        if (tiktoken && !valid_utf8((const unsigned char *)d, n))
+        if (tiktoken && !llc_utf8_valid((const unsigned char *)d, n))
             fprintf(stderr, "llamac: warning: %s is not valid UTF-8: tiktoken reads it with U+FFFD replacements, so ids will "
                             "differ\n", file);
     } else {

@@ -1003,6 +1003,17 @@ static bool utf8_cont_ok(unsigned char lead, int pos, unsigned char c) {
     return true;
 }
 
+bool llc_utf8_valid(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        int k = utf8_tail(s[i]);
+        if (k < 0 || n - i <= (size_t)k) return false;
+        for (int j = 1; j <= k; j++)
+            if (!utf8_cont_ok(s[i], j, s[i + j])) return false;
+        i += (size_t)k + 1;
+    }
+    return true;
+}
+
 static void detok_byte(llamac_detokenizer *d, out_buf *o, unsigned char c) {
     if (d->n_pending > 0) {
         unsigned char lead = d->pending[0];

@@ -53,4 +53,7 @@ llamac_tokenizer *llc_tokenizer_from_llama2c_memory(const void *data, size_t siz
 /* Meta's Llama 3.1+ special tokens, in id order from the first id after the ranks (256 of them). */
 const char *llc_llama3_special_name(int i, char *buf, size_t cap);
 
+/* Well-formed UTF-8: no overlongs, surrogates, code points past U+10FFFF or truncated characters. */
+bool llc_utf8_valid(const unsigned char *s, size_t n);
+
 #endif

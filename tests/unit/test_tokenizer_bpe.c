@@ -22,6 +22,7 @@
 #include "tokenizer/bpe.h"
 #include "tokenizer/hf_json.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode_tables.h"
 
 static char g_shared[4096];
@@ -632,6 +633,32 @@ static int dump_tokenize(const uint8_t *s, size_t len, void *ctx) {
     return 0;
 }
 
+/* The UTF-8 validator against the cases RFC 3629 and Unicode's table 3-7 single out. */
+static void test_utf8_valid(void **state) {
+    (void)state;
+    static const struct {
+        const char *s;
+        bool ok;
+    } cases[] = {
+        {"", true}, {"abc", true}, {"\xC3\xA9", true}, {"\xE2\x82\xAC", true}, {"\xF0\x9F\xA6\x99", true},
+        {"\xF4\x8F\xBF\xBF", true},  /* U+10FFFF */
+        {"\xC0\xAF", false},             /* overlong '/' */
+        {"\xC1\xBF", false},             /* overlong */
+        {"\xE0\x80\xAF", false},         /* overlong */
+        {"\xED\xA0\x80", false},         /* surrogate D800 */
+        {"\xF0\x80\x80\xAF", false},     /* overlong */
+        {"\xF4\x90\x80\x80", false},     /* past U+10FFFF */
+        {"\xF5\x80\x80\x80", false},     /* no such lead */
+        {"\xE2\x82", false},             /* truncated */
+        {"\x80", false},                 /* lone continuation */
+        {"a\xC3", false},                /* truncated at the end */
+        {"\xC3\x28", false},             /* bad continuation */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (llc_utf8_valid((const unsigned char *)cases[i].s, strlen(cases[i].s)) != cases[i].ok)
+            fail_msg("case %zu: expected %s", i, cases[i].ok ? "valid" : "invalid");
+}
+
 int main(int argc, char **argv) {
     const char *sh = getenv("LLAMAC_SHARED");
     snprintf(g_shared, sizeof g_shared, "%s", sh ? sh : "../shared");
@@ -676,6 +703,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_hf_vocab_tiny_and_errors),
         cmocka_unit_test(test_bpe_create_errors),
         cmocka_unit_test(test_fuzz_inputs),
+        cmocka_unit_test(test_utf8_valid),
     };
     int rc = cmocka_run_group_tests_name("bpe", tests, setup_llama3, teardown_llama3);
     char cmd[4300];

@@ -233,23 +233,21 @@ static void test_tiktoken_vs_tokenizer_json(void **state) {
     llamac_tokenizer_free(js);
 }
 
-/* llama.cpp's Llama 3 vectors through the tiktoken reader. */
-static void test_tiktoken_llama_cpp_vectors(void **state) {
-    (void)state;
-    llamac_tokenizer *tk = load_shared("models/llama3-tokenizer/tokenizer.model");
+/* llama.cpp's test vectors (../shared/testdata/tokenizer/NAME.inp/.out: strings separated by
+ * __ggml_vocab_test__ lines, one line of ids per string, no BOS) through tokenizer tk. */
+static void check_llama_cpp_vectors(const llamac_tokenizer *tk, const char *name) {
     char path[4096];
     size_t n_inp, n_out;
-    pathf(path, sizeof path, "%s/testdata/tokenizer/ggml-vocab-llama-bpe.gguf.inp", shared_dir);
+    pathf(path, sizeof path, "%s/testdata/tokenizer/%s.inp", shared_dir, name);
     char *inp = slurp(path, &n_inp);
-    pathf(path, sizeof path, "%s/testdata/tokenizer/ggml-vocab-llama-bpe.gguf.out", shared_dir);
+    pathf(path, sizeof path, "%s/testdata/tokenizer/%s.out", shared_dir, name);
     char *out = slurp(path, &n_out);
     static const char sep[] = "\n__ggml_vocab_test__\n";
-    int n_checked = 0;
     char *o = out;
-    for (char *p = inp; *p;) {
-        char *q = strstr(p, sep);
+    int n_checked = 0;
+    for (char *p = inp; *p; n_checked++) {
+        char *q = strstr(p, sep), *eol = strchr(o, '\n');
         assert_non_null(q);
-        char *eol = strchr(o, '\n');
         assert_non_null(eol);
         int32_t *ids;
         int n = tokenize_all(tk, p, (size_t)(q - p), false, false, &ids);
@@ -257,19 +255,25 @@ static void test_tiktoken_llama_cpp_vectors(void **state) {
         for (int i = 0; i < n; i++) {
             char *end;
             long v = strtol(c, &end, 10);
-            if (end == c || v != ids[i]) fail_msg("vector %d \"%.*s\": id %d is %d", n_checked, (int)(q - p), p, i, ids[i]);
+            if (end == c || v != ids[i]) fail_msg("%s vector %d \"%.*s\": id %d is %d", name, n_checked, (int)(q - p), p, i, ids[i]);
             c = end;
         }
         while (c < eol && *c == ' ') c++;
-        if (c != eol) fail_msg("vector %d: fewer ids than llama.cpp", n_checked);
+        if (c != eol) fail_msg("%s vector %d: fewer ids than llama.cpp", name, n_checked);
         free(ids);
-        n_checked++;
         p = q + strlen(sep);
         o = eol + 1;
     }
     assert_true(n_checked >= 40);
     free(inp);
     free(out);
+}
+
+/* llama.cpp's Llama 3 vectors through the tiktoken reader. */
+static void test_tiktoken_llama_cpp_vectors(void **state) {
+    (void)state;
+    llamac_tokenizer *tk = load_shared("models/llama3-tokenizer/tokenizer.model");
+    check_llama_cpp_vectors(tk, "ggml-vocab-llama-bpe.gguf");
     llamac_tokenizer_free(tk);
 }
 
@@ -473,37 +477,7 @@ static void test_spm_model_vs_converted(void **state) {
     assert_null(llamac_tokenizer_chat_template(m));
 
     /* llama.cpp's vectors through the .model file. */
-    char path[4096];
-    size_t n_inp, n_out;
-    pathf(path, sizeof path, "%s/testdata/tokenizer/ggml-vocab-llama-spm.gguf.inp", shared_dir);
-    char *inp = slurp(path, &n_inp);
-    pathf(path, sizeof path, "%s/testdata/tokenizer/ggml-vocab-llama-spm.gguf.out", shared_dir);
-    char *out = slurp(path, &n_out);
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    char *o = out;
-    int n_checked = 0;
-    for (char *p = inp; *p; n_checked++) {
-        char *q = strstr(p, sep), *eol = strchr(o, '\n');
-        assert_non_null(q);
-        assert_non_null(eol);
-        int32_t *ids;
-        int n = tokenize_all(m, p, (size_t)(q - p), false, false, &ids);
-        char *c = o;
-        for (int i = 0; i < n; i++) {
-            char *end;
-            long v = strtol(c, &end, 10);
-            if (end == c || v != ids[i]) fail_msg("vector %d \"%.*s\": id %d is %d", n_checked, (int)(q - p), p, i, ids[i]);
-            c = end;
-        }
-        while (c < eol && *c == ' ') c++;
-        if (c != eol) fail_msg("vector %d: fewer ids than llama.cpp", n_checked);
-        free(ids);
-        p = q + strlen(sep);
-        o = eol + 1;
-    }
-    assert_true(n_checked >= 40);
-    free(inp);
-    free(out);
+    check_llama_cpp_vectors(m, "ggml-vocab-llama-spm.gguf");
     llamac_tokenizer_free(m);
     llamac_tokenizer_free(g);
 
@@ -520,6 +494,7 @@ static void test_spm_model_vs_converted(void **state) {
     const char *text = "Once upon a time, there was a little girl named Lily.";
     assert_same_ids(m, b, text, strlen(text), false);
     /* Collapsing survives a GGUF round trip (tokenizer.ggml.remove_extra_whitespaces). */
+    char path[4096];
     pathf(path, sizeof path, "%s/tok512_model.gguf", tmp_dir);
     gguf_writer *w = gguf_writer_create();
     gguf_write_str(w, "general.architecture", "llama");

@@ -21,6 +21,7 @@ static const llc_kernels scalar_kernels = {
     .gemm4 = {
         [LLC_Q8_0] = llc_gemm4_q8_0_scalar,
         [LLC_Q4_0] = llc_gemm4_q4_0_scalar,
+        [LLC_BF16] = llc_gemm4_bf16_scalar,
     },
 };
 
@@ -37,6 +38,7 @@ float llc_dot_q8_0_avx512(int64_t n, const void *w, const void *x);
 float llc_dot_q4_0_avx512(int64_t n, const void *w, const void *x);
 void llc_gemm4_q8_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
 void llc_gemm4_q4_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
+void llc_gemm4_bf16_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
 
 static const llc_kernels avx2_kernels = {
     .isa = LLC_ISA_AVX2,
@@ -63,6 +65,7 @@ static const llc_kernels avx512_kernels = {
     .gemm4 = {
         [LLC_Q8_0] = llc_gemm4_q8_0_avx512,
         [LLC_Q4_0] = llc_gemm4_q4_0_avx512,
+        [LLC_BF16] = llc_gemm4_bf16_avx512,
     },
 };
 

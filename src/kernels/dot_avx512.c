@@ -189,4 +189,29 @@ AVX512 void llc_gemm4_q8_0_avx512(int64_t n, const void *w, size_t ws, const voi
     }
     gemm4_store(acc, out, ldo);
 }
+
+/* BF16 4 x 4 tile: vdpbf16ps over 32 weights per step, 16 accumulators; the tail is masked. */
+AVX512 void llc_gemm4_bf16_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) acc[t][r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 32) {
+        __mmask32 m = n - i >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1ull << (n - i)) - 1);
+        __m512bh wv[4], xv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, (const uint16_t *)((const char *)w + r * ws) + i);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) xv[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, (const uint16_t *)((const char *)x + t * xs) + i);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv[r], xv[t]);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) out[(size_t)t * ldo + r] = _mm512_reduce_add_ps(acc[t][r]);
+}
 #endif

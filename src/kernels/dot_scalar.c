@@ -57,3 +57,9 @@ void llc_gemm4_q4_0_scalar(int64_t n, const void *w, size_t ws, const void *x, s
         for (int r = 0; r < 4; r++)
             out[(size_t)t * ldo + r] = llc_dot_q4_0_scalar(n, (const char *)w + r * ws, (const char *)x + t * xs);
 }
+
+void llc_gemm4_bf16_scalar(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
+    for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 4; r++)
+            out[(size_t)t * ldo + r] = llc_dot_bf16_scalar(n, (const char *)w + r * ws, (const char *)x + t * xs);
+}

@@ -4,6 +4,8 @@
  */
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stdbool.h>
+#include <string.h>
 
 #include "base/fp16.h"
 #include "kernels/dispatch.h"
@@ -133,28 +135,38 @@ AVX512 static inline void gemm4_store(__m256 acc[4][4], float *out, size_t ldo) 
         for (int r = 0; r < 4; r++) out[(size_t)t * ldo + r] = hsum256_ps(acc[t][r]);
 }
 
-AVX512 void llc_gemm4_q4_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
+/* Both block types against Q8_0 activations; q4 is a constant in each caller, so the branch folds
+ * away and each gets its own specialised loop. offset: 8 for Q4_0's nibbles, 128 for Q8_0's bytes. */
+AVX512 static inline void gemm4_q8_act(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo,
+                                       bool q4) {
     __m256 acc[4][4];
     #pragma GCC unroll 4
     for (int t = 0; t < 4; t++)
         #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) acc[t][r] = _mm256_setzero_ps();
-    const __m256i lo = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
-    for (int64_t i = 0; i < n / QK4_0; i++) {
+    const size_t wbs = q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    const __m256i lo = _mm256_set1_epi8(0x0f), offset = _mm256_set1_epi8(q4 ? 8 : (char)0x80);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
         __m256i u[4], xq[4], corr[4];
         float dw[4], dx[4];
         #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
-            const block_q4_0 *b = (const block_q4_0 *)((const char *)w + r * ws) + i;
-            __m128i v = _mm_loadu_si128((const __m128i *)b->qs);
-            u[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), lo);
-            dw[r] = _cvtsh_ss(b->d);
+            const char *b = (const char *)w + r * ws + (size_t)i * wbs;
+            if (q4) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(b + 2));
+                u[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), lo);
+            } else {
+                u[r] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + 2)), offset); /* w + 128 as unsigned */
+            }
+            uint16_t d;
+            memcpy(&d, b, 2);
+            dw[r] = _cvtsh_ss(d);
         }
         #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             const block_q8_0 *b = (const block_q8_0 *)((const char *)x + t * xs) + i;
             xq[t] = _mm256_loadu_si256((const __m256i *)b->qs);
-            corr[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), eight, xq[t]));
+            corr[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, xq[t]));
             dx[t] = _cvtsh_ss(b->d);
         }
         gemm4_block(u, corr, xq, dw, dx, acc);
@@ -162,32 +174,12 @@ AVX512 void llc_gemm4_q4_0_avx512(int64_t n, const void *w, size_t ws, const voi
     gemm4_store(acc, out, ldo);
 }
 
+AVX512 void llc_gemm4_q4_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
+    gemm4_q8_act(n, w, ws, x, xs, out, ldo, true);
+}
+
 AVX512 void llc_gemm4_q8_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo) {
-    __m256 acc[4][4];
-    #pragma GCC unroll 4
-    for (int t = 0; t < 4; t++)
-        #pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) acc[t][r] = _mm256_setzero_ps();
-    const __m256i bias = _mm256_set1_epi8((char)0x80);
-    for (int64_t i = 0; i < n / QK8_0; i++) {
-        __m256i u[4], xq[4], corr[4];
-        float dw[4], dx[4];
-        #pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) {
-            const block_q8_0 *b = (const block_q8_0 *)((const char *)w + r * ws) + i;
-            u[r] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), bias); /* w + 128 as unsigned */
-            dw[r] = _cvtsh_ss(b->d);
-        }
-        #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
-            const block_q8_0 *b = (const block_q8_0 *)((const char *)x + t * xs) + i;
-            xq[t] = _mm256_loadu_si256((const __m256i *)b->qs);
-            corr[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, xq[t]));
-            dx[t] = _cvtsh_ss(b->d);
-        }
-        gemm4_block(u, corr, xq, dw, dx, acc);
-    }
-    gemm4_store(acc, out, ldo);
+    gemm4_q8_act(n, w, ws, x, xs, out, ldo, false);
 }
 
 /* BF16 4 x 4 tile: vdpbf16ps over 32 weights per step, 16 accumulators; the tail is masked. */

@@ -184,6 +184,23 @@ static int pow2_bits(uint64_t n) {
 #define SHOW 48
 static int show_len(llc_str s) { return s.len > SHOW ? SHOW : (int)s.len; }
 
+/* The token storage both constructors need: bytes (total of them), per-token offsets and lengths, and
+ * the bytes -> id hash sized for n_hashed tokens, empty (id -1). False when out of memory; the caller
+ * frees b either way. */
+static bool alloc_vocab(llc_bpe *b, int n_tokens, int n_hashed, uint64_t total) {
+    b->n_tokens = n_tokens;
+    b->blob = malloc(total ? total : 1);
+    b->off = malloc((size_t)n_tokens * sizeof *b->off);
+    b->len = malloc((size_t)n_tokens * sizeof *b->len);
+    b->mergeable = calloc((size_t)n_tokens, 1);
+    int vbits = pow2_bits((uint64_t)n_hashed * 2);
+    b->vmask = ((uint64_t)1 << vbits) - 1;
+    b->vtab = malloc(((size_t)1 << vbits) * sizeof *b->vtab);
+    if (!b->blob || !b->off || !b->len || !b->mergeable || !b->vtab) return false;
+    memset(b->vtab, 0xFF, ((size_t)1 << vbits) * sizeof *b->vtab);
+    return true;
+}
+
 llc_bpe *llc_bpe_create(const llc_str *tokens, int n_tokens, const llc_str *merges, int n_merges,
                         llamac_error *err) {
     if (!tokens || n_tokens <= 0) return llc_fail(err, "BPE vocabulary is empty"), NULL;
@@ -204,20 +221,12 @@ llc_bpe *llc_bpe_create(const llc_str *tokens, int n_tokens, const llc_str *merg
     llc_bpe *b = calloc(1, sizeof *b);
     uint8_t *tmp = NULL;
     if (!b) goto oom;
-    b->n_tokens = n_tokens;
-    b->blob = malloc(total ? total : 1);
-    b->off = malloc((size_t)n_tokens * sizeof *b->off);
-    b->len = malloc((size_t)n_tokens * sizeof *b->len);
-    b->mergeable = calloc((size_t)n_tokens, 1);
-    int vbits = pow2_bits((uint64_t)n_tokens * 2);
-    b->vmask = ((uint64_t)1 << vbits) - 1;
-    b->vtab = malloc(((size_t)1 << vbits) * sizeof *b->vtab);
+    if (!alloc_vocab(b, n_tokens, n_tokens, total)) goto oom;
     int pbits = pow2_bits((uint64_t)n_merges * 2);
     b->pshift = 64 - pbits;
     b->ptab = malloc(((size_t)1 << pbits) * sizeof *b->ptab);
     tmp = malloc(max_merge + 1);
-    if (!b->blob || !b->off || !b->len || !b->mergeable || !b->vtab || !b->ptab || !tmp) goto oom;
-    memset(b->vtab, 0xFF, ((size_t)1 << vbits) * sizeof *b->vtab); /* id -1 */
+    if (!b->ptab || !tmp) goto oom;
     memset(b->ptab, 0xFF, ((size_t)1 << pbits) * sizeof *b->ptab); /* key UINT64_MAX */
 
     int16_t u2b[U2B_SIZE];
@@ -352,17 +361,8 @@ llc_bpe *llc_bpe_create_ranked(const llc_str *tokens, int n_ranked, int n_tokens
     llc_bpe *b = calloc(1, sizeof *b);
     triples pairs = {0};
     if (!b) goto oom;
-    b->n_tokens = n_tokens;
     b->n_ranked = n_ranked;
-    b->blob = malloc(total ? total : 1);
-    b->off = malloc((size_t)n_tokens * sizeof *b->off);
-    b->len = malloc((size_t)n_tokens * sizeof *b->len);
-    b->mergeable = calloc((size_t)n_tokens, 1);
-    int vbits = pow2_bits((uint64_t)n_ranked * 2);
-    b->vmask = ((uint64_t)1 << vbits) - 1;
-    b->vtab = malloc(((size_t)1 << vbits) * sizeof *b->vtab);
-    if (!b->blob || !b->off || !b->len || !b->mergeable || !b->vtab) goto oom;
-    memset(b->vtab, 0xFF, ((size_t)1 << vbits) * sizeof *b->vtab);
+    if (!alloc_vocab(b, n_tokens, n_ranked, total)) goto oom;
 
     /* Every ranked token is in the bytes -> id hash and may be produced (tiktoken looks a whole piece
      * up among all of them); the added tokens after them keep their bytes for decoding only. */

@@ -8,6 +8,7 @@
  * dot product; bf16 for bf16 weights; f32 otherwise), then every (weight row, activation row) pair is
  * one vec_dot call from the dispatch table (kernels/dispatch.h), chosen per type and instruction set.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +20,21 @@ typedef struct llc_tensor {
     int64_t n_cols;    /* row length (GGUF ne[0]) */
     int64_t n_rows;    /* ne[1] */
     size_t row_bytes;
+    /* The same rows repacked for the machine's kernel (kernels/packed.h), made when the first session
+     * starts; NULL when the type or shape has no packed kernel. */
+    const void *packed;
 } llc_tensor;
+
+/* Q8_0 activation rows carry, after their blocks (at a 64-byte aligned offset), each block's scale
+ * as a float and the sum of its 32 int8 values: the packed kernels' per-block inputs, computed once
+ * per row rather than once per row of weights. */
+static inline size_t llc_q8_act_tail(int64_t n_blocks) { return ((size_t)n_blocks * 34 + 63) & ~(size_t)63; }
+static inline const float *llc_q8_act_scales(const void *row, int64_t n_blocks) {
+    return (const float *)((const char *)row + llc_q8_act_tail(n_blocks));
+}
+static inline const int32_t *llc_q8_act_sums(const void *row, int64_t n_blocks) {
+    return (const int32_t *)(llc_q8_act_scales(row, n_blocks) + n_blocks);
+}
 
 /* Type the activations are converted to for weights of type wtype. */
 uint32_t llc_act_type(uint32_t wtype);
@@ -32,6 +47,12 @@ void llc_act_convert(uint32_t wtype, const float *x, void *dst, int64_t n_cols, 
  * n_tok * llc_act_row_bytes(W->type, W->n_cols) bytes; if x_is_converted, x already points at
  * converted activations (so one conversion serves several matmuls of the same input). */
 void llc_matmul(llc_pool *pool, float *out, const llc_tensor *W, const void *x, int n_tok, void *act, int x_is_converted);
+
+/* Packing (kernels/packed.h): whether W can be packed on this machine, the bytes it takes, and the
+ * packing of its row groups [g0, g1) into dst (threads split the groups). */
+bool llc_tensor_packable(const llc_tensor *W);
+size_t llc_tensor_packed_bytes(const llc_tensor *W);
+void llc_tensor_pack(const llc_tensor *W, void *dst, int64_t g0, int64_t g1);
 
 /* One row of W as floats (embedding lookup). */
 void llc_tensor_get_row(const llc_tensor *W, int64_t r, float *dst);

@@ -99,6 +99,10 @@ llamac_session *llamac_session_create(const llamac_model *m, const llamac_sessio
         return NULL;
     }
     s->n_threads = llc_pool_size(s->pool);
+    if (!llc_model_pack(m, s->pool, err)) {
+        llamac_session_free(s);
+        return NULL;
+    }
     for (int i = 0; i < hp->rope_dim / 2; i++) {
         double f = pow((double)hp->rope_theta, -2.0 * i / hp->rope_dim);
         if (m->rope_freqs) f /= m->rope_freqs[i];

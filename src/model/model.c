@@ -54,6 +54,8 @@ static void model_free_parts(llamac_model *m) {
     gguf_close(m->gguf);
     llc_unmap_file(&m->map);
     llamac_tokenizer_free(m->tok);
+    free(m->packed_mem);
+    pthread_mutex_destroy(&m->pack_lock);
     free(m);
 }
 
@@ -106,6 +108,7 @@ llamac_model *llamac_model_load(const char *path, const llamac_model_params *par
         llc_fail(err, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&m->pack_lock, NULL);
     /* A tokenizer the caller names replaces the model's own, so it is loaded first: the format
      * loaders then leave theirs alone (and a broken one beside the weights cannot stop the load). */
     bool ok = true;

@@ -3,6 +3,9 @@
 /*
  * A loaded Llama model: hyperparameters and weights bound in place to the mapped file.
  */
+#include <pthread.h>
+
+#include "base/threadpool.h"
 #include "formats/gguf.h"
 #include "kernels/matmul.h"
 #include "llamac.h"
@@ -41,6 +44,10 @@ struct llamac_model {
     int n_maps;
     void **owned;                     /* buffers made at load: norms converted to f32, joined shards */
     int n_owned;
+    /* Weights repacked for the machine's kernels (model_pack.c), made once, by the first session. */
+    pthread_mutex_t pack_lock;
+    bool pack_done;
+    void *packed_mem;
     llamac_tokenizer *tok;
 };
 
@@ -54,6 +61,12 @@ bool llc_bind_matrix(llc_tensor *t, const void *data, uint32_t type, int64_t col
 void *llc_model_alloc(llamac_model *m, size_t bytes, llamac_error *err);
 /* A new slot in m->maps for a weight file of a folder, mapped; NULL after setting err. */
 const llc_mapped_file *llc_model_map(llamac_model *m, const char *path, llamac_error *err);
+
+/* Repacks the matrices that have a packed kernel on this machine (kernels/packed.h), once per model,
+ * using the pool's threads; later calls return at once. Safe to call from several threads. The file's
+ * pages of a repacked matrix are handed back to the kernel, so memory stays at one copy of the
+ * weights. LLAMAC_PACK=0 in the environment turns packing off (for comparisons). */
+bool llc_model_pack(const llamac_model *m, llc_pool *pool, llamac_error *err);
 
 /* Format-specific loaders. They fill m; the caller frees m on failure. A folder is told apart by
  * what it holds: config.json (Hugging Face) or params.json (Meta's original checkpoints). */

@@ -1,0 +1,98 @@
+#include "kernels/packed.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "base/fp16.h"
+#include "kernels/dispatch.h"
+#include "kernels/matmul.h"
+#include "kernels/types.h"
+
+static size_t quant_bytes_per_block(uint32_t type) { return type == LLC_Q4_0 ? 4 * 64 : 8 * 64; }
+
+size_t llc_packed_group_bytes(uint32_t type, int64_t n_cols) {
+    size_t nb = (size_t)(n_cols / 32), bytes = nb * (quant_bytes_per_block(type) + LLC_PACK_ROWS * sizeof(uint16_t));
+    return (bytes + 63) & ~(size_t)63;
+}
+
+llc_packed_gemm_fn llc_packed_kernel(uint32_t type) {
+#if defined(__x86_64__)
+    if (llc_kernels_get()->isa == LLC_ISA_AVX512) {
+        if (type == LLC_Q4_0) return llc_packed_gemm_q4_0_avx512;
+        if (type == LLC_Q8_0) return llc_packed_gemm_q8_0_avx512;
+    }
+#endif
+    (void)type;
+    return NULL;
+}
+
+void llc_pack_groups(uint32_t type, const void *src, size_t src_rb, int64_t n_cols, int64_t g0, int64_t g1, void *dst) {
+    int64_t nb = n_cols / 32;
+    size_t qb = quant_bytes_per_block(type), gb = llc_packed_group_bytes(type, n_cols);
+    for (int64_t g = g0; g < g1; g++) {
+        uint8_t *q = (uint8_t *)dst + (size_t)g * gb;
+        uint16_t *d = (uint16_t *)(q + (size_t)nb * qb);
+        for (int r = 0; r < LLC_PACK_ROWS; r++) {
+            const char *row = (const char *)src + (size_t)(g * LLC_PACK_ROWS + r) * src_rb;
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *qd = q + (size_t)b * qb + (size_t)r * 4;
+                if (type == LLC_Q4_0) {
+                    const block_q4_0 *blk = (const block_q4_0 *)row + b;
+                    d[b * LLC_PACK_ROWS + r] = blk->d;
+                    for (int c = 0; c < 4; c++) memcpy(qd + c * 64, blk->qs + 4 * c, 4);
+                } else {
+                    const block_q8_0 *blk = (const block_q8_0 *)row + b;
+                    d[b * LLC_PACK_ROWS + r] = blk->d;
+                    for (int i = 0; i < 8; i++)
+                        for (int j = 0; j < 4; j++) qd[i * 64 + j] = (uint8_t)(blk->qs[4 * i + j] + 128);
+                }
+            }
+        }
+    }
+}
+
+/* The unsigned weight byte of lane r, 4 * i + j within a block of the packed quants. */
+static inline int packed_weight(const uint8_t *qblock, int q4, int r, int i, int j) {
+    if (!q4) return qblock[i * 64 + r * 4 + j];
+    uint8_t byte = qblock[(i & 3) * 64 + r * 4 + j];
+    return i < 4 ? byte & 0x0f : byte >> 4;
+}
+
+/* Mirrors the SIMD kernels operation for operation (integer block sum started at -offset * sum(x),
+ * converted, times the product of the scales, fused-added), so the twins agree to the bit. */
+static void packed_gemm_scalar(int q4, int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                               float *out, size_t ldo) {
+    int64_t nb = n_cols / 32;
+    uint32_t type = q4 ? LLC_Q4_0 : LLC_Q8_0;
+    size_t qb = quant_bytes_per_block(type);
+    const uint8_t *q = group;
+    const uint16_t *d = (const uint16_t *)(q + (size_t)nb * qb);
+    int offset = q4 ? 8 : 128;
+    for (int t = 0; t < n_tok; t++) {
+        const char *row = (const char *)act + (size_t)t * act_rb;
+        const block_q8_0 *xb = (const block_q8_0 *)row;
+        const float *xd = llc_q8_act_scales(row, nb);
+        const int32_t *xs = llc_q8_act_sums(row, nb);
+        for (int r = 0; r < LLC_PACK_ROWS; r++) {
+            float acc = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *qblock = q + (size_t)b * qb;
+                int32_t s = -offset * xs[b];
+                for (int i = 0; i < 8; i++)
+                    for (int j = 0; j < 4; j++) s += packed_weight(qblock, q4, r, i, j) * xb[b].qs[4 * i + j];
+                acc = fmaf((float)s, llc_fp16_to_fp32(d[b * LLC_PACK_ROWS + r]) * xd[b], acc);
+            }
+            out[(size_t)t * ldo + r] = acc;
+        }
+    }
+}
+
+void llc_packed_gemm_q4_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo) {
+    packed_gemm_scalar(1, n_cols, group, act, act_rb, n_tok, out, ldo);
+}
+
+void llc_packed_gemm_q8_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo) {
+    packed_gemm_scalar(0, n_cols, group, act, act_rb, n_tok, out, ldo);
+}

@@ -1,0 +1,57 @@
+#ifndef LLC_PACKED_H
+#define LLC_PACKED_H
+/*
+ * Weights repacked for the int8 dot-product instruction: 16 rows interleaved.
+ *
+ * vpdpbusd multiplies 4 bytes by 4 bytes in each of 16 32-bit lanes. If lane r holds 4 consecutive
+ * weights of row r, one instruction with the matching 4 activation bytes broadcast to every lane
+ * advances 16 rows by 4 weights: a 32-weight block of 16 rows is 8 instructions, every loaded byte is
+ * used, and nothing is summed horizontally. In the file's layout (one row after another) the same
+ * work needs a horizontal sum and scalar scale conversions per row and block, which is what bounded
+ * decode before (BENCHMARKS.md). So matrices of Q4_0 and Q8_0 weights are repacked once, in memory,
+ * into groups of 16 rows. Per group, per 32-weight block b:
+ *
+ *   quants: Q4_0: 4 x 64 bytes; vector c, lane r = row r's 4 bytes qs[4c..4c+3] (low nibbles are
+ *                 weights 4c..4c+3, high nibbles 16+4c..16+4c+3: unchanged Q4_0 bytes, reordered);
+ *           Q8_0: 8 x 64 bytes; vector i, lane r = row r's qs[4i..4i+3] + 128 (as unsigned bytes);
+ *   scales: the 16 rows' fp16 scales, together, after all the group's quants.
+ *
+ * vpdpbusd wants unsigned weights: Q4_0's nibble q stands for q - 8 and the stored Q8_0 byte u for
+ * u - 128, so a block's product is sum(u * x) - offset * sum(x); the activation rows carry their
+ * block sums (kernels/matmul.h) and the offset term starts the accumulator. The rows' products are
+ * the same integers as the unpacked kernels'; only the order of the float additions differs.
+ *
+ * Decode passes one token, prompts and batches up to LLC_PACK_TOKENS per call (the weights are
+ * unpacked once per block for all of them).
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#define LLC_PACK_ROWS 16
+#define LLC_PACK_TOKENS 8
+
+/* out[t * ldo + r] = dot(row r of the group, activation row t) for r < 16, t < n_tok <= LLC_PACK_TOKENS.
+ * act rows are Q8_0 activation rows with their block sums (llc_act_convert), act_rb bytes apart. */
+typedef void (*llc_packed_gemm_fn)(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                   float *out, size_t ldo);
+
+/* Whether matrices of this type are packed on this machine (a packed kernel exists for the ISA in use);
+ * the kernel then, else NULL. */
+llc_packed_gemm_fn llc_packed_kernel(uint32_t type);
+/* Bytes of one packed group of 16 rows of n_cols (a multiple of 64, so groups stay cache-line aligned). */
+size_t llc_packed_group_bytes(uint32_t type, int64_t n_cols);
+/* Repacks rows [16 * g0, 16 * g1) of a matrix in the file layout (rows src_rb bytes apart) into dst,
+ * the packed matrix's start. Independent groups: threads split [0, n_rows / 16). */
+void llc_pack_groups(uint32_t type, const void *src, size_t src_rb, int64_t n_cols, int64_t g0, int64_t g1, void *dst);
+
+/* The scalar twins: the definition the SIMD kernels are tested against. */
+void llc_packed_gemm_q4_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_q8_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_q4_0_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_q8_0_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+
+#endif

@@ -1,11 +1,15 @@
 #include "kernels/ops.h"
 
-void llc_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+float llc_rmsnorm_scale(const float *x, int n, float eps) {
     /* The sum of squares in double: it is one pass over a short vector, and it keeps the norm exact
      * to f32 rounding however large dim gets. */
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    return (float)(1.0 / sqrt(ss / n + eps));
+}
+
+void llc_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    float scale = llc_rmsnorm_scale(x, n, eps);
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 

@@ -3,6 +3,8 @@
 /* The small per-vector operations of the forward pass. */
 #include <math.h>
 
+/* 1 / sqrt(mean(x²) + eps): what RMSNorm multiplies x by (before the weights). */
+float llc_rmsnorm_scale(const float *x, int n, float eps);
 /* out = x / sqrt(mean(x²) + eps) * w */
 void llc_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 /* Rotates adjacent pairs (x[2i], x[2i+1]) by the angles whose (cos, sin) are cs[2i], cs[2i+1], for

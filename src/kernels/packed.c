@@ -96,3 +96,30 @@ void llc_packed_gemm_q8_0_scalar(int64_t n_cols, const void *group, const void *
                                  float *out, size_t ldo) {
     packed_gemm_scalar(0, n_cols, group, act, act_rb, n_tok, out, ldo);
 }
+
+/* llama.cpp's Q8_0 quantizer (quantize_row_q8_0_ref: scale max|v| / 127, roundf, clamped; NaN to 0),
+ * one block at a time, of x or of x * scale * w (multiplied in RMSNorm's order). */
+void llc_act_q8_0_scalar(const float *x, void *row, int64_t n, float scale, const float *w) {
+    int64_t nb = n / QK8_0;
+    block_q8_0 *blk = row;
+    float *scales = (float *)((char *)row + llc_q8_act_tail(nb));
+    int32_t *sums = (int32_t *)(scales + nb);
+    for (int64_t b = 0; b < nb; b++) {
+        float v[QK8_0], amax = 0;
+        for (int j = 0; j < QK8_0; j++) {
+            v[j] = w ? x[b * QK8_0 + j] * scale * w[b * QK8_0 + j] : x[b * QK8_0 + j];
+            amax = fmaxf(amax, fabsf(v[j]));
+        }
+        float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < QK8_0; j++) {
+            float r = roundf(v[j] * id);
+            int q = r != r ? 0 : r < -127 ? -127 : r > 127 ? 127 : (int)r;
+            blk[b].qs[j] = (int8_t)q;
+            sum += q;
+        }
+        blk[b].d = llc_fp32_to_fp16(d);
+        scales[b] = llc_fp16_to_fp32(blk[b].d);
+        sums[b] = sum;
+    }
+}

@@ -54,4 +54,8 @@ void llc_packed_gemm_q4_0_avx512(int64_t n_cols, const void *group, const void *
 void llc_packed_gemm_q8_0_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                  float *out, size_t ldo);
 
+/* llc_act_q8_0 (kernels/matmul.h) per ISA; the vector one gives the scalar one's bytes exactly. */
+void llc_act_q8_0_scalar(const float *x, void *row, int64_t n, float scale, const float *w);
+void llc_act_q8_0_avx512(const float *x, void *row, int64_t n, float scale, const float *w);
+
 #endif

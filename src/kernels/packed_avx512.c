@@ -13,6 +13,15 @@
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
+/* |v| and sign(v) * 1 by integer masks (the float forms need AVX-512 DQ, which dispatch does not check) */
+AVX512 INLINE __m512 abs_ps(__m512 v, __m512i absmask) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), absmask));
+}
+AVX512 INLINE __m512 sign_one_ps(__m512 v, __m512i absmask) {
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_andnot_si512(absmask, _mm512_castps_si512(v)),
+                                               _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+}
+
 static inline int32_t load_i32(const void *p) {
     int32_t v;
     __builtin_memcpy(&v, p, 4);
@@ -40,8 +49,8 @@ AVX512 INLINE void packed_tile(int q4, int64_t nb, const uint8_t *q, const uint1
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *qp = q + (size_t)b * qb;
-        _mm_prefetch((const char *)qp + 2048, _MM_HINT_T0);
-        _mm_prefetch((const char *)qp + 2048 + 64, _MM_HINT_T0);
+        /* Every cache line 4 KB ahead (best of 1/2/4/8/16 KB in bench/bench_packed.c, BENCHMARKS.md). */
+        for (size_t l = 0; l < qb; l += 64) _mm_prefetch((const char *)qp + 4096 + l, _MM_HINT_T0);
         __m512i u[8];
         if (q4) {
             #pragma GCC unroll 4
@@ -51,8 +60,6 @@ AVX512 INLINE void packed_tile(int q4, int64_t nb, const uint8_t *q, const uint1
                 u[c + 4] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
             }
         } else {
-            _mm_prefetch((const char *)qp + 2048 + 128, _MM_HINT_T0);
-            _mm_prefetch((const char *)qp + 2048 + 192, _MM_HINT_T0);
             #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) u[i] = _mm512_load_si512((const void *)(qp + 64 * i));
         }
@@ -96,5 +103,45 @@ AVX512 void llc_packed_gemm_q4_0_avx512(int64_t n_cols, const void *group, const
 AVX512 void llc_packed_gemm_q8_0_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                         float *out, size_t ldo) {
     packed_gemm(0, n_cols, group, act, act_rb, n_tok, out, ldo);
+}
+/* Activations (optionally times RMSNorm's scale and weights) to Q8_0 with the block sums the packed
+ * kernels want (the layout in kernels/matmul.h). Bit for bit the scalar converter's result: the same scale arithmetic, roundf's half-away-from-zero
+ * rounding rebuilt from a truncation, NaN to 0 as the scalar quantizer does. */
+AVX512 void llc_act_q8_0_avx512(const float *x, void *row, int64_t n, float scale, const float *w) {
+    int64_t nb = n / 32;
+    block_q8_0 *blk = row;
+    float *scales = (float *)((char *)row + llc_q8_act_tail(nb));
+    int32_t *sums = (int32_t *)(scales + nb);
+    const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
+    const __m512 lim = _mm512_set1_ps(127.0f);
+    const __m512 half = _mm512_set1_ps(0.5f);
+    for (int64_t b = 0; b < nb; b++) {
+        __m512 v[2] = {_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16)};
+        if (w) {
+            const __m512 sc = _mm512_set1_ps(scale);
+            v[0] = _mm512_mul_ps(_mm512_mul_ps(v[0], sc), _mm512_loadu_ps(w + 32 * b));
+            v[1] = _mm512_mul_ps(_mm512_mul_ps(v[1], sc), _mm512_loadu_ps(w + 32 * b + 16));
+        }
+        /* max(|v|, acc) keeps acc when |v| is NaN, as fmaxf does */
+        __m512 amax = _mm512_max_ps(abs_ps(v[0], absmask), _mm512_setzero_ps());
+        amax = _mm512_max_ps(abs_ps(v[1], absmask), amax);
+        float d = _mm512_reduce_max_ps(amax) / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t dh = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        blk[b].d = dh;
+        scales[b] = _cvtsh_ss(dh);
+        __m512i qsum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512 s = _mm512_mul_ps(v[h], _mm512_set1_ps(id));
+            s = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, s, _CMP_ORD_Q), s);
+            s = _mm512_min_ps(_mm512_max_ps(s, _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+            __m512 t = _mm512_roundscale_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __mmask16 up = _mm512_cmp_ps_mask(abs_ps(_mm512_sub_ps(s, t), absmask), half, _CMP_GE_OQ);
+            t = _mm512_mask_add_ps(t, up, t, sign_one_ps(s, absmask));
+            __m512i q = _mm512_cvttps_epi32(t);
+            qsum = _mm512_add_epi32(qsum, q);
+            _mm_storeu_si128((__m128i *)(blk[b].qs + 16 * h), _mm512_cvtepi32_epi8(q));
+        }
+        sums[b] = _mm512_reduce_add_epi32(qsum);
+    }
 }
 #endif

@@ -13,6 +13,7 @@
 #include "base/threadpool.h"
 #include "kernels/dispatch.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "kernels/packed.h"
 #include "kernels/types.h"
 
@@ -156,10 +157,56 @@ static void test_matmul_packed_vs_unpacked(void **state) {
     llc_pool_free(pool);
 }
 
+/* The vector activation converter against the scalar one, byte for byte, including rounding ties,
+ * NaN, infinities, all-zero blocks and values that round past 127. */
+static void test_act_convert(void **state) {
+    (void)state;
+#if defined(__x86_64__)
+    if (!llc_kernels_for(LLC_ISA_AVX512)) skip();
+    const int64_t n = 32 * 40;
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t b = i / 32;
+        x[i] = frand() * (float)(1 + b % 9) * (b % 5 == 0 ? 1e-3f : 1.0f);
+        if (b == 1) x[i] = (float)(i % 32) - 15.5f;        /* halves: ties after scaling */
+        if (b == 2) x[i] = 0;
+        if (b == 3 && i % 32 == 7) x[i] = NAN;
+        if (b == 4 && i % 32 == 9) x[i] = INFINITY;
+        if (b == 5 && i % 32 == 3) x[i] = -INFINITY;
+        if (b == 6) x[i] = 1e-40f * (float)(i % 7);        /* subnormal scales */
+        if (b == 7) x[i] = 6e4f * frand();                  /* scales past fp16's range */
+    }
+    size_t rb = llc_act_row_bytes(LLC_Q8_0, n);
+    char *a = calloc(1, rb), *b = calloc(1, rb);
+    float *w = malloc((size_t)n * sizeof *w), *normed = malloc((size_t)n * sizeof *normed);
+    for (int64_t i = 0; i < n; i++) w[i] = 0.5f + frand();
+    for (int fused = 0; fused < 2; fused++) {
+        float scale = fused ? 0.37f : 1.0f;
+        llc_act_q8_0_scalar(x, a, n, scale, fused ? w : NULL);
+        llc_act_q8_0_avx512(x, b, n, scale, fused ? w : NULL);
+        for (size_t i = 0; i < rb; i++)
+            if (a[i] != b[i]) fail_msg("fused=%d byte %zu of the converted row: scalar %d, avx512 %d", fused, i, a[i], b[i]);
+    }
+    /* fused RMSNorm: the same bytes as normalizing first (llc_rmsnorm) and converting the result */
+    llc_rmsnorm(normed, x + 32 * 8, w, (int)(n - 32 * 8), 1e-5f);
+    llc_act_q8_0_scalar(normed, a, n - 32 * 8, 1.0f, NULL);
+    llc_act_q8_0_scalar(x + 32 * 8, b, n - 32 * 8, llc_rmsnorm_scale(x + 32 * 8, (int)(n - 32 * 8), 1e-5f), w);
+    assert_memory_equal(a, b, llc_act_row_bytes(LLC_Q8_0, n - 32 * 8));
+    free(w);
+    free(normed);
+    free(x);
+    free(a);
+    free(b);
+#else
+    skip();
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_against_definition),
         cmocka_unit_test(test_matmul_packed_vs_unpacked),
+        cmocka_unit_test(test_act_convert),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,10 +8,12 @@
 #include "kernels/matmul.h"
 #include "kernels/types.h"
 
-static size_t quant_bytes_per_block(uint32_t type) { return type == LLC_Q4_0 ? 4 * 64 : 8 * 64; }
+/* Bytes of 16 rows x 32 weights: the quants (or bf16 values) and then, for the scaled types, the scales. */
+static size_t quant_bytes_per_block(uint32_t type) { return type == LLC_Q4_0 ? 4 * 64 : type == LLC_Q8_0 ? 8 * 64 : 16 * 64; }
+static size_t scale_bytes_per_block(uint32_t type) { return type == LLC_BF16 ? 0 : LLC_PACK_ROWS * sizeof(uint16_t); }
 
 size_t llc_packed_group_bytes(uint32_t type, int64_t n_cols) {
-    size_t nb = (size_t)(n_cols / 32), bytes = nb * (quant_bytes_per_block(type) + LLC_PACK_ROWS * sizeof(uint16_t));
+    size_t nb = (size_t)(n_cols / 32), bytes = nb * (quant_bytes_per_block(type) + scale_bytes_per_block(type));
     return (bytes + 63) & ~(size_t)63;
 }
 
@@ -20,6 +22,7 @@ llc_packed_gemm_fn llc_packed_kernel(uint32_t type) {
     if (llc_kernels_get()->isa == LLC_ISA_AVX512) {
         if (type == LLC_Q4_0) return llc_packed_gemm_q4_0_avx512;
         if (type == LLC_Q8_0) return llc_packed_gemm_q8_0_avx512;
+        if (type == LLC_BF16) return llc_packed_gemm_bf16_avx512;
     }
 #endif
     (void)type;
@@ -36,7 +39,11 @@ void llc_pack_groups(uint32_t type, const void *src, size_t src_rb, int64_t n_co
             const char *row = (const char *)src + (size_t)(g * LLC_PACK_ROWS + r) * src_rb;
             for (int64_t b = 0; b < nb; b++) {
                 uint8_t *qd = q + (size_t)b * qb + (size_t)r * 4;
-                if (type == LLC_Q4_0) {
+                if (type == LLC_BF16) {
+                    /* vector i, lane r: the pair of weights 2i, 2i + 1 */
+                    const uint16_t *v = (const uint16_t *)row + b * 32;
+                    for (int i = 0; i < 16; i++) memcpy(qd + i * 64, v + 2 * i, 4);
+                } else if (type == LLC_Q4_0) {
                     const block_q4_0 *blk = (const block_q4_0 *)row + b;
                     d[b * LLC_PACK_ROWS + r] = blk->d;
                     for (int c = 0; c < 4; c++) memcpy(qd + c * 64, blk->qs + 4 * c, 4);
@@ -95,6 +102,25 @@ void llc_packed_gemm_q4_0_scalar(int64_t n_cols, const void *group, const void *
 void llc_packed_gemm_q8_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                  float *out, size_t ldo) {
     packed_gemm_scalar(0, n_cols, group, act, act_rb, n_tok, out, ldo);
+}
+
+/* BF16: lane r of vector i holds weights 2i and 2i + 1 of row r; the activation row is bf16. Products
+ * of two bf16 are exact in f32, so the SIMD kernel differs from this only in the order of additions. */
+void llc_packed_gemm_bf16_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo) {
+    const uint16_t *w = group;
+    for (int t = 0; t < n_tok; t++) {
+        const uint16_t *x = (const uint16_t *)((const char *)act + (size_t)t * act_rb);
+        for (int r = 0; r < LLC_PACK_ROWS; r++) {
+            float acc = 0;
+            for (int64_t b = 0; b < n_cols / 32; b++)
+                for (int i = 0; i < 16; i++)
+                    for (int j = 0; j < 2; j++)
+                        acc += llc_bf16_to_fp32(w[(size_t)b * 512 + (size_t)i * 32 + (size_t)r * 2 + (size_t)j]) *
+                               llc_bf16_to_fp32(x[b * 32 + 2 * i + j]);
+            out[(size_t)t * ldo + r] = acc;
+        }
+    }
 }
 
 /* llama.cpp's Q8_0 quantizer (quantize_row_q8_0_ref: scale max|v| / 127, roundf, clamped; NaN to 0),

@@ -21,6 +21,10 @@
  * block sums (kernels/matmul.h) and the offset term starts the accumulator. The rows' products are
  * the same integers as the unpacked kernels'; only the order of the float additions differs.
  *
+ * BF16 matrices get the same treatment with vdpbf16ps, which multiplies pairs: vector i, lane r holds
+ * row r's weights 2i and 2i + 1 (16 vectors per 32 weights, no scales), against the activation pair
+ * broadcast.
+ *
  * Decode passes one token, prompts and batches up to LLC_PACK_TOKENS per call (the weights are
  * unpacked once per block for all of them).
  */
@@ -48,6 +52,10 @@ void llc_pack_groups(uint32_t type, const void *src, size_t src_rb, int64_t n_co
 void llc_packed_gemm_q4_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                  float *out, size_t ldo);
 void llc_packed_gemm_q8_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_bf16_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_bf16_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                  float *out, size_t ldo);
 void llc_packed_gemm_q4_0_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                  float *out, size_t ldo);

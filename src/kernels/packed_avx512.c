@@ -10,7 +10,7 @@
 #include "kernels/types.h"
 #include "kernels/packed.h"
 
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
 /* |v| and sign(v) * 1 by integer masks (the float forms need AVX-512 DQ, which dispatch does not check) */
@@ -92,6 +92,61 @@ AVX512 static void packed_gemm(int q4, int64_t n_cols, const void *group, const 
     case 6: packed_tile(q4, nb, q, d, a, act_rb, 6, out, ldo); break;
     case 7: packed_tile(q4, nb, q, d, a, act_rb, 7, out, ldo); break;
     default: packed_tile(q4, nb, q, d, a, act_rb, 8, out, ldo); break;
+    }
+}
+
+/* BF16: 16 vdpbf16ps per 32 weights and token. One chain of additions per token is enough when
+ * several tokens interleave; fewer tokens get more accumulators (A), so the instruction's latency
+ * does not serialize decode. */
+AVX512 INLINE void packed_tile_bf16(int64_t nb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
+                                    size_t ldo) {
+    enum { MAXA = 4 };
+    const int A = T == 1 ? 4 : T <= 4 ? 2 : 1;
+    const uint16_t *x[LLC_PACK_TOKENS];
+    __m512 acc[LLC_PACK_TOKENS][MAXA];
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        x[t] = (const uint16_t *)(act + (size_t)t * act_rb);
+        #pragma GCC unroll 4
+        for (int a = 0; a < A; a++) acc[t][a] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wp = w + (size_t)b * 1024;
+        for (size_t l = 0; l < 1024; l += 64) _mm_prefetch((const char *)wp + 4096 + l, _MM_HINT_T0);
+        __m512bh u[16];
+        #pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) u[i] = (__m512bh)_mm512_load_si512((const void *)(wp + 64 * i));
+        /* weight vector outer, token inner: consecutive instructions feed independent accumulators */
+        #pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            #pragma GCC unroll 8
+            for (int t = 0; t < T; t++)
+                acc[t][i % A] = _mm512_dpbf16_ps(acc[t][i % A], u[i], (__m512bh)_mm512_set1_epi32(load_i32(x[t] + b * 32 + 2 * i)));
+        }
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        __m512 s = acc[t][0];
+        #pragma GCC unroll 4
+        for (int a = 1; a < A; a++) s = _mm512_add_ps(s, acc[t][a]);
+        _mm512_storeu_ps(out + (size_t)t * ldo, s);
+    }
+}
+
+AVX512 void llc_packed_gemm_bf16_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                        float *out, size_t ldo) {
+    int64_t nb = n_cols / 32;
+    const uint8_t *w = group;
+    const char *a = act;
+    switch (n_tok) {
+    case 1: packed_tile_bf16(nb, w, a, act_rb, 1, out, ldo); break;
+    case 2: packed_tile_bf16(nb, w, a, act_rb, 2, out, ldo); break;
+    case 3: packed_tile_bf16(nb, w, a, act_rb, 3, out, ldo); break;
+    case 4: packed_tile_bf16(nb, w, a, act_rb, 4, out, ldo); break;
+    case 5: packed_tile_bf16(nb, w, a, act_rb, 5, out, ldo); break;
+    case 6: packed_tile_bf16(nb, w, a, act_rb, 6, out, ldo); break;
+    case 7: packed_tile_bf16(nb, w, a, act_rb, 7, out, ldo); break;
+    default: packed_tile_bf16(nb, w, a, act_rb, 8, out, ldo); break;
     }
 }
 

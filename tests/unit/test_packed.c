@@ -55,7 +55,8 @@ static void make(fixture *f, uint32_t type, int64_t rows, int64_t cols, int n_to
     float *x = malloc((size_t)(n_tok * cols) * sizeof(float));
     for (int64_t i = 0; i < n_tok * cols; i++) x[i] = frand() * (0.1f + (float)(i / 32 % 3));
     llc_act_convert(type, x, f->act, cols, n_tok);
-    for (int t = 0; t < n_tok; t++) llc_type_get(LLC_Q8_0)->to_float((char *)f->act + (size_t)t * f->act_rb, f->xd + (size_t)t * cols, cols);
+    for (int t = 0; t < n_tok; t++)
+        llc_type_get(llc_act_type(type))->to_float((char *)f->act + (size_t)t * f->act_rb, f->xd + (size_t)t * cols, cols);
     llc_tensor W = {f->w, type, cols, rows, rb, NULL};
     f->packed = aligned_alloc(64, llc_tensor_packed_bytes(&W));
     llc_tensor_pack(&W, f->packed, 0, rows / LLC_PACK_ROWS);
@@ -86,17 +87,18 @@ static double exact(const fixture *f, int64_t r, int t) {
 
 static void test_kernels_against_definition(void **state) {
     (void)state;
-    static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0};
+    static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0, LLC_BF16};
     static const int64_t cols[] = {32, 96, 224, 2080};
-    llc_packed_gemm_fn scalar[] = {llc_packed_gemm_q4_0_scalar, llc_packed_gemm_q8_0_scalar};
-    llc_packed_gemm_fn simd[] = {NULL, NULL};
+    llc_packed_gemm_fn scalar[] = {llc_packed_gemm_q4_0_scalar, llc_packed_gemm_q8_0_scalar, llc_packed_gemm_bf16_scalar};
+    llc_packed_gemm_fn simd[] = {NULL, NULL, NULL};
 #if defined(__x86_64__)
     if (llc_kernels_for(LLC_ISA_AVX512)) {
         simd[0] = llc_packed_gemm_q4_0_avx512;
         simd[1] = llc_packed_gemm_q8_0_avx512;
+        simd[2] = llc_packed_gemm_bf16_avx512;
     }
 #endif
-    for (int ti = 0; ti < 2; ti++)
+    for (int ti = 0; ti < 3; ti++)
         for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
             fixture f;
             make(&f, types[ti], 2 * LLC_PACK_ROWS, cols[ci], LLC_PACK_TOKENS);
@@ -116,9 +118,16 @@ static void test_kernels_against_definition(void **state) {
                         }
                     if (!simd[ti]) continue;
                     simd[ti](f.cols, grp, f.act, f.act_rb, nt, got, LLC_PACK_ROWS);
-                    /* same integer sums, same float operations in the same order: identical bits */
-                    if (memcmp(want, got, (size_t)nt * LLC_PACK_ROWS * sizeof(float)) != 0)
-                        fail_msg("%s cols=%ld tokens=%d: avx512 differs from its scalar twin", llc_type_name(f.type), (long)f.cols, nt);
+                    /* Q8_0/Q4_0: same integer sums, same float operations in the same order: identical
+                     * bits. BF16: exact products, additions in another order: f32 rounding. */
+                    for (int t = 0; t < nt; t++)
+                        for (int r = 0; r < LLC_PACK_ROWS; r++) {
+                            float a = want[t * LLC_PACK_ROWS + r], b = got[t * LLC_PACK_ROWS + r];
+                            double tol = f.type == LLC_BF16 ? tolerance(&f, (int64_t)g * LLC_PACK_ROWS + r, t) : 0;
+                            if (fabs((double)a - b) > tol)
+                                fail_msg("%s cols=%ld tokens=%d: avx512 %.9g, its scalar twin %.9g", llc_type_name(f.type), (long)f.cols,
+                                         nt, b, a);
+                        }
                 }
             release(&f);
         }
@@ -128,11 +137,11 @@ static void test_kernels_against_definition(void **state) {
  * f32 rounding, for token counts that leave partial tiles, with several threads. */
 static void test_matmul_packed_vs_unpacked(void **state) {
     (void)state;
-    static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0};
+    static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0, LLC_BF16};
     static const int toks[] = {1, 3, 8, 9, 21};
     llc_pool *pool = llc_pool_create(3);
     assert_non_null(pool);
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 3; ti++) {
         if (!llc_packed_kernel(types[ti])) continue;
         for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
             fixture f;

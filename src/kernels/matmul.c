@@ -220,7 +220,7 @@ void llc_matmul_swiglu(llc_pool *pool, float *out, float *tmp, const llc_tensor 
                        int n_tok) {
     const llc_tensor *Ws[2] = {Wg, Wu};
     packed_job pj;
-    if (packed_job_make(&pj, 2, &out, Ws, act, n_tok) && Wg->n_rows == Wu->n_rows) {
+    if (packed_job_make(&pj, 2, NULL, Ws, act, n_tok) && Wg->n_rows == Wu->n_rows) {
         pj.swiglu = true;
         pj.out[0] = out;
         llc_pool_run_n(pool, packed_task, &pj, threads_for(pool, 2.0 * (double)Wg->n_rows * (double)Wg->n_cols * n_tok));

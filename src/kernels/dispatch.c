@@ -17,6 +17,9 @@ static const llc_kernels scalar_kernels = {
         [LLC_BF16] = llc_dot_bf16_scalar,
         [LLC_Q8_0] = llc_dot_q8_0_scalar,
         [LLC_Q4_0] = llc_dot_q4_0_scalar,
+        [LLC_Q4_K] = llc_dot_q4_K_scalar,
+        [LLC_Q6_K] = llc_dot_q6_K_scalar,
+        [LLC_Q8_K] = llc_dot_q8_K_scalar,
     },
     .gemm4 = {
         [LLC_Q8_0] = llc_gemm4_q8_0_scalar,
@@ -31,11 +34,15 @@ float llc_dot_f16_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_bf16_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_q8_0_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_q4_0_avx2(int64_t n, const void *w, const void *x);
+float llc_dot_q4_K_avx2(int64_t n, const void *w, const void *x);
+float llc_dot_q6_K_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_f32_avx512(int64_t n, const void *w, const void *x);
 float llc_dot_f16_avx512(int64_t n, const void *w, const void *x);
 float llc_dot_bf16_avx512(int64_t n, const void *w, const void *x);
 float llc_dot_q8_0_avx512(int64_t n, const void *w, const void *x);
 float llc_dot_q4_0_avx512(int64_t n, const void *w, const void *x);
+float llc_dot_q4_K_avx512(int64_t n, const void *w, const void *x);
+float llc_dot_q6_K_avx512(int64_t n, const void *w, const void *x);
 void llc_gemm4_q8_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
 void llc_gemm4_q4_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
 void llc_gemm4_bf16_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
@@ -49,6 +56,9 @@ static const llc_kernels avx2_kernels = {
         [LLC_BF16] = llc_dot_bf16_avx2,
         [LLC_Q8_0] = llc_dot_q8_0_avx2,
         [LLC_Q4_0] = llc_dot_q4_0_avx2,
+        [LLC_Q4_K] = llc_dot_q4_K_avx2,
+        [LLC_Q6_K] = llc_dot_q6_K_avx2,
+        [LLC_Q8_K] = llc_dot_q8_K_scalar, /* not a real weight type: correct is enough */
     },
 };
 
@@ -61,6 +71,9 @@ static const llc_kernels avx512_kernels = {
         [LLC_BF16] = llc_dot_bf16_avx512,
         [LLC_Q8_0] = llc_dot_q8_0_avx512,
         [LLC_Q4_0] = llc_dot_q4_0_avx512,
+        [LLC_Q4_K] = llc_dot_q4_K_avx512,
+        [LLC_Q6_K] = llc_dot_q6_K_avx512,
+        [LLC_Q8_K] = llc_dot_q8_K_scalar,
     },
     .gemm4 = {
         [LLC_Q8_0] = llc_gemm4_q8_0_avx512,

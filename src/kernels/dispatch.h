@@ -39,6 +39,9 @@ float llc_dot_f16_scalar(int64_t n, const void *w, const void *x);
 float llc_dot_bf16_scalar(int64_t n, const void *w, const void *x);
 float llc_dot_q8_0_scalar(int64_t n, const void *w, const void *x);
 float llc_dot_q4_0_scalar(int64_t n, const void *w, const void *x);
+float llc_dot_q4_K_scalar(int64_t n, const void *w, const void *x); /* activations: Q8_K */
+float llc_dot_q6_K_scalar(int64_t n, const void *w, const void *x);
+float llc_dot_q8_K_scalar(int64_t n, const void *w, const void *x);
 /* The scalar twins of the tile kernels: sixteen vec_dot calls. */
 void llc_gemm4_q8_0_scalar(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
 void llc_gemm4_q4_0_scalar(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);

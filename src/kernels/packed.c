@@ -13,6 +13,7 @@ static size_t quant_bytes_per_block(uint32_t type) { return type == LLC_Q4_0 ? 4
 static size_t scale_bytes_per_block(uint32_t type) { return type == LLC_BF16 ? 0 : LLC_PACK_ROWS * sizeof(uint16_t); }
 
 size_t llc_packed_group_bytes(uint32_t type, int64_t n_cols) {
+    if (type == LLC_Q4_K || type == LLC_Q6_K) return (size_t)(n_cols / QK_K) * (type == LLC_Q4_K ? PK_Q4_K_BYTES : PK_Q6_K_BYTES);
     size_t nb = (size_t)(n_cols / 32), bytes = nb * (quant_bytes_per_block(type) + scale_bytes_per_block(type));
     return (bytes + 63) & ~(size_t)63;
 }
@@ -23,13 +24,79 @@ llc_packed_gemm_fn llc_packed_kernel(uint32_t type) {
         if (type == LLC_Q4_0) return llc_packed_gemm_q4_0_avx512;
         if (type == LLC_Q8_0) return llc_packed_gemm_q8_0_avx512;
         if (type == LLC_BF16) return llc_packed_gemm_bf16_avx512;
+        if (type == LLC_Q4_K) return llc_packed_gemm_q4_K_avx512;
+        if (type == LLC_Q6_K) return llc_packed_gemm_q6_K_avx512;
     }
 #endif
     (void)type;
     return NULL;
 }
 
+/* ---- K-quants ---------------------------------------------------------------------------------- */
+
+static void pack_q4_K(const void *src, size_t src_rb, int64_t n_cols, int64_t g, uint8_t *dst) {
+    for (int r = 0; r < LLC_PACK_ROWS; r++) {
+        const block_q4_K *row = (const block_q4_K *)((const char *)src + (size_t)(g * LLC_PACK_ROWS + r) * src_rb);
+        for (int64_t sb = 0; sb < n_cols / QK_K; sb++) {
+            const block_q4_K *blk = row + sb;
+            uint8_t *o = dst + (size_t)sb * PK_Q4_K_BYTES;
+            for (int p = 0; p < 4; p++)
+                for (int c = 0; c < 8; c++) memcpy(o + PK_Q4_K_QS + p * 512 + c * 64 + r * 4, blk->qs + 32 * p + 4 * c, 4);
+            memcpy(o + PK_Q4_K_D + 2 * r, &blk->d, 2);
+            memcpy(o + PK_Q4_K_DMIN + 2 * r, &blk->dmin, 2);
+            uint8_t sm[16];
+            llc_q4_K_unpack_scales(blk->scales, sm);
+            for (int j = 0; j < 8; j++) {
+                o[PK_Q4_K_SC + j * 16 + r] = sm[j];
+                int16_t m = sm[8 + j];
+                memcpy(o + PK_Q4_K_M + (j / 2) * 64 + r * 4 + (j % 2) * 2, &m, 2);
+            }
+        }
+    }
+}
+
+/* The 6-bit value of weight i (0..255) of a Q6_K superblock. */
+static int q6_K_value(const block_q6_K *b, int i) {
+    int half = i / 128, l = i % 128, quarter = l / 32, k = l % 32;
+    const uint8_t *ql = b->ql + 64 * half, *qh = b->qh + 32 * half;
+    int lo = quarter == 0 ? ql[k] & 15 : quarter == 1 ? ql[k + 32] & 15 : quarter == 2 ? ql[k] >> 4 : ql[k + 32] >> 4;
+    return lo | ((qh[k] >> (2 * quarter)) & 3) << 4;
+}
+
+static void pack_q6_K(const void *src, size_t src_rb, int64_t n_cols, int64_t g, uint8_t *dst) {
+    for (int r = 0; r < LLC_PACK_ROWS; r++) {
+        const block_q6_K *row = (const block_q6_K *)((const char *)src + (size_t)(g * LLC_PACK_ROWS + r) * src_rb);
+        for (int64_t sb = 0; sb < n_cols / QK_K; sb++) {
+            const block_q6_K *blk = row + sb;
+            uint8_t *o = dst + (size_t)sb * PK_Q6_K_BYTES;
+            for (int b = 0; b < 8; b++) {
+                uint8_t *lo = o + b * 384, *hi = lo + 256;
+                for (int i = 0; i < 8; i++)
+                    for (int k = 0; k < 4; k++) {
+                        int q = q6_K_value(blk, 32 * b + 4 * i + k);
+                        uint8_t *lb = lo + (i % 4) * 64 + r * 4 + k, *hb = hi + (i / 4) * 64 + r * 4 + k;
+                        if (i < 4) *lb = (uint8_t)((*lb & 0xf0) | (q & 15));
+                        else *lb = (uint8_t)((*lb & 0x0f) | (q & 15) << 4);
+                        int f = i % 4;
+                        *hb = (uint8_t)((*hb & ~(3 << (2 * f))) | (q >> 4) << (2 * f));
+                    }
+            }
+            for (int j = 0; j < 16; j++) o[PK_Q6_K_SC + j * 16 + r] = (uint8_t)blk->scales[j];
+            memcpy(o + PK_Q6_K_D + 2 * r, &blk->d, 2);
+        }
+    }
+}
+
 void llc_pack_groups(uint32_t type, const void *src, size_t src_rb, int64_t n_cols, int64_t g0, int64_t g1, void *dst) {
+    if (type == LLC_Q4_K || type == LLC_Q6_K) {
+        size_t gb = llc_packed_group_bytes(type, n_cols);
+        for (int64_t g = g0; g < g1; g++) {
+            uint8_t *o = (uint8_t *)dst + (size_t)g * gb;
+            if (type == LLC_Q4_K) pack_q4_K(src, src_rb, n_cols, g, o);
+            else pack_q6_K(src, src_rb, n_cols, g, o);
+        }
+        return;
+    }
     int64_t nb = n_cols / 32;
     size_t qb = quant_bytes_per_block(type), gb = llc_packed_group_bytes(type, n_cols);
     for (int64_t g = g0; g < g1; g++) {
@@ -145,7 +212,74 @@ void llc_act_q8_0_scalar(const float *x, void *row, int64_t n, float scale, cons
             sum += q;
         }
         blk[b].d = llc_fp32_to_fp16(d);
-        scales[b] = llc_fp16_to_fp32(blk[b].d);
-        sums[b] = sum;
+        float dx = llc_fp16_to_fp32(blk[b].d);
+        memcpy(&scales[b], &dx, 4); /* rows of any alignment (tests use odd strides) */
+        memcpy(&sums[b], &sum, 4);
+    }
+}
+
+/* Q4_K: per superblock and token, sub-block j's integer products times d * sc[j] in float, then the
+ * mins as one integer sum over the sub-blocks (m[j] times the token's sum of sub-block j), then the
+ * token's scale. The same operations, in the same order, as the AVX-512 kernel. */
+void llc_packed_gemm_q4_K_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo) {
+    for (int t = 0; t < n_tok; t++) {
+        const block_q8_K *x = (const block_q8_K *)((const char *)act + (size_t)t * act_rb);
+        for (int r = 0; r < LLC_PACK_ROWS; r++) {
+            float acc = 0;
+            for (int64_t sb = 0; sb < n_cols / QK_K; sb++) {
+                const uint8_t *o = (const uint8_t *)group + (size_t)sb * PK_Q4_K_BYTES;
+                uint16_t dh, dminh;
+                memcpy(&dh, o + PK_Q4_K_D + 2 * r, 2);
+                memcpy(&dminh, o + PK_Q4_K_DMIN + 2 * r, 2);
+                float d = llc_fp16_to_fp32(dh), dmin = llc_fp16_to_fp32(dminh), sum = 0;
+                int32_t mins = 0;
+                for (int j = 0; j < 8; j++) {
+                    int32_t s = 0;
+                    for (int c = 0; c < 8; c++)
+                        for (int k = 0; k < 4; k++) {
+                            uint8_t byte = o[PK_Q4_K_QS + (j / 2) * 512 + c * 64 + r * 4 + k];
+                            s += (j % 2 ? byte >> 4 : byte & 15) * x[sb].qs[32 * j + 4 * c + k];
+                        }
+                    sum = fmaf((float)s, d * (float)o[PK_Q4_K_SC + j * 16 + r], sum);
+                    int16_t m;
+                    memcpy(&m, o + PK_Q4_K_M + (j / 2) * 64 + r * 4 + (j % 2) * 2, 2);
+                    mins += m * (x[sb].bsums[2 * j] + x[sb].bsums[2 * j + 1]);
+                }
+                acc = fmaf(x[sb].d, fmaf(-(float)mins, dmin, sum), acc);
+            }
+            out[(size_t)t * ldo + r] = acc;
+        }
+    }
+}
+
+/* Q6_K: sub-blocks of 16; each one's integer products start from -32 times the token's sum of the
+ * sub-block (Q8_K's bsums), so the unsigned 6-bit values need no other correction. */
+void llc_packed_gemm_q6_K_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo) {
+    for (int t = 0; t < n_tok; t++) {
+        const block_q8_K *x = (const block_q8_K *)((const char *)act + (size_t)t * act_rb);
+        for (int r = 0; r < LLC_PACK_ROWS; r++) {
+            float acc = 0;
+            for (int64_t sb = 0; sb < n_cols / QK_K; sb++) {
+                const uint8_t *o = (const uint8_t *)group + (size_t)sb * PK_Q6_K_BYTES;
+                uint16_t dh;
+                memcpy(&dh, o + PK_Q6_K_D + 2 * r, 2);
+                float d = llc_fp16_to_fp32(dh), sum = 0;
+                for (int j = 0; j < 16; j++) {
+                    int b = j / 2;
+                    int32_t s = -32 * x[sb].bsums[j];
+                    for (int i = 4 * (j % 2); i < 4 * (j % 2) + 4; i++)
+                        for (int k = 0; k < 4; k++) {
+                            uint8_t lo = o[b * 384 + (i % 4) * 64 + r * 4 + k], hi = o[b * 384 + 256 + (i / 4) * 64 + r * 4 + k];
+                            int q = (i < 4 ? lo & 15 : lo >> 4) | ((hi >> (2 * (i % 4))) & 3) << 4;
+                            s += q * x[sb].qs[32 * b + 4 * i + k];
+                        }
+                    sum = fmaf((float)s, d * (float)(int8_t)o[PK_Q6_K_SC + j * 16 + r], sum);
+                }
+                acc = fmaf(x[sb].d, sum, acc);
+            }
+            out[(size_t)t * ldo + r] = acc;
+        }
     }
 }

@@ -34,6 +34,25 @@
 #define LLC_PACK_ROWS 16
 #define LLC_PACK_TOKENS 8
 
+/* K-quants go by superblocks of 256 weights (16 rows of one superblock = one unit, byte offsets below);
+ * their activations are Q8_K rows, whose sums per 16 (bsums) pay for the constant parts.
+ *   Q4_K: quants as Q4_0's, per pair of sub-blocks p (64 weights): 8 vectors, lane r = the row's 4
+ *         bytes qs[32p + 4c ..] (low nibbles sub-block 2p, high nibbles 2p + 1); the rows' fp16 d and
+ *         dmin; the 6-bit scales as bytes [sub-block][row]; the mins as int16 pairs (m[2k], m[2k+1])
+ *         per lane, for vpdpwssd against the token's sub-block sums.
+ *   Q6_K: per 32 weights, the low 4 bits as Q4_0's 4 vectors (nibble halves: weights 4c.. and
+ *         16 + 4c..), the high 2 bits in 2 vectors (vector e, bits 2f: weights 4(4e + f)..), then
+ *         the int8 scales [sub-block of 16][row] and the rows' fp16 d. Still 6.56 bits per weight. */
+#define PK_Q4_K_QS 0
+#define PK_Q4_K_D 2048
+#define PK_Q4_K_DMIN 2080
+#define PK_Q4_K_SC 2112
+#define PK_Q4_K_M 2240
+#define PK_Q4_K_BYTES 2496
+#define PK_Q6_K_SC 3072
+#define PK_Q6_K_D 3328
+#define PK_Q6_K_BYTES 3392 /* 3360, padded to whole cache lines */
+
 /* out[t * ldo + r] = dot(row r of the group, activation row t) for r < 16, t < n_tok <= LLC_PACK_TOKENS.
  * act rows are Q8_0 activation rows with their block sums (llc_act_convert), act_rb bytes apart. */
 typedef void (*llc_packed_gemm_fn)(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
@@ -52,6 +71,14 @@ void llc_pack_groups(uint32_t type, const void *src, size_t src_rb, int64_t n_co
 void llc_packed_gemm_q4_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                  float *out, size_t ldo);
 void llc_packed_gemm_q8_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_q4_K_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_q6_K_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_q4_K_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                 float *out, size_t ldo);
+void llc_packed_gemm_q6_K_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                  float *out, size_t ldo);
 void llc_packed_gemm_bf16_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                  float *out, size_t ldo);

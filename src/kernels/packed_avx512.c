@@ -164,6 +164,139 @@ AVX512 void llc_packed_gemm_q8_0_avx512(int64_t n_cols, const void *group, const
                                         float *out, size_t ldo) {
     packed_gemm(0, n_cols, group, act, act_rb, n_tok, out, ldo);
 }
+/* ---- K-quants (layouts in packed.h) ------------------------------------------------------------- */
+
+AVX512 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
+                                    size_t ldo) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const block_q8_K *x[LLC_PACK_TOKENS];
+    __m512 acc[LLC_PACK_TOKENS];
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        x[t] = (const block_q8_K *)(act + (size_t)t * act_rb);
+        acc[t] = _mm512_setzero_ps();
+    }
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t *o = w + (size_t)sb * PK_Q4_K_BYTES;
+        for (size_t l = 0; l < PK_Q4_K_BYTES; l += 64) _mm_prefetch((const char *)o + 4 * PK_Q4_K_BYTES + l, _MM_HINT_T0);
+        const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + PK_Q4_K_D)));
+        __m512 sum[LLC_PACK_TOKENS];
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_ps();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qp = o + PK_Q4_K_QS + (j / 2) * 512;
+            __m512i u[8];
+            #pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                __m512i p = _mm512_load_si512((const void *)(qp + 64 * c));
+                u[c] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(p, 4) : p, m4);
+            }
+            __m512 dsc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + PK_Q4_K_SC + 16 * j)))));
+            __m512i s[LLC_PACK_TOKENS];
+            #pragma GCC unroll 8
+            for (int t = 0; t < T; t++) s[t] = _mm512_setzero_si512();
+            #pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                #pragma GCC unroll 8
+                for (int t = 0; t < T; t++) s[t] = _mm512_dpbusd_epi32(s[t], u[c], _mm512_set1_epi32(load_i32(x[t][sb].qs + 32 * j + 4 * c)));
+            }
+            #pragma GCC unroll 8
+            for (int t = 0; t < T; t++) sum[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), dsc, sum[t]);
+        }
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + PK_Q4_K_DMIN)));
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            /* the token's sums of the 8 sub-blocks as int16 pairs, one 32-bit word per pair of mins */
+            __m256i bs = _mm256_loadu_si256((const __m256i *)x[t][sb].bsums);
+            __m256i s32 = _mm256_madd_epi16(bs, _mm256_set1_epi16(1));
+            __m128i s16 = _mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+            __m512i mins = _mm512_setzero_si512();
+            mins = _mm512_dpwssd_epi32(mins, _mm512_load_si512((const void *)(o + PK_Q4_K_M)), _mm512_set1_epi32(_mm_extract_epi32(s16, 0)));
+            mins = _mm512_dpwssd_epi32(mins, _mm512_load_si512((const void *)(o + PK_Q4_K_M + 64)), _mm512_set1_epi32(_mm_extract_epi32(s16, 1)));
+            mins = _mm512_dpwssd_epi32(mins, _mm512_load_si512((const void *)(o + PK_Q4_K_M + 128)), _mm512_set1_epi32(_mm_extract_epi32(s16, 2)));
+            mins = _mm512_dpwssd_epi32(mins, _mm512_load_si512((const void *)(o + PK_Q4_K_M + 192)), _mm512_set1_epi32(_mm_extract_epi32(s16, 3)));
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(x[t][sb].d), _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), dmin, sum[t]), acc[t]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);
+}
+
+AVX512 INLINE void packed_tile_q6_K(int64_t nsb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
+                                    size_t ldo) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const block_q8_K *x[LLC_PACK_TOKENS];
+    __m512 acc[LLC_PACK_TOKENS];
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        x[t] = (const block_q8_K *)(act + (size_t)t * act_rb);
+        acc[t] = _mm512_setzero_ps();
+    }
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t *o = w + (size_t)sb * PK_Q6_K_BYTES;
+        for (size_t l = 0; l < PK_Q6_K_BYTES; l += 64) _mm_prefetch((const char *)o + 2 * PK_Q6_K_BYTES + l, _MM_HINT_T0);
+        const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + PK_Q6_K_D)));
+        __m512 sum[LLC_PACK_TOKENS];
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_ps();
+        for (int b = 0; b < 8; b++) {
+            const uint8_t *qp = o + b * 384;
+            const __m512i h0 = _mm512_load_si512((const void *)(qp + 256)), h1 = _mm512_load_si512((const void *)(qp + 320));
+            for (int half = 0; half < 2; half++) {
+                /* sub-block 2b + half: weights 16 half .. 16 half + 15 of the 32, vectors i = 4 half .. */
+                const int j = 2 * b + half;
+                __m512i u[4];
+                #pragma GCC unroll 4
+                for (int f = 0; f < 4; f++) {
+                    __m512i p = _mm512_load_si512((const void *)(qp + 64 * f));
+                    __m512i lo = _mm512_and_si512(half ? _mm512_srli_epi16(p, 4) : p, m4);
+                    __m512i h = half ? h1 : h0;
+                    __m512i hs = f == 0 ? _mm512_slli_epi16(h, 4) : f == 1 ? _mm512_slli_epi16(h, 2) : f == 2 ? h : _mm512_srli_epi16(h, 2);
+                    u[f] = _mm512_ternarylogic_epi32(lo, hs, m30, 0xF8); /* lo | (hs & 0x30) */
+                }
+                __m512 dsc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(o + PK_Q6_K_SC + 16 * j)))));
+                __m512i s[LLC_PACK_TOKENS];
+                #pragma GCC unroll 8
+                for (int t = 0; t < T; t++) s[t] = _mm512_set1_epi32(-32 * x[t][sb].bsums[j]);
+                #pragma GCC unroll 4
+                for (int f = 0; f < 4; f++) {
+                    #pragma GCC unroll 8
+                    for (int t = 0; t < T; t++)
+                        s[t] = _mm512_dpbusd_epi32(s[t], u[f], _mm512_set1_epi32(load_i32(x[t][sb].qs + 32 * b + 16 * half + 4 * f)));
+                }
+                #pragma GCC unroll 8
+                for (int t = 0; t < T; t++) sum[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), dsc, sum[t]);
+            }
+        }
+        #pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(x[t][sb].d), sum[t], acc[t]);
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);
+}
+
+#define PACKED_DISPATCH(tile, n_tok, ...)                   \
+    switch (n_tok) {                                        \
+    case 1: tile(__VA_ARGS__, 1, out, ldo); break;          \
+    case 2: tile(__VA_ARGS__, 2, out, ldo); break;          \
+    case 3: tile(__VA_ARGS__, 3, out, ldo); break;          \
+    case 4: tile(__VA_ARGS__, 4, out, ldo); break;          \
+    case 5: tile(__VA_ARGS__, 5, out, ldo); break;          \
+    case 6: tile(__VA_ARGS__, 6, out, ldo); break;          \
+    case 7: tile(__VA_ARGS__, 7, out, ldo); break;          \
+    default: tile(__VA_ARGS__, 8, out, ldo); break;         \
+    }
+
+AVX512 void llc_packed_gemm_q4_K_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                        float *out, size_t ldo) {
+    PACKED_DISPATCH(packed_tile_q4_K, n_tok, n_cols / QK_K, (const uint8_t *)group, (const char *)act, act_rb)
+}
+
+AVX512 void llc_packed_gemm_q6_K_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                                        float *out, size_t ldo) {
+    PACKED_DISPATCH(packed_tile_q6_K, n_tok, n_cols / QK_K, (const uint8_t *)group, (const char *)act, act_rb)
+}
+
 /* Activations (optionally times RMSNorm's scale and weights) to Q8_0 with the block sums the packed
  * kernels want (the layout in kernels/matmul.h). Bit for bit the scalar converter's result: the same scale arithmetic, roundf's half-away-from-zero
  * rounding rebuilt from a truncation, NaN to 0 as the scalar quantizer does. */
@@ -188,7 +321,8 @@ AVX512 void llc_act_q8_0_avx512(const float *x, void *row, int64_t n, float scal
         float d = _mm512_reduce_max_ps(amax) / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
         uint16_t dh = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         blk[b].d = dh;
-        scales[b] = _cvtsh_ss(dh);
+        float dx = _cvtsh_ss(dh);
+        __builtin_memcpy(&scales[b], &dx, 4); /* rows of any alignment (tests use odd strides) */
         __m512i qsum = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
             __m512 s = _mm512_mul_ps(v[h], _mm512_set1_ps(id));
@@ -201,7 +335,8 @@ AVX512 void llc_act_q8_0_avx512(const float *x, void *row, int64_t n, float scal
             qsum = _mm512_add_epi32(qsum, q);
             _mm_storeu_si128((__m128i *)(blk[b].qs + 16 * h), _mm512_cvtepi32_epi8(q));
         }
-        sums[b] = _mm512_reduce_add_epi32(qsum);
+        int32_t sum = _mm512_reduce_add_epi32(qsum);
+        __builtin_memcpy(&sums[b], &sum, 4);
     }
 }
 #endif

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <string.h>
 
@@ -54,7 +55,7 @@ static void model_free_parts(llamac_model *m) {
     gguf_close(m->gguf);
     llc_unmap_file(&m->map);
     llamac_tokenizer_free(m->tok);
-    free(m->packed_mem);
+    if (m->packed_mem) munmap(m->packed_mem, m->packed_bytes);
     pthread_mutex_destroy(&m->pack_lock);
     free(m);
 }

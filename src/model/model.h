@@ -47,7 +47,8 @@ struct llamac_model {
     /* Weights repacked for the machine's kernels (model_pack.c), made once, by the first session. */
     pthread_mutex_t pack_lock;
     bool pack_done;
-    void *packed_mem;
+    void *packed_mem;                 /* mmap'ed, packed_bytes long */
+    size_t packed_bytes;
     llamac_tokenizer *tok;
 };
 

@@ -96,7 +96,12 @@ bool llc_model_pack(const llamac_model *cm, llc_pool *pool, llamac_error *err) {
         m->pack_done = true;
         goto out;
     }
-    uint8_t *mem = aligned_alloc(64, (total + 63) & ~(size_t)63);
+    /* Anonymous memory of its own, asked for in huge pages: 512x fewer page faults while packing and
+     * fewer TLB misses while decode streams through it. */
+    size_t bytes = (total + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+    uint8_t *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) mem = NULL;
+    if (mem) madvise(mem, bytes, MADV_HUGEPAGE);
     if (!mem) {
         free(list);
         ok = llc_fail(err, "out of memory repacking the weights (%.1f MiB)", (double)total / 1048576.0);
@@ -112,6 +117,7 @@ bool llc_model_pack(const llamac_model *cm, llc_pool *pool, llamac_error *err) {
     }
     free(list);
     m->packed_mem = mem;
+    m->packed_bytes = bytes;
     m->pack_done = true;
 out:
     pthread_mutex_unlock(&m->pack_lock);

@@ -13,11 +13,25 @@ u64 count + elements, and may nest.  ne[0] is the innermost (row) dimension,
 so a 2-D tensor with ne = [n_in, n_out] is a matrix of n_out rows of n_in.
 
 Supported tensor types (dequantized to float64):
-    F32=0, F16=1, Q4_0=2, Q8_0=8, BF16=30.
+    F32=0, F16=1, Q4_0=2, Q8_0=8, Q4_K=12, Q6_K=14, BF16=30.
+
+The K-quants (ggml-common.h), superblocks of 256 weights:
+    Q4_K (144 bytes): f16 d, f16 dmin, u8 scales[12], u8 qs[128].  8 sub-blocks
+      of 32, weight = d * sc[j] * q - dmin * m[j], q a nibble.  (sc, m) are
+      6-bit: for j < 4, sc = scales[j] & 63, m = scales[j+4] & 63; for j >= 4,
+      sc = (scales[j+4] & 15) | (scales[j-4] >> 6) << 4 and
+      m = (scales[j+4] >> 4) | (scales[j] >> 6) << 4.  qs holds 4 runs of 32
+      bytes, one per 64 weights: low nibbles the first 32, high nibbles the next.
+    Q6_K (210 bytes): u8 ql[128], u8 qh[64], i8 scales[16], f16 d.  16
+      sub-blocks of 16, weight = d * scales[j] * (q - 32), q 6-bit.  Per half
+      of 128 weights (ql 64 bytes, qh 32 bytes), for l < 32 the weights l,
+      l+32, l+64, l+96 have low 4 bits ql[l] & 15, ql[l+32] & 15, ql[l] >> 4,
+      ql[l+32] >> 4 and high 2 bits (qh[l] >> 0, 2, 4, 6) & 3.
 """
 
 import mmap
 import struct
+import sys
 
 import numpy as np
 
@@ -40,11 +54,14 @@ _NP_SCALAR = {
 
 # ggml tensor types
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0, GGML_BF16 = 0, 1, 2, 8, 30
+GGML_Q4_K, GGML_Q6_K = 12, 14
 TYPE_NAMES = {GGML_F32: "f32", GGML_F16: "f16", GGML_Q4_0: "q4_0",
-              GGML_Q8_0: "q8_0", GGML_BF16: "bf16"}
+              GGML_Q8_0: "q8_0", GGML_BF16: "bf16", GGML_Q4_K: "q4_k",
+              GGML_Q6_K: "q6_k"}
 # (block size in elements, bytes per block)
 _BLOCK = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_BF16: (1, 2),
-          GGML_Q8_0: (32, 34), GGML_Q4_0: (32, 18)}
+          GGML_Q8_0: (32, 34), GGML_Q4_0: (32, 18),
+          GGML_Q4_K: (256, 144), GGML_Q6_K: (256, 210)}
 
 
 class GGUFError(Exception):
@@ -237,11 +254,68 @@ def dequantize(raw, ttype, n):
         lo = (qs & 0x0F).astype(np.float64) - 8.0   # elements 0..15
         hi = (qs >> 4).astype(np.float64) - 8.0     # elements 16..31
         return (d * np.concatenate([lo, hi], axis=1)).reshape(-1)
+    if ttype == GGML_Q4_K:
+        return _dequantize_q4_k(raw.reshape(-1, 144))
+    if ttype == GGML_Q6_K:
+        return _dequantize_q6_k(raw.reshape(-1, 210))
     raise GGUFError("unsupported ggml type %d" % ttype)
 
 
+def _f16(col):
+    return col.copy().view("<f2").astype(np.float64)                # [nb,1]
+
+
+def _dequantize_q4_k(blk):
+    nb = blk.shape[0]
+    d, dmin = _f16(blk[:, 0:2]), _f16(blk[:, 2:4])
+    s = blk[:, 4:16].astype(np.int64)
+    sc = np.concatenate([s[:, 0:4] & 63,
+                         (s[:, 8:12] & 15) | (s[:, 0:4] >> 6) << 4], axis=1)
+    m = np.concatenate([s[:, 4:8] & 63,
+                        (s[:, 8:12] >> 4) | (s[:, 4:8] >> 6) << 4], axis=1)
+    qs = blk[:, 16:].reshape(nb, 4, 32)
+    q = np.stack([qs & 15, qs >> 4], axis=2).reshape(nb, 8, 32)    # sub-block j = 2*run + (high nibble)
+    w = d[:, :, None] * sc[:, :, None] * q - dmin[:, :, None] * m[:, :, None]
+    return w.reshape(-1)
+
+
+def _dequantize_q6_k(blk):
+    nb = blk.shape[0]
+    ql = blk[:, :128].reshape(nb, 2, 64).astype(np.int64)
+    qh = blk[:, 128:192].reshape(nb, 2, 32).astype(np.int64)
+    sc = blk[:, 192:208].copy().view(np.int8).astype(np.float64)    # [nb,16]
+    d = _f16(blk[:, 208:210])
+    lo = np.concatenate([ql[:, :, :32] & 15, ql[:, :, 32:] & 15,
+                         ql[:, :, :32] >> 4, ql[:, :, 32:] >> 4], axis=2)
+    hi = np.concatenate([qh & 3, qh >> 2 & 3, qh >> 4 & 3, qh >> 6 & 3], axis=2)
+    q = ((lo | hi << 4) - 32).reshape(nb, 16, 16).astype(np.float64)
+    return (d[:, :, None] * sc[:, :, None] * q).reshape(-1)
+
+
+def _selftest():
+    """Hand-built Q4_K/Q6_K blocks against values worked out by hand from the
+    layout above (the same blocks as tests/unit/test_kernels.c)."""
+    b = bytearray(144)
+    b[0:4] = bytes([0x00, 0x38, 0x00, 0x34])                       # d = 0.5, dmin = 0.25
+    b[4:16] = bytes([0xC1, 0x3F, 0x52, 0x20, 0x00, 0x85, 0x3F, 0xE8, 0x7D, 0x26, 0xF0, 0x01])
+    b[16:] = bytes((k * 37 + 11) & 255 for k in range(128))
+    w = dequantize(np.frombuffer(bytes(b), np.uint8), GGML_Q4_K, 256)
+    assert [w[i] for i in (0, 32, 170, 200, 255)] == [5.5, -1.25, 24.5, 20.25, -9.0], w[[0, 32, 170, 200, 255]]
+    b = bytearray(210)
+    b[:128] = bytes((k * 29 + 5) & 255 for k in range(128))
+    b[128:192] = bytes((k * 53 + 7) & 255 for k in range(64))
+    b[192:208] = bytes(v & 255 for v in (-128, 127, -1, 5, 0, 64, -64, 3, 2, -7, 100, -100, 1, 33, -33, 9))
+    b[208:210] = bytes([0x00, 0x30])                               # d = 0.125
+    w = dequantize(np.frombuffer(bytes(b), np.uint8), GGML_Q6_K, 256)
+    want = {0: -336.0, 17: -476.25, 40: -3.625, 77: 0.0, 100: -136.0, 129: -7.5, 255: -29.25}
+    assert all(w[i] == v for i, v in want.items()), [(i, w[i]) for i in want]
+    print("gguf_reader self-test: ok")
+
+
 if __name__ == "__main__":
-    import sys
+    if sys.argv[1:] == ["--selftest"]:
+        _selftest()
+        sys.exit(0)
     g = GGUFFile(sys.argv[1])
     print("GGUF v%d, %d kv, %d tensors" % (g.version, len(g.metadata), len(g.tensors)))
     for k, v in g.metadata.items():

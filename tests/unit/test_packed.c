@@ -2,6 +2,7 @@
  * the original (unpacked) rows' dequantized values, the AVX-512 kernel against the twin bit for bit,
  * and llc_matmul over a packed matrix against the unpacked path, at awkward sizes and token counts. */
 #include <math.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,21 +88,25 @@ static double exact(const fixture *f, int64_t r, int t) {
 
 static void test_kernels_against_definition(void **state) {
     (void)state;
-    static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0, LLC_BF16};
-    static const int64_t cols[] = {32, 96, 224, 2080};
-    llc_packed_gemm_fn scalar[] = {llc_packed_gemm_q4_0_scalar, llc_packed_gemm_q8_0_scalar, llc_packed_gemm_bf16_scalar};
-    llc_packed_gemm_fn simd[] = {NULL, NULL, NULL};
+    static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0, LLC_BF16, LLC_Q4_K, LLC_Q6_K};
+    static const int64_t cols[] = {32, 96, 224, 2080}, cols_k[] = {256, 768, 2304, 2560};
+    llc_packed_gemm_fn scalar[] = {llc_packed_gemm_q4_0_scalar, llc_packed_gemm_q8_0_scalar, llc_packed_gemm_bf16_scalar,
+                                   llc_packed_gemm_q4_K_scalar, llc_packed_gemm_q6_K_scalar};
+    llc_packed_gemm_fn simd[] = {NULL, NULL, NULL, NULL, NULL};
 #if defined(__x86_64__)
     if (llc_kernels_for(LLC_ISA_AVX512)) {
         simd[0] = llc_packed_gemm_q4_0_avx512;
         simd[1] = llc_packed_gemm_q8_0_avx512;
         simd[2] = llc_packed_gemm_bf16_avx512;
+        simd[3] = llc_packed_gemm_q4_K_avx512;
+        simd[4] = llc_packed_gemm_q6_K_avx512;
     }
 #endif
-    for (int ti = 0; ti < 3; ti++)
+    for (int ti = 0; ti < 5; ti++)
         for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
             fixture f;
-            make(&f, types[ti], 2 * LLC_PACK_ROWS, cols[ci], LLC_PACK_TOKENS);
+            bool k_quant = types[ti] == LLC_Q4_K || types[ti] == LLC_Q6_K;
+            make(&f, types[ti], 2 * LLC_PACK_ROWS, k_quant ? cols_k[ci] : cols[ci], LLC_PACK_TOKENS);
             size_t gb = llc_packed_group_bytes(f.type, f.cols);
             for (int nt = 1; nt <= LLC_PACK_TOKENS; nt++)
                 for (int g = 0; g < 2; g++) {
@@ -137,15 +142,15 @@ static void test_kernels_against_definition(void **state) {
  * f32 rounding, for token counts that leave partial tiles, with several threads. */
 static void test_matmul_packed_vs_unpacked(void **state) {
     (void)state;
-    static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0, LLC_BF16};
+    static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0, LLC_BF16, LLC_Q4_K, LLC_Q6_K};
     static const int toks[] = {1, 3, 8, 9, 21};
     llc_pool *pool = llc_pool_create(3);
     assert_non_null(pool);
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < 5; ti++) {
         if (!llc_packed_kernel(types[ti])) continue;
         for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
             fixture f;
-            make(&f, types[ti], 5 * LLC_PACK_ROWS, 160, toks[k]);
+            make(&f, types[ti], 5 * LLC_PACK_ROWS, types[ti] == LLC_Q4_K || types[ti] == LLC_Q6_K ? 512 : 160, toks[k]);
             llc_tensor W = {f.w, f.type, f.cols, f.rows, llc_row_size(f.type, f.cols), NULL};
             assert_true(llc_tensor_packable(&W));
             float *a = malloc((size_t)(f.rows * f.n_tok) * sizeof(float)), *b = malloc((size_t)(f.rows * f.n_tok) * sizeof(float));

@@ -77,6 +77,13 @@ int cli_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool
 /* Reads a whole file as text (limit 1 GiB); prints the error itself. */
 char *cli_read_text(const char *path, size_t *len);
 
+/* convert and quantize: loads IN and writes it as the GGUF OUT (through OUT.tmp, renamed when complete),
+ * each matrix typed by the mix (model/quant_mix.h; NULL keeps the types), rows encoded on n_threads
+ * (0: all cores), a progress bar labelled verb, and a summary on stderr. Returns the exit code. */
+struct llc_quant_mix;
+int cli_write_gguf(const char *in, const char *out, const char *tok_path, const struct llc_quant_mix *mix, int n_threads,
+                   const char *verb);
+
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -85,6 +92,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_tokenizer(int argc, char **argv);
 

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "formats/model_writer.h"
 #include "kernels/types.h"
+#include "model/quant_mix.h"
 
 typedef struct preset {
     const char *name, *title;
@@ -27,6 +28,8 @@ typedef struct preset {
 static const preset presets[] = {
     {"tiny", "synthetic tiny Llama 3", 2, 128, 4, 2, 320, 131072, true, 500000.0f, 32.0f, false},
     {"tiny-llama2", "synthetic tiny Llama 2", 2, 128, 4, 4, 352, 4096, false, 10000.0f, 0.0f, true},
+    /* every row length a multiple of 256, so the k-quants (q4_k, q6_k, q4_k_m) apply without fallbacks */
+    {"tiny-256", "synthetic tiny Llama 3 (256-multiple rows)", 2, 256, 4, 2, 768, 131072, true, 500000.0f, 32.0f, false},
     {"llama-3.2-1b", "synthetic Llama-3.2-1B", 16, 2048, 32, 8, 8192, 131072, true, 500000.0f, 32.0f, false},
     {"llama-3.2-1b-instruct", "synthetic Llama-3.2-1B-Instruct", 16, 2048, 32, 8, 8192, 131072, true, 500000.0f, 32.0f, false},
     {"llama-3.2-3b", "synthetic Llama-3.2-3B", 28, 3072, 24, 8, 8192, 131072, true, 500000.0f, 32.0f, false},
@@ -36,9 +39,11 @@ static const preset presets[] = {
 };
 
 static const char usage_text[] =
-    "usage: llamac synth --preset NAME -o OUT [--format gguf|hf|meta] [--type f32|f16|bf16|q8_0|q4_0] [--seed S] [--vocab FILE]\n"
-    "  presets: tiny, tiny-llama2, llama-3.2-1b(-instruct), llama-3.2-3b(-instruct), llama-3.1-8b, llama-2-7b\n"
+    "usage: llamac synth --preset NAME -o OUT [--format gguf|hf|meta] [--type TYPE] [--seed S] [--vocab FILE] [--layers N]\n"
+    "  presets: tiny, tiny-llama2, tiny-256, llama-3.2-1b(-instruct), llama-3.2-3b(-instruct), llama-3.1-8b, llama-2-7b\n"
     "  -o OUT     the GGUF file (gguf) or the folder (hf, meta) to write\n"
+    "  --type     f32 (default), f16, bf16, q8_0, q4_0, q4_k, q6_k, or a llama.cpp mix q4_k_m, q4_k_s (as `llamac quantize`)\n"
+    "  --layers   the preset's shapes with N layers\n"
     "  --format   gguf (default); hf: config.json + model.safetensors + tokenizer.json; meta: params.json +\n"
     "             consolidated.00.pth + tokenizer.model. The same seed gives the same weights in every format.\n"
     "  --vocab    tokenizer to copy (default under $LLAMAC_SHARED or ../shared: Llama 3 models/llama3-tokenizer/tokenizer.json,\n"
@@ -94,6 +99,7 @@ static bool fill(void *ctx, int index, void *dst, uint64_t nbytes, llamac_error 
 int cmd_synth(int argc, char **argv) {
     const char *preset_name = NULL, *out = NULL, *type_name = "f32", *vocab = NULL, *format = "gguf", *v;
     uint64_t seed = 1;
+    int n_layers = 0;
     cli_args a = {argc, 1, argv, false};
     const cli_common common = {NULL, NULL, NULL, NULL};
     for (; a.i < argc; a.i++) {
@@ -109,6 +115,8 @@ int cmd_synth(int argc, char **argv) {
             if (!(format = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--vocab")) {
             if (!(vocab = cli_value(&a, o))) return 2;
+        } else if (!strcmp(o, "--layers")) {
+            if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1024, &n_layers)) return 2;
         } else if (!strcmp(o, "--seed") || !strcmp(o, "-s")) {
             if (!(v = cli_value(&a, o)) || !cli_u64(o, v, &seed)) return 2;
         } else {
@@ -116,18 +124,23 @@ int cmd_synth(int argc, char **argv) {
         }
     }
     if (!preset_name || !out) return cli_usage("synth: --preset NAME and -o OUT are required");
-    const preset *p = NULL;
+    const preset *pp = NULL;
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
-        if (!strcmp(presets[i].name, preset_name)) p = &presets[i];
-    if (!p) return cli_usage("synth: unknown preset '%s' (tiny, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b)", preset_name);
+        if (!strcmp(presets[i].name, preset_name)) pp = &presets[i];
+    if (!pp)
+        return cli_usage("synth: unknown preset '%s' (tiny, tiny-llama2, tiny-256, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, llama-2-7b)",
+                         preset_name);
+    preset shape = *pp;
+    if (n_layers > 0) shape.n_layers = n_layers;
+    const preset *p = &shape;
     bool (*write)(const llc_model_src *, const char *, llamac_error *) = NULL;
     if (!strcmp(format, "gguf")) write = llc_write_gguf_model;
     else if (!strcmp(format, "hf")) write = llc_write_hf_folder;
     else if (!strcmp(format, "meta")) write = llc_write_meta_folder;
     else return cli_usage("synth: unknown --format '%s' (gguf, hf, meta)", format);
-    int type = llc_type_from_name(type_name);
-    if (type < 0 || !llc_type_get((uint32_t)type)->from_float)
-        return cli_usage("synth: unknown --type '%s' (f32, f16, bf16, q8_0, q4_0)", type_name);
+    llc_quant_mix mix;
+    if (!llc_quant_mix_parse(type_name, &mix))
+        return cli_usage("synth: unknown --type '%s' (%s)", type_name, llc_quant_mix_names());
     char default_vocab[4096];
     if (!vocab) {
         const char *shared = getenv("LLAMAC_SHARED");
@@ -140,7 +153,7 @@ int cmd_synth(int argc, char **argv) {
     if (!tok) return cli_error("%s", err.message);
 
     int n_vocab = llamac_tokenizer_n_vocab(tok), head_dim = p->dim / p->n_heads, kv_dim = p->n_kv_heads * head_dim;
-    uint32_t t = (uint32_t)type;
+    uint32_t t = mix.base; /* refined per tensor below */
     int cap = 4 + 9 * p->n_layers;
     llc_model_src src = {
         .name = p->title, .n_layers = p->n_layers, .dim = p->dim, .n_heads = p->n_heads, .n_kv_heads = p->n_kv_heads,
@@ -148,6 +161,7 @@ int cmd_synth(int argc, char **argv) {
         .rope_factor = p->rope_factor, .rope_low_freq_factor = 1.0f, .rope_high_freq_factor = 4.0f,
         .rope_original_ctx = 8192, .tied = p->tied, .instruct = strstr(p->name, "instruct") != NULL, .tok = tok, .tokenizer_file = vocab,
         .tensors = calloc((size_t)cap, sizeof(llc_src_tensor)), .fill = fill,
+        .has_file_type = mix.file_type != LLC_FTYPE_NONE, .file_type = mix.file_type,
     };
     synth sy = {&src, calloc((size_t)cap, sizeof(tensor_kind)), seed};
     src.ctx = &sy;
@@ -182,6 +196,19 @@ int cmd_synth(int argc, char **argv) {
         ADD(K_MATRIX, t, p->ffn_dim, p->dim, "blk.%d.ffn_down.weight", l);
     }
 #undef ADD
+    const llc_mix_model mm = {p->n_layers, p->n_heads, p->n_kv_heads, p->tied};
+    for (int i = 0; i < src.n_tensors; i++) {
+        llc_src_tensor *d = &src.tensors[i];
+        if (sy.kinds[i] != K_MATRIX && sy.kinds[i] != K_EMBEDDING) continue;
+        d->type = llc_quant_tensor_type(&mix, d->name, d->cols, d->rows, &mm);
+        if (!llc_type_get(d->type) || !llc_type_get(d->type)->from_float) {
+            cli_error("synth: %s: llamac cannot write %s tensors (not supported by this build)", d->name, llc_type_name(d->type));
+            llamac_tokenizer_free(tok);
+            free(src.tensors);
+            free(sy.kinds);
+            return 1;
+        }
+    }
     double t0 = cli_now_ms();
     bool ok = write(&src, out, &err);
     llamac_tokenizer_free(tok);

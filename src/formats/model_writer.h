@@ -28,6 +28,9 @@ typedef struct llc_model_src {
     int rope_original_ctx;
     bool tied;         /* no output.weight: logits use token_embd */
     bool instruct;     /* an instruction-tuned model: writers record the tokenizer's chat template */
+    bool has_file_type; /* general.file_type (llama.cpp's LLAMA_FTYPE) is file_type; if not, the GGUF
+                         * writer derives it from the most common matrix type */
+    uint32_t file_type;
     const llamac_tokenizer *tok;
     const char *tokenizer_file; /* the tokenizer's source file, copied by folder writers (may be NULL) */
     int n_tensors;

@@ -21,14 +21,18 @@ void llc_llama3_rope_factors(float theta, int rope_dim, float factor, float low_
     }
 }
 
-/* llama.cpp's general.file_type for a file whose matrices are all of one type. */
+/* llama.cpp's general.file_type for a file whose matrices are mostly of type t (as llama.cpp guesses it
+ * for files without the key: Q4_K -> Q4_K_M); UINT32_MAX for a type without one (the key is left out). */
 static uint32_t file_type_of(uint32_t t) {
     switch (t) {
+    case LLC_F32: return 0;
     case LLC_F16: return 1;
     case LLC_Q4_0: return 2;
     case LLC_Q8_0: return 7;
+    case LLC_Q4_K: return 15;
+    case LLC_Q6_K: return 18;
     case LLC_BF16: return 32;
-    default: return 0;
+    default: return UINT32_MAX;
     }
 }
 
@@ -44,13 +48,23 @@ static bool fill_one(void *ctx, uint64_t index, void *dst, uint64_t nbytes, llam
 bool llc_write_gguf_model(const llc_model_src *src, const char *path, llamac_error *err) {
     gguf_writer *w = gguf_writer_create();
     if (!w) return llc_fail(err, "out of memory");
+    /* the most common matrix type (the first of equals) */
     uint32_t main_type = LLC_F32;
-    for (int i = 0; i < src->n_tensors; i++)
-        if (src->tensors[i].rows > 1) main_type = src->tensors[i].type;
+    int best = 0;
+    for (int i = 0; i < src->n_tensors; i++) {
+        if (src->tensors[i].rows <= 1) continue;
+        int n = 0;
+        for (int j = 0; j < src->n_tensors; j++) n += src->tensors[j].rows > 1 && src->tensors[j].type == src->tensors[i].type;
+        if (n > best) {
+            best = n;
+            main_type = src->tensors[i].type;
+        }
+    }
     int head_dim = src->dim / src->n_heads;
     gguf_write_str(w, "general.architecture", "llama");
     gguf_write_str(w, "general.name", src->name ? src->name : "llama");
-    gguf_write_u32(w, "general.file_type", file_type_of(main_type));
+    uint32_t file_type = src->has_file_type ? src->file_type : file_type_of(main_type);
+    if (file_type != UINT32_MAX) gguf_write_u32(w, "general.file_type", file_type);
     gguf_write_u32(w, "general.quantization_version", 2);
     gguf_write_u32(w, "llama.block_count", (uint32_t)src->n_layers);
     gguf_write_u32(w, "llama.context_length", (uint32_t)src->n_ctx_train);

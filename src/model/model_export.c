@@ -23,6 +23,7 @@ typedef struct export_ctx {
     const llamac_model *m;
     const llc_model_src *src;
     export_entry *e;
+    llc_pool *pool;
 } export_ctx;
 
 /* Row r of the GGUF layout is row half_split_row(r) of the Hugging Face layout: within each head,
@@ -30,6 +31,29 @@ typedef struct export_ctx {
 static int64_t half_split_row(int64_t r, int head_dim) {
     int64_t h = r / head_dim, k = r % head_dim;
     return h * head_dim + (k % 2) * (head_dim / 2) + k / 2;
+}
+
+/* One tensor's rows re-encoded, split across the pool's threads (each with its own row of floats). */
+typedef struct rows_job {
+    const export_ctx *x;
+    const export_entry *e;
+    const llc_src_tensor *t;
+    char *dst;
+    size_t rb;
+    float *rows; /* nth rows of t->cols floats */
+} rows_job;
+
+static void encode_rows(void *ctx, int ith, int nth) {
+    const rows_job *j = ctx;
+    float *row = j->rows + (size_t)ith * (size_t)j->t->cols;
+    void (*from_float)(const float *, void *, int64_t) = llc_type_get(j->t->type)->from_float;
+    long lo, hi;
+    llc_split((long)j->t->rows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t from = j->e->rope_rows ? half_split_row(r, j->x->m->hp.head_dim) : r;
+        llc_tensor_get_row(j->e->matrix, from, row);
+        from_float(row, j->dst + (size_t)r * j->rb, j->t->cols);
+    }
 }
 
 static bool export_fill(void *ctx, int i, void *dst, uint64_t nbytes, llamac_error *err) {
@@ -47,21 +71,19 @@ static bool export_fill(void *ctx, int i, void *dst, uint64_t nbytes, llamac_err
         memcpy(dst, w->data, nbytes);
         return true;
     }
-    float *row = malloc((size_t)t->cols * sizeof *row);
-    if (!row) return llc_fail(err, "out of memory");
-    for (int64_t r = 0; r < t->rows; r++) {
-        int64_t from = e->rope_rows ? half_split_row(r, x->m->hp.head_dim) : r;
-        llc_tensor_get_row(w, from, row);
-        llc_type_get(t->type)->from_float(row, (char *)dst + (size_t)r * rb, t->cols);
-    }
-    free(row);
+    int nth = x->pool ? llc_pool_size(x->pool) : 1;
+    rows_job j = {x, e, t, dst, rb, malloc((size_t)nth * (size_t)t->cols * sizeof(float))};
+    if (!j.rows) return llc_fail(err, "out of memory");
+    if (x->pool) llc_pool_run(x->pool, encode_rows, &j);
+    else encode_rows(&j, 0, 1);
+    free(j.rows);
     return true;
 }
 
-bool llc_model_export(const llamac_model *m, int type, llc_model_src *out, llamac_error *err) {
+bool llc_model_export(const llamac_model *m, const llc_quant_mix *mix, llc_pool *pool, llc_model_src *out,
+                      llamac_error *err) {
     const llc_hparams *hp = &m->hp;
-    if (type >= 0 && (!llc_type_get((uint32_t)type) || !llc_type_get((uint32_t)type)->from_float))
-        return llc_fail(err, "cannot write type %s", llc_type_name((uint32_t)type));
+    const llc_mix_model mm = {hp->n_layers, hp->n_heads, hp->n_kv_heads, m->tied};
     if (m->rope_half_split && hp->rope_dim != hp->head_dim)
         return llc_fail(err, "partial rotary dimensions with the half-split layout are not supported");
     int cap = 4 + 9 * hp->n_layers;
@@ -78,6 +100,7 @@ bool llc_model_export(const llamac_model *m, int type, llc_model_src *out, llama
     x->m = m;
     x->src = out;
     x->e = e;
+    x->pool = pool;
     out->name = m->name;
     out->n_layers = hp->n_layers;
     out->dim = hp->dim;
@@ -90,6 +113,8 @@ bool llc_model_export(const llamac_model *m, int type, llc_model_src *out, llama
     out->rope_theta = hp->rope_theta;
     out->tied = m->tied;
     out->tok = m->tok;
+    out->has_file_type = mix && mix->file_type != LLC_FTYPE_NONE;
+    out->file_type = out->has_file_type ? mix->file_type : 0;
     out->fill = export_fill;
     out->ctx = x;
     bool ok = true;
@@ -98,14 +123,20 @@ bool llc_model_export(const llamac_model *m, int type, llc_model_src *out, llama
     do {                                                                                                          \
         llc_src_tensor *t_ = &out->tensors[n];                                                                    \
         snprintf(t_->name, sizeof t_->name, __VA_ARGS__);                                                         \
-        t_->type = type >= 0 ? (uint32_t)type : (w)->type;                                                        \
         t_->cols = (w)->n_cols;                                                                                   \
         t_->rows = (w)->n_rows;                                                                                   \
-        if (t_->cols % llc_type_get(t_->type)->block_size != 0)                                                   \
-            ok = llc_fail(err, "%s: rows of %lld values cannot be stored as %s (blocks of %d)", t_->name,         \
-                          (long long)t_->cols, llc_type_name(t_->type), llc_type_get(t_->type)->block_size);     \
+        t_->type = mix ? llc_quant_tensor_type(mix, t_->name, t_->cols, t_->rows, &mm) : (w)->type;               \
         e[n].matrix = (w);                                                                                        \
-        e[n++].rope_rows = (rope) && m->rope_half_split;                                                          \
+        e[n].rope_rows = (rope) && m->rope_half_split;                                                            \
+        if (!ok) {                                                                                                \
+        } else if ((t_->type != (w)->type || e[n].rope_rows) &&                                                   \
+            (!llc_type_get(t_->type) || !llc_type_get(t_->type)->from_float))                                     \
+            ok = llc_fail(err, "%s: llamac cannot write %s tensors (not supported by this build)", t_->name,      \
+                          llc_type_name(t_->type));                                                               \
+        else if (t_->cols % llc_type_get(t_->type)->block_size != 0)                                              \
+            ok = llc_fail(err, "%s: rows of %lld values cannot be stored as %s (blocks of %d)", t_->name,         \
+                          (long long)t_->cols, llc_type_name(t_->type), llc_type_get(t_->type)->block_size);      \
+        n++;                                                                                                      \
     } while (0)
 #define ADD_VECTOR(v, len, ...)                                                                                   \
     do {                                                                                                          \

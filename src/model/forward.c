@@ -1,37 +1,54 @@
 /*
- * The Llama forward pass over a session's KV cache.
+ * The Llama forward pass, batched (model/forward.h).
  *
- * A batch of tokens (a prompt, or one new token) goes through the layers as one matrix, so every
- * weight is read once per batch. Per layer:
+ * The tokens of a batch — any mix of sequences, prompt chunks and single decode tokens — go through
+ * the layers as one matrix, so every weight is read once per batch. Per layer:
  *   h = x + Wo · attention(rope(Wq · norm(x)), rope(Wk · norm(x)), Wv · norm(x))
  *   x = h + Wdown · (silu(Wgate · norm(h)) * (Wup · norm(h)))
- * then logits = Wout · norm(x). Accumulation is f32 throughout; see kernels/ for the dot products.
+ * then logits = Wout · norm(x) for the tokens whose logits are wanted. Only attention looks at which
+ * sequence a token belongs to: its keys and values go to the sequence's slot in the paged cache, and
+ * it attends to its own sequence's positions. Accumulation is f32 throughout; see kernels/.
  */
+#include "model/forward.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
 #include "base/threadpool.h"
+#include "kernels/attention.h"
 #include "kernels/ops.h"
 #include "kernels/types.h"
 #include "model/model.h"
 
-/* Tokens per forward chunk: a longer prompt runs as several chunks. Bounds the scratch memory. */
+/* Tokens per forward chunk: a bigger batch runs as several chunks. Bounds the scratch memory. */
 #define MAX_BATCH 256
 
-struct llamac_session {
+/* Split-KV limits (the rule is with the attention below): batches of fewer than SPLIT_ITEMS
+ * (token, KV head) items cut each item's positions into at most SPLIT_MAX chunks of at least
+ * SPLIT_MIN positions. */
+#define SPLIT_ITEMS 64
+#define SPLIT_MAX 16
+#define SPLIT_MIN 256
+
+struct llc_forward {
     const llamac_model *m;
-    int n_ctx, pos, n_threads;
+    int n_threads;
     llc_pool *pool;
-    float *k_cache, *v_cache; /* [layer][position][kv_dim] */
     double *rope_freq;        /* rope_dim/2 angular frequencies */
     /* scratch for one chunk of up to MAX_BATCH tokens */
     float *x, *xb, *q, *k, *v, *attn, *hb, *hb2;
     float *rope_cs;           /* [token][rope_dim/2][cos, sin] */
-    float *scores;            /* [thread][n_ctx] attention weights */
+    float *attn_part;         /* split-KV partial results: [SPLIT_ITEMS][SPLIT_MAX] (see attention) */
     void *act;                /* activations converted for the weight type */
-    float *logits;            /* n_vocab, the last token's */
+    /* the chunk's tokens: position, sequence */
+    const int32_t *pos, *seq;
+    /* per sequence of the batch, one layer's view of its blocks (rebuilt per layer) */
+    llc_kv_view *views;
+    int *n_blocks;            /* blocks of each sequence the batch reaches */
+    const float **block_ptrs; /* [2][Σ blocks]: K then V pointers the views point into */
+    int seq_cap, ptr_cap;     /* grown when a batch needs more, so a steady state allocates nothing */
 };
 
 /* Largest converted activation row any matmul of the model needs. */
@@ -48,220 +65,305 @@ static size_t max_act_bytes(const llamac_model *m) {
     return best;
 }
 
-llamac_session *llamac_session_create(const llamac_model *m, const llamac_session_params *params, llamac_error *err) {
+llc_forward *llc_forward_create(const llamac_model *m, int n_threads, llamac_error *err) {
     const llc_hparams *hp = &m->hp;
-    int n_ctx = params ? params->n_ctx : 0;
-    int n_threads = params ? params->n_threads : 0;
-    if (n_ctx < 0) {
-        llc_fail(err, "context size must be positive (got %d)", n_ctx);
-        return NULL;
-    }
-    if (n_ctx == 0) n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-    if (n_ctx > (1 << 24)) {
-        llc_fail(err, "context size %d is too large", n_ctx);
-        return NULL;
-    }
     if (n_threads < 0 || n_threads > 1024) {
         llc_fail(err, "invalid thread count %d", n_threads);
         return NULL;
     }
     if (n_threads == 0) n_threads = llc_n_cores();
-    uint64_t kv_bytes = llamac_model_kv_bytes(m, n_ctx);
-    llamac_session *s = calloc(1, sizeof *s);
-    if (!s) {
+    llc_forward *f = calloc(1, sizeof *f);
+    if (!f) {
         llc_fail(err, "out of memory");
         return NULL;
     }
-    s->m = m;
-    s->n_ctx = n_ctx;
-    s->n_threads = n_threads;
+    f->m = m;
     size_t kv_dim = (size_t)hp->n_kv_heads * hp->head_dim, dim = (size_t)hp->dim, ffn = (size_t)hp->ffn_dim;
-    s->k_cache = malloc(kv_bytes / 2);
-    s->v_cache = malloc(kv_bytes / 2);
-    s->rope_freq = malloc((size_t)hp->rope_dim / 2 * sizeof(double));
-    s->x = malloc(MAX_BATCH * dim * sizeof(float));
-    s->xb = malloc(MAX_BATCH * dim * sizeof(float));
-    s->q = malloc(MAX_BATCH * dim * sizeof(float));
-    s->attn = malloc(MAX_BATCH * dim * sizeof(float));
-    s->k = malloc(MAX_BATCH * kv_dim * sizeof(float));
-    s->v = malloc(MAX_BATCH * kv_dim * sizeof(float));
-    s->hb = malloc(MAX_BATCH * ffn * sizeof(float));
-    s->hb2 = malloc(MAX_BATCH * ffn * sizeof(float));
-    s->rope_cs = malloc(MAX_BATCH * (size_t)hp->rope_dim * sizeof(float));
-    s->scores = malloc((size_t)n_threads * (size_t)n_ctx * sizeof(float));
-    s->act = malloc(MAX_BATCH * max_act_bytes(m));
-    s->logits = malloc((size_t)hp->n_vocab * sizeof(float));
-    s->pool = llc_pool_create(n_threads);
-    if (!s->k_cache || !s->v_cache || !s->rope_freq || !s->x || !s->xb || !s->q || !s->attn || !s->k || !s->v || !s->hb ||
-        !s->hb2 || !s->rope_cs || !s->scores || !s->act || !s->logits || !s->pool) {
-        llc_fail(err, "out of memory for a session of %d positions (KV cache %.1f MiB)", n_ctx, (double)kv_bytes / 1048576.0);
-        llamac_session_free(s);
+    f->rope_freq = malloc((size_t)hp->rope_dim / 2 * sizeof(double));
+    f->x = malloc(MAX_BATCH * dim * sizeof(float));
+    f->xb = malloc(MAX_BATCH * dim * sizeof(float));
+    f->q = malloc(MAX_BATCH * dim * sizeof(float));
+    f->attn = malloc(MAX_BATCH * dim * sizeof(float));
+    f->k = malloc(MAX_BATCH * kv_dim * sizeof(float));
+    f->v = malloc(MAX_BATCH * kv_dim * sizeof(float));
+    f->hb = malloc(MAX_BATCH * ffn * sizeof(float));
+    f->hb2 = malloc(MAX_BATCH * ffn * sizeof(float));
+    f->rope_cs = malloc(MAX_BATCH * (size_t)hp->rope_dim * sizeof(float));
+    /* every partial result a split batch can produce, so decoding allocates nothing */
+    size_t group = (size_t)(hp->n_heads / hp->n_kv_heads);
+    f->attn_part = malloc((size_t)SPLIT_ITEMS * SPLIT_MAX * llc_attn_part_floats((int)group, hp->head_dim) * sizeof(float));
+    f->act = malloc(MAX_BATCH * max_act_bytes(m));
+    f->pool = llc_pool_create(n_threads);
+    if (!f->rope_freq || !f->x || !f->xb || !f->q || !f->attn || !f->k || !f->v || !f->hb || !f->hb2 || !f->rope_cs ||
+        !f->attn_part || !f->act || !f->pool) {
+        llc_fail(err, "out of memory for the forward pass's scratch");
+        llc_forward_free(f);
         return NULL;
     }
-    s->n_threads = llc_pool_size(s->pool);
-    if (!llc_model_pack(m, s->pool, err)) {
-        llamac_session_free(s);
+    f->n_threads = llc_pool_size(f->pool);
+    if (!llc_model_pack(m, f->pool, err)) {
+        llc_forward_free(f);
         return NULL;
     }
     for (int i = 0; i < hp->rope_dim / 2; i++) {
-        double f = pow((double)hp->rope_theta, -2.0 * i / hp->rope_dim);
-        if (m->rope_freqs) f /= m->rope_freqs[i];
-        s->rope_freq[i] = f;
+        double fr = pow((double)hp->rope_theta, -2.0 * i / hp->rope_dim);
+        if (m->rope_freqs) fr /= m->rope_freqs[i];
+        f->rope_freq[i] = fr;
     }
-    return s;
+    return f;
 }
 
-void llamac_session_free(llamac_session *s) {
-    if (!s) return;
-    llc_pool_free(s->pool);
-    free(s->k_cache);
-    free(s->v_cache);
-    free(s->rope_freq);
-    free(s->x);
-    free(s->xb);
-    free(s->q);
-    free(s->attn);
-    free(s->k);
-    free(s->v);
-    free(s->hb);
-    free(s->hb2);
-    free(s->rope_cs);
-    free(s->scores);
-    free(s->act);
-    free(s->logits);
-    free(s);
+void llc_forward_free(llc_forward *f) {
+    if (!f) return;
+    llc_pool_free(f->pool);
+    free(f->rope_freq);
+    free(f->x);
+    free(f->xb);
+    free(f->q);
+    free(f->attn);
+    free(f->k);
+    free(f->v);
+    free(f->hb);
+    free(f->hb2);
+    free(f->rope_cs);
+    free(f->attn_part);
+    free(f->act);
+    free(f->views);
+    free(f->n_blocks);
+    free(f->block_ptrs);
+    free(f);
 }
 
-int llamac_session_pos(const llamac_session *s) { return s->pos; }
-int llamac_session_n_ctx(const llamac_session *s) { return s->n_ctx; }
-void llamac_session_truncate(llamac_session *s, int pos) {
-    if (pos >= 0 && pos < s->pos) s->pos = pos;
-}
+int llc_forward_n_threads(const llc_forward *f) { return f->n_threads; }
 
 /* ---- attention ------------------------------------------------------------------------------------ */
+/*
+ * The kernel (kernels/attention.c) attends the query heads that share one KV head (a GQA group) over a
+ * range of positions with a tiled online softmax. Here the batch is cut into tasks for the threads:
+ *
+ *   item = (KV head g, token t): the group's query heads of token t over positions [0, pos_t] of its sequence.
+ *
+ * The rule, decided by the shape only (never by the thread count, so results are bit-identical for any
+ * number of threads):
+ *   - n_tok * n_kv_heads >= SPLIT_ITEMS (a prompt): one task per item, the normalized output written
+ *     directly. There are enough items to balance the threads.
+ *   - fewer items (decoding one or a few tokens) and a context past SPLIT_MIN positions: too few
+ *     items, or too unequal, to keep every thread busy (8 KV heads on 3 or 16 threads), so each item's
+ *     positions are cut into chunks of max(SPLIT_MIN, n_pos / SPLIT_MAX) positions rounded up to whole
+ *     tiles (at most SPLIT_MAX chunks). Each chunk task writes its partial result (max, sum,
+ *     unnormalized output) to its slot of f->attn_part, and after the parallel part the caller merges
+ *     each item's chunks exactly (llc_attn_merge, the log-sum-exp combination; a few thousand flops).
+ *     SPLIT_MIN (4 tiles) keeps the merge negligible next to a chunk's work.
+ * Tasks are enumerated KV-head-major (a thread walking one KV head's tokens keeps those K/V rows in its
+ * cache) and each thread takes a contiguous run of tasks of equal total work (positions), so a prompt's
+ * causal triangle and a decode's chunks both balance.
+ */
 
 typedef struct attn_job {
-    llamac_session *s;
-    int layer, n_tok, pos0;
+    llc_forward *f;
+    int n_tok;
+    bool split;                     /* chunked items, partial results to f->attn_part */
+    const llc_attn_ops *ops;
 } attn_job;
 
-/* One (token, head) pair per work item: scores over all cached positions up to the token's own,
- * softmax, weighted sum of values. Query heads share KV heads in groups (GQA). */
+/* Chunk length of an item of n_pos positions (split batches): whole tiles, at most SPLIT_MAX chunks. */
+static int split_chunk_len(int n_pos) {
+    int len = (n_pos + SPLIT_MAX - 1) / SPLIT_MAX;
+    if (len < SPLIT_MIN) len = SPLIT_MIN;
+    return (len + LLC_ATTN_TILE - 1) / LLC_ATTN_TILE * LLC_ATTN_TILE;
+}
+
+static double attn_total_work(const attn_job *j) {
+    /* Σ over tokens of their positions, times the KV heads (chunking does not change the sum) */
+    double per_head = 0;
+    for (int t = 0; t < j->n_tok; t++) per_head += j->f->pos[t] + 1;
+    return per_head * j->f->m->hp.n_kv_heads;
+}
+
 static void attn_task(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
-    llamac_session *s = j->s;
-    const llc_hparams *hp = &s->m->hp;
+    llc_forward *f = j->f;
+    const llc_hparams *hp = &f->m->hp;
     int hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads;
-    size_t kv_dim = (size_t)hp->n_kv_heads * hd;
-    const float *kc = s->k_cache + (size_t)j->layer * s->n_ctx * kv_dim;
-    const float *vc = s->v_cache + (size_t)j->layer * s->n_ctx * kv_dim;
-    float *sc = s->scores + (size_t)ith * s->n_ctx;
     float scale = 1.0f / sqrtf((float)hd);
-    long lo, hi;
-    llc_split((long)j->n_tok * hp->n_heads, ith, nth, &lo, &hi);
-    for (long item = lo; item < hi; item++) {
-        int t = (int)(item / hp->n_heads), h = (int)(item % hp->n_heads);
-        int kvh = h / group, n_pos = j->pos0 + t + 1;
-        const float *q = s->q + (size_t)t * hp->dim + (size_t)h * hd;
-        for (int p = 0; p < n_pos; p++) sc[p] = llc_dot_f32(q, kc + (size_t)p * kv_dim + (size_t)kvh * hd, hd) * scale;
-        llc_softmax(sc, n_pos);
-        float *out = s->attn + (size_t)t * hp->dim + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < n_pos; p++) llc_axpy(out, sc[p], vc + (size_t)p * kv_dim + (size_t)kvh * hd, hd);
-    }
+    size_t part_floats = llc_attn_part_floats(group, hd);
+    double total = attn_total_work(j), from = total * ith / nth, to = total * (ith + 1) / nth, at = 0;
+    /* Walk every task in order, running those whose work starts in [from, to). */
+    for (int g = 0; g < hp->n_kv_heads && at < to; g++)
+        for (int t = 0; t < j->n_tok && at < to; t++) {
+            int n_pos = f->pos[t] + 1;
+            const llc_kv_view *kv = &f->views[f->seq[t]];
+            size_t rows_at = (size_t)t * hp->dim + (size_t)g * group * hd; /* the group's rows in q and attn */
+            const float *q = f->q + rows_at;
+            if (!j->split) {
+                if (at >= from) llc_attn(j->ops, kv, g, hd, q, group, n_pos, scale, f->attn + rows_at);
+                at += n_pos;
+                continue;
+            }
+            int len = split_chunk_len(n_pos);
+            float *parts = f->attn_part + ((size_t)t * hp->n_kv_heads + g) * SPLIT_MAX * part_floats;
+            for (int c = 0, lo = 0; lo < n_pos && at < to; c++, lo += len) {
+                int hi = n_pos - lo < len ? n_pos : lo + len;
+                if (at >= from) llc_attn_partial(j->ops, kv, g, hd, q, group, lo, hi, scale, parts + (size_t)c * part_floats);
+                at += hi - lo;
+            }
+        }
 }
+
+/* Attention of the chunk's n tokens (f->pos, f->seq) over their sequences' views: f->q in, f->attn out. */
+static void attention(llc_forward *f, int n) {
+    const llc_hparams *hp = &f->m->hp;
+    attn_job aj = {.f = f, .n_tok = n, .ops = llc_attn_ops_get()};
+    int max_pos = 0;
+    for (int t = 0; t < n; t++) max_pos = f->pos[t] + 1 > max_pos ? f->pos[t] + 1 : max_pos;
+    aj.split = (long)n * hp->n_kv_heads < SPLIT_ITEMS && max_pos > SPLIT_MIN;
+    double work = attn_total_work(&aj) * hp->head_dim * (hp->n_heads / hp->n_kv_heads);
+    llc_pool_run_n(f->pool, attn_task, &aj, work < 65536 ? 1 : f->n_threads);
+    if (!aj.split) return;
+    /* the merge, on this thread: per item a few chunks of group x (head_dim + 2) floats */
+    int group = hp->n_heads / hp->n_kv_heads, hd = hp->head_dim;
+    size_t part_floats = llc_attn_part_floats(group, hd);
+    for (int t = 0; t < n; t++)
+        for (int g = 0; g < hp->n_kv_heads; g++) {
+            int n_pos = f->pos[t] + 1, len = split_chunk_len(n_pos);
+            const float *parts = f->attn_part + ((size_t)t * hp->n_kv_heads + g) * SPLIT_MAX * part_floats;
+            llc_attn_merge(parts, (n_pos + len - 1) / len, group, hd, f->attn + (size_t)t * hp->dim + (size_t)g * group * hd);
+        }
+}
+
 
 /* ---- one chunk of tokens through the network -------------------------------------------------------- */
 
-static void rope_tables(llamac_session *s, int pos0, int n) {
-    int half = s->m->hp.rope_dim / 2;
+static void rope_tables(llc_forward *f, const int32_t *pos, int n) {
+    int half = f->m->hp.rope_dim / 2;
     for (int t = 0; t < n; t++)
         for (int i = 0; i < half; i++) {
-            double a = (double)(pos0 + t) * s->rope_freq[i];
-            s->rope_cs[((size_t)t * half + i) * 2] = (float)cos(a);
-            s->rope_cs[((size_t)t * half + i) * 2 + 1] = (float)sin(a);
+            double a = (double)pos[t] * f->rope_freq[i];
+            f->rope_cs[((size_t)t * half + i) * 2] = (float)cos(a);
+            f->rope_cs[((size_t)t * half + i) * 2 + 1] = (float)sin(a);
         }
 }
 
-/* Runs tokens [0, n) at positions pos..pos+n-1. If logits_out, writes every token's logits there;
- * always leaves the last token's logits in s->logits. */
-static void forward_chunk(llamac_session *s, const int32_t *tokens, int n, float *logits_out) {
-    const llamac_model *m = s->m;
+/* outs[i] = rmsnorm(x) · Ws[i]ᵀ for the n tokens of the chunk. Matrices whose activations have the same
+ * type (Q, K and V of one type, usually) share one fused normalize-and-convert pass and one matmul job. */
+static void project(llc_forward *f, int n_mats, float *const *outs, const llc_tensor *const *Ws, const float *norm, int n) {
+    const llc_hparams *hp = &f->m->hp;
+    for (int i = 0; i < n_mats;) {
+        int k = i + 1;
+        while (k < n_mats && llc_act_type(Ws[k]->type) == llc_act_type(Ws[i]->type)) k++;
+        llc_act_rmsnorm(f->pool, Ws[i]->type, f->xb, f->act, f->x, norm, hp->rms_eps, (int64_t)hp->dim, n);
+        llc_matmul_multi(f->pool, k - i, outs + i, Ws + i, f->act, n);
+        i = k;
+    }
+}
+
+/* Layer l's view of every sequence of the batch: its block table turned into K and V row pointers. */
+static void build_views(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, const int *n_blocks, int l) {
+    size_t kv_dim = (size_t)f->m->hp.n_kv_heads * f->m->hp.head_dim, bs = (size_t)llc_kv_block_size(kv);
+    const float *kb = llc_kv_k_base(kv, l), *vb = llc_kv_v_base(kv, l);
+    const float **kp = f->block_ptrs, **vp = f->block_ptrs + f->ptr_cap / 2;
+    for (int s = 0; s < b->n_seqs; s++) {
+        for (int i = 0; i < n_blocks[s]; i++) {
+            kp[i] = kb + (size_t)b->block_tables[s][i] * bs * kv_dim;
+            vp[i] = vb + (size_t)b->block_tables[s][i] * bs * kv_dim;
+        }
+        f->views[s] = (llc_kv_view){kp, vp, (int)bs, kv_dim, (size_t)f->m->hp.head_dim};
+        kp += n_blocks[s];
+        vp += n_blocks[s];
+    }
+}
+
+/* Runs the chunk's n tokens (f->pos, f->seq set). Writes the logits of the n_out tokens out_idx (chunk
+ * indices) to logits. */
+static void forward_chunk(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, const int *n_blocks, const int32_t *tokens, int n,
+                          const int32_t *out_idx, int n_out, float *logits) {
+    const llamac_model *m = f->m;
     const llc_hparams *hp = &m->hp;
     size_t dim = (size_t)hp->dim, kv_dim = (size_t)hp->n_kv_heads * hp->head_dim, ffn = (size_t)hp->ffn_dim;
-    int pos0 = s->pos;
+    size_t bs = (size_t)llc_kv_block_size(kv);
 
-    for (int t = 0; t < n; t++) llc_tensor_get_row(&m->tok_embd, tokens[t], s->x + t * dim);
-    rope_tables(s, pos0, n);
+    for (int t = 0; t < n; t++) llc_tensor_get_row(&m->tok_embd, tokens[t], f->x + t * dim);
+    rope_tables(f, f->pos, n);
+    void (*rope)(float *, const float *, int) = m->rope_half_split ? llc_rope_half_split : llc_rope;
 
     for (int l = 0; l < hp->n_layers; l++) {
         const llc_layer *L = &m->layers[l];
-        for (int t = 0; t < n; t++) llc_rmsnorm(s->xb + t * dim, s->x + t * dim, L->attn_norm, (int)dim, hp->rms_eps);
-        /* Q, K and V read the same normalized input: convert it once when their types agree. */
-        llc_matmul(s->pool, s->q, &L->wq, s->xb, n, s->act, 0);
-        bool same = L->wk.type == L->wq.type && L->wv.type == L->wq.type;
-        llc_matmul(s->pool, s->k, &L->wk, same ? s->act : (const void *)s->xb, n, s->act, same);
-        llc_matmul(s->pool, s->v, &L->wv, same ? s->act : (const void *)s->xb, n, s->act, same);
-        void (*rope)(float *, const float *, int) = m->rope_half_split ? llc_rope_half_split : llc_rope;
+        float *qkv_out[3] = {f->q, f->k, f->v};
+        const llc_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        project(f, 3, qkv_out, qkv, L->attn_norm, n);
+        /* RoPE on the way into the cache: each token's K row goes to its sequence's slot and is
+         * rotated there; Q is rotated in place. */
+        float *kc = llc_kv_k_base(kv, l), *vc = llc_kv_v_base(kv, l);
         for (int t = 0; t < n; t++) {
-            const float *cs = s->rope_cs + (size_t)t * hp->rope_dim;
-            for (int h = 0; h < hp->n_heads; h++) rope(s->q + t * dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
-            for (int h = 0; h < hp->n_kv_heads; h++) rope(s->k + t * kv_dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
+            const float *cs = f->rope_cs + (size_t)t * hp->rope_dim;
+            for (int h = 0; h < hp->n_heads; h++) rope(f->q + t * dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
+            int p = f->pos[t];
+            size_t slot = ((size_t)b->block_tables[f->seq[t]][p / (int)bs] * bs + (size_t)p % bs) * kv_dim;
+            memcpy(kc + slot, f->k + t * kv_dim, kv_dim * sizeof(float));
+            memcpy(vc + slot, f->v + t * kv_dim, kv_dim * sizeof(float));
+            for (int h = 0; h < hp->n_kv_heads; h++) rope(kc + slot + (size_t)h * hp->head_dim, cs, hp->rope_dim);
         }
-        size_t base = ((size_t)l * s->n_ctx + (size_t)pos0) * kv_dim;
-        memcpy(s->k_cache + base, s->k, (size_t)n * kv_dim * sizeof(float));
-        memcpy(s->v_cache + base, s->v, (size_t)n * kv_dim * sizeof(float));
 
-        attn_job aj = {s, l, n, pos0};
-        double work = (double)n * hp->n_heads * (pos0 + n) * hp->head_dim;
-        llc_pool_run_n(s->pool, attn_task, &aj, work < 65536 ? 1 : s->n_threads);
-        llc_matmul(s->pool, s->xb, &L->wo, s->attn, n, s->act, 0);
-        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
+        build_views(f, kv, b, n_blocks, l);
+        attention(f, n);
+        llc_matmul(f->pool, f->xb, &L->wo, f->attn, n, f->act, 0);
+        for (size_t i = 0; i < (size_t)n * dim; i++) f->x[i] += f->xb[i];
 
-        for (int t = 0; t < n; t++) llc_rmsnorm(s->xb + t * dim, s->x + t * dim, L->ffn_norm, (int)dim, hp->rms_eps);
-        llc_matmul(s->pool, s->hb, &L->w_gate, s->xb, n, s->act, 0);
-        same = L->w_up.type == L->w_gate.type;
-        llc_matmul(s->pool, s->hb2, &L->w_up, same ? s->act : (const void *)s->xb, n, s->act, same);
-        for (size_t i = 0; i < (size_t)n * ffn; i++) s->hb[i] = llc_silu(s->hb[i]) * s->hb2[i];
-        llc_matmul(s->pool, s->xb, &L->w_down, s->hb, n, s->act, 0);
-        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb[i];
+        if (llc_act_type(L->w_up.type) == llc_act_type(L->w_gate.type)) {
+            llc_act_rmsnorm(f->pool, L->w_gate.type, f->xb, f->act, f->x, L->ffn_norm, hp->rms_eps, (int64_t)dim, n);
+            llc_matmul_swiglu(f->pool, f->hb, f->hb2, &L->w_gate, &L->w_up, f->act, n);
+        } else {
+            float *gate_up_out[2] = {f->hb, f->hb2};
+            const llc_tensor *gate_up[2] = {&L->w_gate, &L->w_up};
+            project(f, 2, gate_up_out, gate_up, L->ffn_norm, n);
+            for (size_t i = 0; i < (size_t)n * ffn; i++) f->hb[i] = llc_silu(f->hb[i]) * f->hb2[i];
+        }
+        llc_matmul(f->pool, f->xb, &L->w_down, f->hb, n, f->act, 0);
+        for (size_t i = 0; i < (size_t)n * dim; i++) f->x[i] += f->xb[i];
     }
 
-    if (logits_out) {
-        for (int t = 0; t < n; t++) llc_rmsnorm(s->xb + t * dim, s->x + t * dim, m->output_norm, (int)dim, hp->rms_eps);
-        llc_matmul(s->pool, logits_out, &m->output, s->xb, n, s->act, 0);
-        memcpy(s->logits, logits_out + (size_t)(n - 1) * hp->n_vocab, (size_t)hp->n_vocab * sizeof(float));
-    } else {
-        llc_rmsnorm(s->xb, s->x + (size_t)(n - 1) * dim, m->output_norm, (int)dim, hp->rms_eps);
-        llc_matmul(s->pool, s->logits, &m->output, s->xb, 1, s->act, 0);
-    }
-    s->pos += n;
+    if (n_out == 0) return;
+    for (int i = 0; i < n_out; i++)
+        llc_rmsnorm(f->xb + (size_t)i * dim, f->x + (size_t)out_idx[i] * dim, m->output_norm, (int)dim, hp->rms_eps);
+    llc_matmul(f->pool, logits, &m->output, f->xb, n_out, f->act, 0);
 }
 
-static bool check_tokens(llamac_session *s, const int32_t *tokens, int n, llamac_error *err) {
-    if (n <= 0) return llc_fail(err, "nothing to evaluate (no tokens)");
-    if (n > s->n_ctx - s->pos)
-        return llc_fail(err, "context is full: %d positions used, %d more requested, context size %d", s->pos, n, s->n_ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= s->m->hp.n_vocab)
-            return llc_fail(err, "token id %d is outside the vocabulary (0..%d)", tokens[i], s->m->hp.n_vocab - 1);
+bool llc_forward_batch(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, llamac_error *err) {
+    if (b->n_tok <= 0) return llc_fail(err, "nothing to evaluate (no tokens)");
+    /* Blocks each sequence's view needs: through its last position in the batch. */
+    int bs = llc_kv_block_size(kv);
+    if (b->n_seqs > f->seq_cap) {
+        llc_kv_view *v = realloc(f->views, (size_t)b->n_seqs * sizeof *v);
+        if (v) f->views = v;
+        int *nb = realloc(f->n_blocks, (size_t)b->n_seqs * sizeof *nb);
+        if (nb) f->n_blocks = nb;
+        if (!v || !nb) return llc_fail(err, "out of memory");
+        f->seq_cap = b->n_seqs;
+    }
+    int *n_blocks = f->n_blocks;
+    memset(n_blocks, 0, (size_t)b->n_seqs * sizeof *n_blocks);
+    for (int t = 0; t < b->n_tok; t++) {
+        int need = b->pos[t] / bs + 1;
+        if (need > n_blocks[b->seq[t]]) n_blocks[b->seq[t]] = need;
+    }
+    long total = 0;
+    for (int s = 0; s < b->n_seqs; s++) total += n_blocks[s];
+    if (2 * total > f->ptr_cap) {
+        const float **p = realloc(f->block_ptrs, (size_t)(2 * total) * sizeof *p);
+        if (!p) return llc_fail(err, "out of memory");
+        f->block_ptrs = p;
+        f->ptr_cap = (int)(2 * total);
+    }
+    int o = 0;
+    size_t n_vocab = (size_t)f->m->hp.n_vocab;
+    for (int done = 0; done < b->n_tok; done += MAX_BATCH) {
+        int c = b->n_tok - done < MAX_BATCH ? b->n_tok - done : MAX_BATCH;
+        int32_t out_idx[MAX_BATCH];
+        int n_out = 0, o0 = o;
+        for (; o < b->n_out && b->out_idx[o] < done + c; o++) out_idx[n_out++] = b->out_idx[o] - done;
+        f->pos = b->pos + done;
+        f->seq = b->seq + done;
+        forward_chunk(f, kv, b, n_blocks, b->tokens + done, c, out_idx, n_out, b->logits + (size_t)o0 * n_vocab);
+    }
     return true;
-}
-
-const float *llamac_session_eval(llamac_session *s, const int32_t *tokens, int n, llamac_error *err) {
-    if (!check_tokens(s, tokens, n, err)) return NULL;
-    for (int done = 0; done < n; done += MAX_BATCH) {
-        int c = n - done < MAX_BATCH ? n - done : MAX_BATCH;
-        forward_chunk(s, tokens + done, c, NULL);
-    }
-    return s->logits;
-}
-
-int llamac_session_eval_all(llamac_session *s, const int32_t *tokens, int n, float *logits_out, llamac_error *err) {
-    if (!check_tokens(s, tokens, n, err)) return -1;
-    for (int done = 0; done < n; done += MAX_BATCH) {
-        int c = n - done < MAX_BATCH ? n - done : MAX_BATCH;
-        forward_chunk(s, tokens + done, c, logits_out + (size_t)done * s->m->hp.n_vocab);
-    }
-    return 0;
 }

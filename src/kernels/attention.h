@@ -1,0 +1,108 @@
+#ifndef LLC_ATTENTION_H
+#define LLC_ATTENTION_H
+/*
+ * Causal self-attention the way FlashAttention computes it, on the CPU: the keys and values are walked
+ * in tiles of LLC_ATTN_TILE positions and an online softmax keeps, per query row, the running maximum
+ * m of the scaled scores, the running sum l = Σ exp(s - m) and the unnormalized output
+ * acc = Σ exp(s - m) · v, rescaling l and acc by exp(m_old - m_new) whenever a tile raises the
+ * maximum. Scores over the whole length are never stored (only one tile's), so memory does not grow
+ * with the context and one pass reads each key and value row once.
+ *
+ * One call handles the query heads that share one KV head under GQA (Llama 3.2 1B: 4 query heads per
+ * KV head), so each K/V row is read once for the whole group. Everything is f32.
+ *
+ * A range of positions can be done in pieces (split-KV): llc_attn_partial gives (m, l, acc) for a
+ * range and llc_attn_merge combines pieces exactly (the log-sum-exp merge), so decoding one token over
+ * a long context can spread over threads.
+ */
+#include <limits.h>
+#include <stddef.h>
+
+#include "kernels/dispatch.h"
+
+/* Positions per tile: the scores of one tile (rows x LLC_ATTN_TILE floats) stay in L1. */
+#define LLC_ATTN_TILE 64
+/* Query rows per pass over the keys: the vector kernels hold this many accumulators in registers.
+ * A larger group is done in several passes. */
+#define LLC_ATTN_MAX_ROWS 8
+
+/*
+ * Where one layer's keys and values of one sequence are. Positions are grouped in blocks of
+ * block_size consecutive positions; the head_dim floats of position p and KV head h start at
+ *     k_blocks[p / block_size] + (p % block_size) * row_stride + h * head_stride
+ * (likewise V, with the same strides).
+ *
+ *   - today's contiguous cache ([position][kv_dim] per layer) is one block that holds every position,
+ *     row_stride = kv_dim, head_stride = head_dim: llc_kv_view_contiguous;
+ *   - a paged cache is blocks of, e.g., 16 positions anywhere in memory, listed in the sequence's
+ *     block table (k_blocks[i], v_blocks[i] for its i-th block); inside a block either the same
+ *     [position][kv_dim] rows, or [head][position][head_dim] (row_stride = head_dim,
+ *     head_stride = block_size * head_dim), which keeps each head's rows together.
+ *
+ * The kernel resolves each position's row pointer once per tile, and its arithmetic does not depend
+ * on where rows are, so a paged view gives bit-for-bit the result of a contiguous one.
+ */
+typedef struct llc_kv_view {
+    const float *const *k_blocks; /* block table for K: k_blocks[i] is block i's first float */
+    const float *const *v_blocks; /* block table for V */
+    int block_size;               /* positions per block (INT_MAX: one block, a contiguous cache) */
+    size_t row_stride;            /* floats between consecutive positions in a block */
+    size_t head_stride;           /* floats between consecutive KV heads of a position */
+} llc_kv_view;
+
+/* A contiguous cache seen as a view: *k and *v are position 0's rows, rows row_stride floats apart
+ * (kv_dim), heads head_dim floats apart in a row. The view points at the pointers, so they must
+ * outlive it. */
+static inline llc_kv_view llc_kv_view_contiguous(const float *const *k, const float *const *v, size_t row_stride,
+                                                 size_t head_dim) {
+    llc_kv_view view = {k, v, INT_MAX, row_stride, head_dim};
+    return view;
+}
+
+/*
+ * The inner kernels, one set per instruction set (scalar, AVX2, AVX-512), each SIMD one tested against
+ * its scalar twin. rows <= LLC_ATTN_MAX_ROWS, n <= LLC_ATTN_TILE; k[i] and v[i] point at position i's
+ * head_dim floats for the KV head in use. s and p are [row][LLC_ATTN_TILE].
+ */
+typedef struct llc_attn_ops {
+    enum llc_isa isa;
+    const char *name;
+    /* s[r][i] = scale * (q_r · k_i); q_r = q + r * head_dim */
+    void (*scores)(const float *q, int rows, int head_dim, const float *const *k, int n, float scale, float *s);
+    /* max(s[0..n)), n >= 1 */
+    float (*max)(const float *s, int n);
+    /* s[i] = exp(s[i] - m) for i < n (m >= every s[i]); returns their sum */
+    float (*exp_sum)(float *s, int n, float m);
+    /* acc_r = acc_r * c[r] + Σ_i p[r][i] * v_i  (acc_r = acc + r * head_dim) */
+    void (*accumulate)(float *acc, int rows, int head_dim, const float *c, const float *p, const float *const *v, int n);
+} llc_attn_ops;
+
+/* The kernels for the ISA llc_kernels_get() chose (LLAMAC_ISA applies). */
+const llc_attn_ops *llc_attn_ops_get(void);
+/* The kernels of one ISA, or NULL when this CPU cannot run them (tests compare the sets). */
+const llc_attn_ops *llc_attn_ops_for(enum llc_isa isa);
+
+/* Floats of one partial result for `rows` query rows: m[rows], l[rows], acc[rows][head_dim]. */
+static inline size_t llc_attn_part_floats(int rows, int head_dim) { return (size_t)rows * ((size_t)head_dim + 2); }
+
+/*
+ * The attention of `rows` query rows (q: rows x head_dim, consecutive) that all use KV head kv_head,
+ * over positions [lo, hi) of kv, as an unnormalized partial result in part (llc_attn_part_floats):
+ * m = max scaled score (-INFINITY for an empty range), l = Σ exp(s - m), acc = Σ exp(s - m) v.
+ * ops NULL: llc_attn_ops_get().
+ */
+void llc_attn_partial(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int head_dim, const float *q, int rows,
+                      int lo, int hi, float scale, float *part);
+
+/* Combines n_parts partial results (consecutive in parts, each llc_attn_part_floats(rows, head_dim))
+ * of disjoint ranges into the normalized output out (rows x head_dim):
+ *     M = max m_j,  out = Σ_j exp(m_j - M) acc_j / Σ_j exp(m_j - M) l_j
+ * At least one part must be non-empty. */
+void llc_attn_merge(const float *parts, int n_parts, int rows, int head_dim, float *out);
+
+/* Causal attention of one token: its rows see positions [0, n_pos). out: rows x head_dim, normalized.
+ * The same arithmetic as llc_attn_partial over [0, n_pos) followed by the division by l. */
+void llc_attn(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int head_dim, const float *q, int rows, int n_pos,
+              float scale, float *out);
+
+#endif

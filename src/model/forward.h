@@ -1,0 +1,43 @@
+#ifndef LLC_FORWARD_H
+#define LLC_FORWARD_H
+/*
+ * The batched forward pass: the tokens of any number of sequences, concatenated into one matrix for
+ * every projection and the feed-forward (one pass over the weights for the whole batch), with
+ * attention done per token over its own sequence's keys and values, found through the sequence's
+ * block table in the paged KV cache (kv/kv_cache.h). No padding: a batch of a 500-token prompt chunk
+ * and fifteen single decode tokens is 515 rows.
+ *
+ * Sessions (llamac_session) are one sequence whose block table is 0, 1, 2, ...: the same code.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kv/kv_cache.h"
+#include "llamac.h"
+
+typedef struct llc_forward llc_forward;
+
+/* Scratch and threads for batches of any size (run in chunks of a few hundred tokens). */
+llc_forward *llc_forward_create(const llamac_model *m, int n_threads, llamac_error *err);
+void llc_forward_free(llc_forward *f);
+int llc_forward_n_threads(const llc_forward *f);
+
+typedef struct llc_batch {
+    int n_tok;
+    const int32_t *tokens;              /* [n_tok] */
+    const int32_t *pos;                 /* [n_tok] the token's position in its sequence */
+    const int32_t *seq;                 /* [n_tok] its sequence: an index into block_tables */
+    const int32_t *const *block_tables; /* [n_seqs] pool blocks covering positions 0 .. the sequence's last token */
+    int n_seqs;
+    int n_out;                          /* tokens whose logits are wanted */
+    const int32_t *out_idx;             /* [n_out] their indices in the batch, increasing */
+    float *logits;                      /* [n_out][n_vocab] */
+} llc_batch;
+
+/* Runs the batch: every token's keys and values go into its sequence's slot of the pool, and the
+ * wanted logits into b->logits. A sequence's tokens come in position order, and a token attends to
+ * positions [0, pos] of its sequence (those before the batch must already be in the pool). Token ids
+ * and positions are the caller's to check (llamac_session and the engine do). */
+bool llc_forward_batch(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, llamac_error *err);
+
+#endif

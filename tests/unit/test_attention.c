@@ -1,0 +1,500 @@
+/*
+ * The tiled online-softmax attention (kernels/attention.c):
+ *   (a) against a plain two-pass softmax computed in double, for every instruction set, with GQA
+ *       groups, several head sizes and lengths, and causal prefixes of a longer cache;
+ *   (b) split-KV (partials + log-sum-exp merge) against the unsplit result;
+ *   (c) a paged view (blocks shuffled in memory, block sizes 16 and 7, rows as in the cache or
+ *       head-major inside a block) against the contiguous view, bit for bit;
+ *   (d) each SIMD inner kernel against its scalar twin, at sizes that are not multiples of the width;
+ *   and through the model: logits bit-identical for 1, 2 and 3 threads (the split rule depends on the
+ *   shape only) and a long decode equal to the same tokens run as one batch, within rounding.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "kernels/attention.h"
+#include "llamac.h"
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((double)(rng >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
+}
+
+/* A random layer cache: [n_pos][row_stride] rows of n_kv heads (row_stride >= n_kv * hd; the padding
+ * is NaN, as are positions past `valid`, so reading anything outside the causal prefix shows). */
+typedef struct cache {
+    int n_pos, n_kv, hd;
+    size_t stride;
+    float *k, *v;
+} cache;
+
+static cache make_cache(int n_pos, int n_kv, int hd, int pad, int valid) {
+    cache c = {n_pos, n_kv, hd, (size_t)n_kv * hd + pad, NULL, NULL};
+    c.k = malloc((size_t)n_pos * c.stride * sizeof(float));
+    c.v = malloc((size_t)n_pos * c.stride * sizeof(float));
+    assert_non_null(c.k);
+    assert_non_null(c.v);
+    for (int p = 0; p < n_pos; p++)
+        for (size_t i = 0; i < c.stride; i++) {
+            bool in = p < valid && i < (size_t)n_kv * hd;
+            c.k[p * c.stride + i] = in ? frand() : NAN;
+            c.v[p * c.stride + i] = in ? frand() : NAN;
+        }
+    return c;
+}
+
+static void free_cache(cache *c) {
+    free(c->k);
+    free(c->v);
+}
+
+/* The definition, in double: s_i = q·k_i / sqrt(hd); p = softmax(s) in two passes; out = Σ p_i v_i.
+ * mag[d] = Σ p_i |v_i[d]|, the scale of the sum's rounding errors. */
+static void reference(const cache *c, int g, const float *q, int rows, int n_pos, double *out, double *mag) {
+    int hd = c->hd;
+    double *s = malloc((size_t)n_pos * sizeof *s);
+    for (int r = 0; r < rows; r++) {
+        double mx = -INFINITY, sum = 0;
+        for (int p = 0; p < n_pos; p++) {
+            const float *k = c->k + p * c->stride + (size_t)g * hd;
+            double dot = 0;
+            for (int d = 0; d < hd; d++) dot += (double)q[r * hd + d] * k[d];
+            s[p] = dot / sqrt((double)hd);
+            mx = s[p] > mx ? s[p] : mx;
+        }
+        for (int p = 0; p < n_pos; p++) sum += s[p] = exp(s[p] - mx);
+        for (int d = 0; d < hd; d++) {
+            double o = 0, a = 0;
+            for (int p = 0; p < n_pos; p++) {
+                double v = c->v[p * c->stride + (size_t)g * hd + d];
+                o += s[p] / sum * v;
+                a += s[p] / sum * fabs(v);
+            }
+            out[r * hd + d] = o;
+            mag[r * hd + d] = a;
+        }
+    }
+    free(s);
+}
+
+static llc_kv_view view_of(const cache *c, const float **kp, const float **vp) {
+    *kp = c->k;
+    *vp = c->v;
+    return llc_kv_view_contiguous(kp, vp, c->stride, (size_t)c->hd);
+}
+
+static float *random_q(int rows, int hd, float amp) {
+    float *q = malloc((size_t)rows * hd * sizeof *q);
+    assert_non_null(q);
+    for (int i = 0; i < rows * hd; i++) q[i] = amp * frand();
+    return q;
+}
+
+/* (a) ------------------------------------------------------------------------------------------------- */
+
+/*
+ * Tolerance: |out - ref| <= 1e-5 * Σ p_i |v_i| per element. Why: f32 rounds at u = 2^-24 = 6e-8.
+ * A score's absolute error is about sqrt(hd) u |s| and becomes the relative error of its weight
+ * (exp turns absolute into relative error): ~1e-6 for |s| ~ 5 at hd 128. exp adds <= 2 ulp, the sum
+ * l a few ulp (the lanes and tiles add pairwise-ish). The output is a sum of n_pos terms p_i v_i whose
+ * rounding is bounded by (TILE + n_pos / TILE) u Σ p_i |v_i| (each term goes through at most TILE
+ * additions inside a tile and one per later tile): 80 u = 5e-6 at n_pos = 1000 in the worst case,
+ * ~1e-7 in practice as errors do not line up. Measured: below 1e-6 everywhere (printed). The bound is
+ * relative to Σ p|v| and not to |out|, because out can cancel to ~0 while its terms do not.
+ */
+#define TOL_A 1e-5
+
+static double check_against_reference(const llc_attn_ops *ops, int hd, int n_kv, int group, int n_pos, int pos_total, float amp) {
+    int valid = n_pos;
+    cache c = make_cache(pos_total, n_kv, hd, 3, valid);
+    const float *kp, *vp;
+    llc_kv_view view = view_of(&c, &kp, &vp);
+    double worst = 0;
+    for (int g = 0; g < n_kv; g++) {
+        float *q = random_q(group, hd, amp), *out = malloc((size_t)group * hd * sizeof *out);
+        double *ref = malloc((size_t)group * hd * sizeof *ref), *mag = malloc((size_t)group * hd * sizeof *mag);
+        llc_attn(ops, &view, g, hd, q, group, n_pos, 1.0f / sqrtf((float)hd), out);
+        reference(&c, g, q, group, n_pos, ref, mag);
+        for (int i = 0; i < group * hd; i++) {
+            double err = fabs(out[i] - ref[i]) / (mag[i] + 1e-30);
+            if (!(err <= TOL_A))
+                fail_msg("%s hd=%d group=%d n_pos=%d head %d elem %d: %.9g vs %.9g (mag %.3g, rel err %.3g)", ops->name, hd, group,
+                         n_pos, g, i, out[i], ref[i], mag[i], err);
+            worst = err > worst ? err : worst;
+        }
+        free(q);
+        free(out);
+        free(ref);
+        free(mag);
+    }
+    free_cache(&c);
+    return worst;
+}
+
+static void test_against_reference(void **state) {
+    (void)state;
+    static const int hds[] = {8, 24, 40, 64, 128};
+    static const int lens[] = {1, 2, 31, 33, 64, 65, 100, 257, 1000};
+    static const int groups[] = {1, 3, 4, 8, 10}; /* 10: more than LLC_ATTN_MAX_ROWS, two passes */
+    int tested = 0;
+    for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        if (!ops) {
+            printf("  (%s not available on this CPU: skipped)\n", llc_isa_name((enum llc_isa)isa));
+            continue;
+        }
+        double worst = 0;
+        for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
+            for (size_t l = 0; l < sizeof lens / sizeof *lens; l++)
+                for (size_t gi = 0; gi < sizeof groups / sizeof *groups; gi++) {
+                    /* the causal prefix of a longer cache: positions past n_pos hold NaN */
+                    double w = check_against_reference(ops, hds[h], 2, groups[gi], lens[l], lens[l] + 5, 3.0f);
+                    worst = w > worst ? w : worst;
+                }
+        /* sharp softmax: scores in the tens */
+        for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+            double w = check_against_reference(ops, 64, 1, 4, lens[l], lens[l], 12.0f);
+            worst = w > worst ? w : worst;
+        }
+        printf("  %s: worst error %.3g x Σ p|v| (tolerance %.0e)\n", ops->name, worst, TOL_A);
+        tested++;
+    }
+    assert_true(tested >= 1);
+}
+
+/* The causal rule at the model's level: token t of a batch at pos0 sees [0, pos0 + t] and nothing
+ * later, even when the cache holds later positions (they are NaN here). */
+static void test_causal_prefixes(void **state) {
+    (void)state;
+    const int hd = 64, n_kv = 2, group = 4, pos0 = 37, n_tok = 9;
+    cache c = make_cache(pos0 + n_tok + 20, n_kv, hd, 0, pos0 + n_tok);
+    const float *kp, *vp;
+    llc_kv_view view = view_of(&c, &kp, &vp);
+    for (int t = 0; t < n_tok; t++) {
+        float *q = random_q(group, hd, 3.0f), out[4 * 64];
+        double ref[4 * 64], mag[4 * 64];
+        llc_attn(NULL, &view, 1, hd, q, group, pos0 + t + 1, 0.125f, out);
+        reference(&c, 1, q, group, pos0 + t + 1, ref, mag);
+        for (int i = 0; i < group * hd; i++) assert_true(fabs(out[i] - ref[i]) <= TOL_A * mag[i]);
+        free(q);
+    }
+    free_cache(&c);
+}
+
+/* (b) ------------------------------------------------------------------------------------------------- */
+
+/* Split results differ from the unsplit one only by f32 rounding: the tiles start at other positions
+ * and the merge rescales once more. Same bound as (a), halved: both are within it of the exact value,
+ * and measured differences are ~1e-7. Empty parts (lo == hi) must merge as nothing. */
+static void test_split_kv(void **state) {
+    (void)state;
+    static const int lens[] = {1, 5, 100, 257, 1000};
+    static const int splits[] = {1, 2, 3, 7, 16};
+    const int hd = 40, n_kv = 3, group = 4;
+    for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        if (!ops) continue;
+        double worst = 0;
+        for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+            int n_pos = lens[l];
+            cache c = make_cache(n_pos, n_kv, hd, 0, n_pos);
+            const float *kp, *vp;
+            llc_kv_view view = view_of(&c, &kp, &vp);
+            float *q = random_q(group, hd, 3.0f), whole[4 * 40], merged[4 * 40];
+            double ref[4 * 40], mag[4 * 40];
+            reference(&c, 2, q, group, n_pos, ref, mag);
+            llc_attn(ops, &view, 2, hd, q, group, n_pos, 1.0f / sqrtf((float)hd), whole);
+            for (size_t si = 0; si < sizeof splits / sizeof *splits; si++) {
+                int n_split = splits[si];
+                size_t pf = llc_attn_part_floats(group, hd);
+                float *parts = malloc((size_t)n_split * pf * sizeof *parts);
+                for (int j = 0; j < n_split; j++) {
+                    int lo = (int)((long)n_pos * j / n_split), hi = (int)((long)n_pos * (j + 1) / n_split);
+                    llc_attn_partial(ops, &view, 2, hd, q, group, lo, hi, 1.0f / sqrtf((float)hd), parts + j * pf);
+                }
+                llc_attn_merge(parts, n_split, group, hd, merged);
+                for (int i = 0; i < group * hd; i++) {
+                    double d = fabs((double)merged[i] - whole[i]) / (mag[i] + 1e-30);
+                    if (!(d <= TOL_A / 2))
+                        fail_msg("%s n_pos=%d splits=%d elem %d: merged %.9g vs whole %.9g", ops->name, n_pos, n_split, i, merged[i],
+                                 whole[i]);
+                    worst = d > worst ? d : worst;
+                }
+                if (n_split == 1) assert_memory_equal(merged, whole, sizeof whole); /* one part: the same arithmetic */
+                free(parts);
+            }
+            free(q);
+            free_cache(&c);
+        }
+        printf("  %s: split vs unsplit, worst difference %.3g x Σ p|v|\n", ops->name, worst);
+    }
+}
+
+/* (c) ------------------------------------------------------------------------------------------------- */
+
+/* The same cache as blocks of bs positions placed in a shuffled order in one pool, with a block table;
+ * inside a block either the cache's own [position][row] layout or [head][position][head_dim]. */
+static void check_paged(const llc_attn_ops *ops, int bs, int n_pos, int hd, int n_kv, int group, bool head_major) {
+    cache c = make_cache(n_pos, n_kv, hd, 2, n_pos);
+    int n_blocks = (n_pos + bs - 1) / bs;
+    int *perm = malloc((size_t)n_blocks * sizeof *perm);
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        int j = (int)(rng % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    size_t row_stride = head_major ? (size_t)hd : c.stride, head_stride = head_major ? (size_t)bs * hd : (size_t)hd;
+    size_t block_floats = head_major ? (size_t)n_kv * bs * hd : (size_t)bs * c.stride;
+    float *kpool = malloc((size_t)n_blocks * block_floats * sizeof(float)), *vpool = malloc((size_t)n_blocks * block_floats * sizeof(float));
+    const float **kt = malloc((size_t)n_blocks * sizeof *kt), **vt = malloc((size_t)n_blocks * sizeof *vt);
+    for (size_t i = 0; i < (size_t)n_blocks * block_floats; i++) kpool[i] = vpool[i] = NAN;
+    for (int b = 0; b < n_blocks; b++) {
+        float *kb = kpool + (size_t)perm[b] * block_floats, *vb = vpool + (size_t)perm[b] * block_floats;
+        kt[b] = kb;
+        vt[b] = vb;
+        for (int o = 0; o < bs && b * bs + o < n_pos; o++)
+            for (int h = 0; h < n_kv; h++) {
+                size_t src = (size_t)(b * bs + o) * c.stride + (size_t)h * hd, dst = o * row_stride + h * head_stride;
+                memcpy(kb + dst, c.k + src, (size_t)hd * sizeof(float));
+                memcpy(vb + dst, c.v + src, (size_t)hd * sizeof(float));
+            }
+    }
+    llc_kv_view paged = {kt, vt, bs, row_stride, head_stride};
+    const float *kp, *vp;
+    llc_kv_view flat = view_of(&c, &kp, &vp);
+    float *q = random_q(group, hd, 3.0f);
+    size_t out_n = (size_t)group * hd, pf = llc_attn_part_floats(group, hd);
+    float *a = malloc(pf * sizeof *a), *b = malloc(pf * sizeof *b);
+    for (int g = 0; g < n_kv; g++) {
+        llc_attn(ops, &flat, g, hd, q, group, n_pos, 0.1f, a);
+        llc_attn(ops, &paged, g, hd, q, group, n_pos, 0.1f, b);
+        assert_memory_equal(a, b, out_n * sizeof *a);
+        /* a range that starts and ends inside blocks */
+        int lo = n_pos / 3 + 1 < n_pos ? n_pos / 3 + 1 : 0, hi = n_pos - n_pos / 5;
+        if (hi <= lo) hi = n_pos;
+        llc_attn_partial(ops, &flat, g, hd, q, group, lo, hi, 0.1f, a);
+        llc_attn_partial(ops, &paged, g, hd, q, group, lo, hi, 0.1f, b);
+        assert_memory_equal(a, b, pf * sizeof *a);
+    }
+    free(a);
+    free(b);
+    free(q);
+    free(kt);
+    free(vt);
+    free(kpool);
+    free(vpool);
+    free(perm);
+    free_cache(&c);
+}
+
+static void test_paged_view(void **state) {
+    (void)state;
+    static const int lens[] = {1, 7, 16, 33, 100, 257, 1000};
+    for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        if (!ops) continue;
+        for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+            for (int head_major = 0; head_major <= 1; head_major++) {
+                check_paged(ops, 16, lens[l], 64, 2, 4, head_major);
+                check_paged(ops, 7, lens[l], 64, 2, 4, head_major);
+                check_paged(ops, 7, lens[l], 40, 3, 3, head_major);
+            }
+        }
+    }
+}
+
+/* (d) ------------------------------------------------------------------------------------------------- */
+
+static void test_simd_vs_scalar(void **state) {
+    (void)state;
+    const llc_attn_ops *ref = llc_attn_ops_for(LLC_ISA_SCALAR);
+    static const int hds[] = {2, 6, 8, 10, 24, 40, 64, 66, 128, 130};
+    static const int ns[] = {1, 2, 3, 5, 7, 31, 33, 63, 64};
+    int tested = 0;
+    for (int isa = 1; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        if (!ops) {
+            printf("  (%s not available on this CPU: skipped)\n", llc_isa_name((enum llc_isa)isa));
+            continue;
+        }
+        tested++;
+        for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                for (int rows = 1; rows <= LLC_ATTN_MAX_ROWS; rows++) {
+                    int hd = hds[h], n = ns[ni];
+                    float *q = random_q(rows, hd, 2.0f), *rowdata = malloc((size_t)n * hd * sizeof(float));
+                    const float *rp[LLC_ATTN_TILE];
+                    for (int i = 0; i < n * hd; i++) rowdata[i] = frand();
+                    for (int i = 0; i < n; i++) rp[i] = rowdata + (size_t)(n - 1 - i) * hd; /* rows in any order */
+                    /* scores: only the order of additions differs; bound n-term sums by hd u Σ|q k| */
+                    float s0[LLC_ATTN_MAX_ROWS * LLC_ATTN_TILE], s1[LLC_ATTN_MAX_ROWS * LLC_ATTN_TILE];
+                    ref->scores(q, rows, hd, rp, n, 0.3f, s0);
+                    ops->scores(q, rows, hd, rp, n, 0.3f, s1);
+                    for (int r = 0; r < rows; r++)
+                        for (int i = 0; i < n; i++) {
+                            double mag = 0;
+                            for (int d = 0; d < hd; d++) mag += fabs((double)q[r * hd + d] * rp[i][d]) * 0.3;
+                            double tol = 1.2e-7 * hd * mag + 1e-30;
+                            if (!(fabs(s0[r * LLC_ATTN_TILE + i] - s1[r * LLC_ATTN_TILE + i]) <= tol))
+                                fail_msg("%s scores hd=%d n=%d rows=%d [%d][%d]: %.9g vs %.9g", ops->name, hd, n, rows, r, i,
+                                         s0[r * LLC_ATTN_TILE + i], s1[r * LLC_ATTN_TILE + i]);
+                        }
+                    /* accumulate: acc*c + Σ p v; tolerance (n + 2) u over the magnitudes */
+                    float c[LLC_ATTN_MAX_ROWS], p[LLC_ATTN_MAX_ROWS * LLC_ATTN_TILE];
+                    float *a0 = malloc((size_t)rows * hd * sizeof(float)), *a1 = malloc((size_t)rows * hd * sizeof(float));
+                    for (int r = 0; r < rows; r++) {
+                        c[r] = r == 0 ? 1.0f : r == 1 ? 0.0f : (frand() + 1) / 2;
+                        for (int i = 0; i < n; i++) p[r * LLC_ATTN_TILE + i] = (frand() + 1) / 2;
+                    }
+                    for (int i = 0; i < rows * hd; i++) a0[i] = a1[i] = frand();
+                    ref->accumulate(a0, rows, hd, c, p, rp, n);
+                    ops->accumulate(a1, rows, hd, c, p, rp, n);
+                    for (int r = 0; r < rows; r++)
+                        for (int d = 0; d < hd; d++) {
+                            double mag = fabs(a1[r * hd + d]) + 1;
+                            for (int i = 0; i < n; i++) mag += p[r * LLC_ATTN_TILE + i] * fabs(rp[i][d]);
+                            if (!(fabs(a0[r * hd + d] - a1[r * hd + d]) <= 6e-8 * (n + 2) * mag))
+                                fail_msg("%s accumulate hd=%d n=%d rows=%d [%d][%d]: %.9g vs %.9g", ops->name, hd, n, rows, r, d,
+                                         a0[r * hd + d], a1[r * hd + d]);
+                        }
+                    free(a0);
+                    free(a1);
+                    free(q);
+                    free(rowdata);
+                }
+        /* exp_sum: inputs <= 0 down past ln(FLT_MIN) = -87.3 (where expf goes subnormal and the vector
+         * exp gives 0), and exactly 0 (the maximum). Per element: 4 ulp + an absolute 2e-38. */
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+            int n = ns[ni];
+            float x0[LLC_ATTN_TILE], x1[LLC_ATTN_TILE];
+            for (int i = 0; i < n; i++) x0[i] = x1[i] = i % 5 == 0 ? 1.5f : i % 7 == 1 ? -95.0f + 10 * frand() : 1.5f + 20 * frand();
+            float m = 1.5f;
+            float sum0 = ref->exp_sum(x0, n, m), sum1 = ops->exp_sum(x1, n, m);
+            for (int i = 0; i < n; i++)
+                if (!(fabs(x0[i] - x1[i]) <= 4.8e-7 * fabs(x0[i]) + 2e-38))
+                    fail_msg("%s exp_sum n=%d [%d]: %.9g vs %.9g", ops->name, n, i, x0[i], x1[i]);
+            assert_true(fabs(sum0 - sum1) <= 1e-6 * sum0);
+        }
+        /* NaN in, NaN out (a broken model must not look fine) */
+        float x[3] = {0, NAN, -1};
+        ops->exp_sum(x, 3, 0);
+        assert_true(isnan(x[1]));
+    }
+    if (!tested) printf("  (no SIMD instruction set on this CPU)\n");
+}
+
+/* The whole kernel: SIMD against scalar directly, same tolerance as (a). */
+static void test_kernel_simd_vs_scalar(void **state) {
+    (void)state;
+    const llc_attn_ops *ref = llc_attn_ops_for(LLC_ISA_SCALAR);
+    for (int isa = 1; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        if (!ops) continue;
+        static const int hds[] = {8, 40, 64, 128};
+        static const int lens[] = {1, 63, 65, 300};
+        for (size_t h = 0; h < 4; h++)
+            for (size_t l = 0; l < 4; l++) {
+                int hd = hds[h], n_pos = lens[l], group = 5;
+                cache c = make_cache(n_pos, 1, hd, 0, n_pos);
+                const float *kp, *vp;
+                llc_kv_view view = view_of(&c, &kp, &vp);
+                float *q = random_q(group, hd, 3.0f);
+                float *a = malloc((size_t)group * hd * sizeof *a), *b = malloc((size_t)group * hd * sizeof *b);
+                double *r = malloc((size_t)group * hd * sizeof *r), *mag = malloc((size_t)group * hd * sizeof *mag);
+                llc_attn(ref, &view, 0, hd, q, group, n_pos, 1.0f / sqrtf((float)hd), a);
+                llc_attn(ops, &view, 0, hd, q, group, n_pos, 1.0f / sqrtf((float)hd), b);
+                reference(&c, 0, q, group, n_pos, r, mag);
+                for (int i = 0; i < group * hd; i++)
+                    if (!(fabs(a[i] - b[i]) <= TOL_A * mag[i]))
+                        fail_msg("%s hd=%d n_pos=%d [%d]: scalar %.9g vs %.9g", ops->name, hd, n_pos, i, a[i], b[i]);
+                free(a);
+                free(b);
+                free(r);
+                free(mag);
+                free(q);
+                free_cache(&c);
+            }
+    }
+}
+
+/* Through the model -------------------------------------------------------------------------------------- */
+
+static char model_path[2048];
+
+static llamac_session *session(const llamac_model *m, int n_threads) {
+    llamac_error err = {{0}};
+    llamac_session_params sp = {.n_ctx = 512, .n_threads = n_threads};
+    llamac_session *s = llamac_session_create(m, &sp, &err);
+    if (!s) fail_msg("%s", err.message);
+    return s;
+}
+
+/* A 300-token prompt then decoding to position 400: past SPLIT_MIN (256), so decode steps take the
+ * split path. Logits must be bit-identical for any thread count, and decoding must match the same
+ * tokens evaluated as one batch (unsplit) within rounding. */
+static void test_model_threads(void **state) {
+    (void)state;
+    llamac_error err = {{0}};
+    llamac_model *m = llamac_model_load(model_path, NULL, &err);
+    if (!m) fail_msg("%s", err.message);
+    int nv = llamac_tokenizer_n_vocab(llamac_model_tokenizer(m));
+    enum { P = 300, N = 100 };
+    int32_t ids[P + N];
+    for (int i = 0; i < P + N; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        ids[i] = (int32_t)(rng % (uint64_t)nv);
+    }
+    float *first = malloc((size_t)N * nv * sizeof *first);
+    for (int nt = 1; nt <= 3; nt++) {
+        llamac_session *s = session(m, nt);
+        assert_non_null(llamac_session_eval(s, ids, P, &err));
+        for (int i = 0; i < N; i++) {
+            const float *l = llamac_session_eval(s, ids + P + i, 1, &err);
+            assert_non_null(l);
+            if (nt == 1) memcpy(first + (size_t)i * nv, l, (size_t)nv * sizeof *l);
+            else if (memcmp(first + (size_t)i * nv, l, (size_t)nv * sizeof *l) != 0)
+                fail_msg("threads=%d: decode step %d logits differ from one thread's", nt, i);
+        }
+        llamac_session_free(s);
+    }
+    /* the same 400 tokens as one batch (256 + 144: the second chunk's items are many, unsplit) */
+    llamac_session *s = session(m, 2);
+    float *all = malloc((size_t)(P + N) * nv * sizeof *all);
+    assert_int_equal(llamac_session_eval_all(s, ids, P + N, all, &err), 0);
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        for (int v = 0; v < nv; v++) {
+            double d = fabs((double)all[(size_t)(P + i) * nv + v] - first[(size_t)i * nv + v]);
+            worst = d > worst ? d : worst;
+        }
+    printf("  batch vs split decode: worst logit difference %.3g\n", worst);
+    assert_true(worst < 1e-3);
+    free(all);
+    free(first);
+    llamac_session_free(s);
+    llamac_model_free(m);
+}
+
+int main(void) {
+    const char *shared = getenv("LLAMAC_SHARED");
+    snprintf(model_path, sizeof model_path, "%s/models/stories260K/stories260K.gguf", shared ? shared : "../shared");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_against_reference), cmocka_unit_test(test_causal_prefixes),
+        cmocka_unit_test(test_split_kv),          cmocka_unit_test(test_paged_view),
+        cmocka_unit_test(test_simd_vs_scalar),    cmocka_unit_test(test_kernel_simd_vs_scalar),
+        cmocka_unit_test(test_model_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -49,7 +49,11 @@ static void drop_file_pages(const llamac_model *m, const llc_tensor *W, int64_t 
     size_t n = (size_t)(r1 - r0) * W->row_bytes, page = (size_t)sysconf(_SC_PAGESIZE);
     if (!in_own_mapping(m, p, n)) return;
     uintptr_t lo = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1), hi = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    if (hi <= lo) return;
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    /* What is read from here later is single rows (embedding lookups of a tied output matrix): without
+     * this, each lookup would fault in its neighbours too (fault-around, readahead). */
+    madvise((void *)lo, hi - lo, MADV_RANDOM);
 }
 
 /* Packs W in slices of about 16 MiB of file bytes, dropping each slice's pages once it is packed:

@@ -200,6 +200,106 @@ const char *llamac_chat_format_name(llamac_chat_format format);
 int llamac_chat_tokenize(const llamac_tokenizer *tok, llamac_chat_format format, const llamac_chat_message *msgs,
                          int n, bool add_generation_prompt, int32_t *out, int cap, llamac_error *err);
 
+/* ---- many requests at once: continuous batching over a paged KV cache ------------------------- */
+/*
+ * An engine runs many requests together, as vLLM does: each step concatenates a prefill chunk or a
+ * single new token of every running sequence into one batch (one pass over the weights for all of
+ * them). Requests join at step boundaries; a per-step token budget mixes prompt chunks with decodes
+ * so running sequences keep streaming while a long prompt is absorbed. The KV cache is a pool of
+ * blocks bounded by a memory budget; a finished or cancelled request frees its blocks at once, and
+ * when blocks run out the most recently admitted sequence is preempted (its blocks freed, its tokens
+ * recomputed later). Full blocks of prompts are cached by content (prefix caching), so a shared system
+ * prompt or chat history is computed once. Greedy results are the same as running each request alone.
+ */
+typedef struct llamac_engine llamac_engine;
+
+typedef struct llamac_engine_params {
+    int n_threads;        /* 0: all cores */
+    int max_seqs;         /* sequences running at once; 0: 64 */
+    int n_ctx;            /* most positions one sequence may use; 0: min(training context, 4096); never more
+                           * than the KV cache holds */
+    uint64_t kv_mem;      /* KV cache budget in bytes; 0: kv_tokens decides */
+    int kv_tokens;        /* KV cache budget in positions (all sequences together); 0 (and kv_mem 0): 1 GiB,
+                           * or less when max_seqs sequences of n_ctx positions need less */
+    int block_size;       /* positions per KV block; 0: 16 */
+    int step_tokens;      /* most tokens one step computes (prompt chunks and decodes together); 0: 512 */
+    bool no_prefix_cache; /* turn prefix caching off */
+} llamac_engine_params;
+
+typedef struct llamac_request {
+    const int32_t *prompt;          /* prompt ids, BOS included if wanted (copied) */
+    int n_prompt;
+    int max_tokens;                 /* most new tokens; 0: until end of generation or n_ctx */
+    llamac_sampler_params sampling; /* per request; llamac_sampler_defaults() then adjust */
+    const char *const *stop;        /* stop strings (copied): the text ends before the first one found */
+    int n_stop;
+    bool ignore_eog;                /* keep going past end-of-generation tokens (benchmarks) */
+    /* The events' text continues the prompt's text (prompt text + event texts = the whole text, as
+     * llamac generate prints it). separate_text: decode the new tokens as a text of their own, as a
+     * chat answer is (SentencePiece then drops the leading space of the first piece). */
+    bool separate_text;
+} llamac_request;
+
+typedef enum llamac_finish {
+    LLAMAC_RUNNING = 0,
+    LLAMAC_FINISH_STOP = 1,      /* an end-of-generation token or a stop string */
+    LLAMAC_FINISH_LENGTH = 2,    /* max_tokens or the context size */
+    LLAMAC_FINISH_CANCELLED = 3,
+} llamac_finish;
+
+typedef struct llamac_event {
+    int request;          /* the id llamac_engine_submit returned */
+    int32_t token;        /* the new token, or -1 for an event that only finishes the request */
+    const char *text;     /* printable text released by this token (text that might begin a stop
+                           * string is held back until it cannot); valid until the next step */
+    size_t text_len;
+    llamac_finish finish; /* not LLAMAC_RUNNING: the request's last event */
+} llamac_event;
+
+typedef struct llamac_engine_stats {
+    uint64_t steps;
+    /* prompt_tokens: the prompts of the requests admitted so far (each counted once); of those,
+     * prompt_tokens_cached came from the prefix cache at their first admission (not computed). */
+    uint64_t prompt_tokens, prompt_tokens_cached, generated_tokens, preemptions;
+    /* Tokens that went through the forward pass: prompt chunks, decodes and the recomputation of
+     * preempted sequences. */
+    uint64_t computed_tokens;
+    int kv_blocks, kv_blocks_used, block_size;
+    int kv_blocks_peak;     /* most blocks in use at the end of a step */
+    /* Fragmentation: positions allocated to running sequences but not filled, at the end of each step.
+     * kv_waste_blocks is the mean per running sequence, in blocks (paging keeps it below 1);
+     * kv_waste_max the most one sequence ever had, in positions (below block_size). */
+    double kv_waste_blocks;
+    int kv_waste_max;
+    int running, waiting;
+    int n_ctx;              /* most positions one sequence may use (n_ctx, capped by the KV budget) */
+} llamac_engine_stats;
+
+llamac_engine *llamac_engine_create(const llamac_model *model, const llamac_engine_params *params, llamac_error *err);
+void llamac_engine_free(llamac_engine *e);
+/* Queues a request; it joins the running batch at the next step. Returns its id (>= 0), or -1 with err
+ * set (empty prompt, a prompt longer than n_ctx, ids outside the vocabulary, bad sampling parameters). */
+int llamac_engine_submit(llamac_engine *e, const llamac_request *r, llamac_error *err);
+/* Cancels a waiting or running request: its blocks are freed now, its finish event comes with the next
+ * step. Unknown or finished ids are ignored. */
+void llamac_engine_cancel(llamac_engine *e, int request);
+/* Runs one step. Returns the step's events (tokens produced, requests finished; owned by the engine,
+ * valid until the next call) and their count in *n_events; NULL with err set on failure (a failed
+ * forward pass keeps nothing of the step: its requests stay pending and are recomputed by the next
+ * steps; out of memory may lose the step's events). */
+const llamac_event *llamac_engine_step(llamac_engine *e, int *n_events, llamac_error *err);
+/* Requests submitted and not yet finished. */
+int llamac_engine_pending(const llamac_engine *e);
+void llamac_engine_get_stats(const llamac_engine *e, llamac_engine_stats *out);
+
+/* The seed-style batch call on top of the engine: completes each prompt (tokenized with BOS) with
+ * nucleus sampling (temperature 0: greedy; no top-k or min-p; prompt i seeded with the default seed + i)
+ * for at most max_gen_len tokens (0: until end of generation or the context), and returns malloc'ed
+ * texts in out[i] (the completions only, as they continue the prompts' text). 0, or -1 with err set
+ * (then every out[i] is NULL). */
+int llamac_text_completion(const llamac_model *model, const char *const *prompts, int n, float temperature, float top_p,
+                           int max_gen_len, char **out, llamac_error *err);
+
 #ifdef __cplusplus
 }
 #endif

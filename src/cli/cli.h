@@ -94,6 +94,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
 int cmd_bench_tokenizer(int argc, char **argv);
 
 #endif

@@ -18,8 +18,15 @@
 static const char usage_text[] =
     "usage: llamac bench -m MODEL [-p 128,512] [-n 64] [-b 1] [-t N] [--reps R] [--json|--csv|--md] [--peer 'COMMAND']\n"
     "  -p LIST     prompt lengths for the prefill test (default 512)\n"
-    "  -n LIST     tokens for the decode test (default 64); decode starts from BOS, one token per step\n"
-    "  -b LIST     sequences decoding together (default 1)\n"
+    "  -n LIST     tokens for the decode test (default 64); with -b 1 decode starts from BOS, one token per step\n"
+    "  -b LIST     sequences run together (default 1). With B > 1 the B sequences go through the batching\n"
+    "              engine (llamac batch): B prompts of n_prompt random ids are submitted at once and each\n"
+    "              generates n_gen tokens greedily (end of text ignored); prefill time runs from the submission\n"
+    "              until every sequence has its first token, decode time is the rest; prefill tok/s =\n"
+    "              B x n_prompt / prefill time, decode tok/s = B x (n_gen - 1) / decode time, decode GB/s =\n"
+    "              the weights read once per B decoded tokens; the hash covers every sequence's tokens in\n"
+    "              order; --json adds the KV cache figures (kv_blocks, kv_blocks_peak, kv_waste: unfilled\n"
+    "              positions per sequence in blocks, preemptions). -b 1 is the single-session test below\n"
     "  -t LIST     thread counts (default: all cores)\n"
     "  --reps R    repetitions, reported as mean ± sd (default 3)\n"
     "  --peer CMD  a peer's benchmark command run between repetitions, its output printed after ours\n"
@@ -91,6 +98,72 @@ static void probe_machine(int threads, enum llc_peak_kind kind, double *bw, doub
     if (pid > 0) waitpid(pid, NULL, 0);
 }
 
+/* KV cache figures of a batched run. */
+typedef struct batch_kv {
+    int blocks, peak, block_size, preemptions;
+    double waste;
+} batch_kv;
+
+/* One repetition of the batched test: nb prompts of np random ids through the engine, each generating
+ * ng tokens greedily past end of text. Prefill time (ms): from the submission until every sequence has
+ * its first token; decode time: the rest. h hashes every sequence's tokens, sequence by sequence. */
+static bool bench_batch(const llamac_model *m, int nb, int np, int ng, int nt, uint64_t *rng, double *t_pre, double *t_dec,
+                        uint64_t *h, batch_kv *kv, llamac_error *err) {
+    llamac_model_info info;
+    llamac_model_get_info(m, &info);
+    const int bs = 16;
+    int per_seq = (np + ng + bs - 1) / bs * bs;
+    llamac_engine_params ep = {.n_threads = nt, .max_seqs = nb, .n_ctx = np + ng, .kv_tokens = nb * per_seq, .block_size = bs,
+                               .step_tokens = nb > 512 ? nb : 512};
+    llamac_engine *e = llamac_engine_create(m, &ep, err);
+    if (!e) return false;
+    bool ok = false;
+    int32_t *ids = malloc((size_t)np * sizeof *ids), *out = malloc((size_t)nb * (size_t)ng * sizeof *out);
+    int *n_out = calloc((size_t)nb, sizeof *n_out);
+    if (!ids || !out || !n_out) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        goto done;
+    }
+    double t0 = cli_now_ms(), t1 = 0;
+    for (int b = 0; b < nb; b++) {
+        for (int i = 0; i < np; i++) {
+            *rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
+            ids[i] = (int32_t)(*rng % (uint64_t)info.n_vocab);
+        }
+        llamac_request rq = {.prompt = ids, .n_prompt = np, .max_tokens = ng, .sampling = llamac_sampler_defaults(), .ignore_eog = true};
+        rq.sampling.temperature = 0;
+        if (llamac_engine_submit(e, &rq, err) != b) goto done;
+    }
+    int started = 0;
+    while (llamac_engine_pending(e) > 0) {
+        int ne;
+        const llamac_event *ev = llamac_engine_step(e, &ne, err);
+        if (!ev) goto done;
+        for (int k = 0; k < ne; k++) {
+            int r = ev[k].request;
+            if (ev[k].token < 0 || r < 0 || r >= nb || n_out[r] >= ng) continue;
+            if (n_out[r]++ == 0 && ++started == nb) t1 = cli_now_ms();
+            out[(size_t)r * (size_t)ng + (size_t)n_out[r] - 1] = ev[k].token;
+        }
+    }
+    double t2 = cli_now_ms();
+    if (started < nb) t1 = t2;
+    *t_pre = t1 - t0;
+    *t_dec = t2 - t1;
+    for (int b = 0; b < nb; b++)
+        for (int i = 0; i < n_out[b]; i++) *h = (*h ^ (uint64_t)out[(size_t)b * (size_t)ng + (size_t)i]) * 1099511628211ull;
+    llamac_engine_stats st;
+    llamac_engine_get_stats(e, &st);
+    *kv = (batch_kv){st.kv_blocks, st.kv_blocks_peak, st.block_size, (int)st.preemptions, st.kv_waste_blocks};
+    ok = true;
+done:
+    free(ids);
+    free(out);
+    free(n_out);
+    llamac_engine_free(e);
+    return ok;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *peer = NULL, *fmt = "md", *v;
     int prompts[MAX_LIST] = {512}, gens[MAX_LIST] = {64}, batches[MAX_LIST] = {1}, threads[MAX_LIST] = {0};
@@ -119,8 +192,6 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (!model_path) return cli_usage("bench: -m MODEL is required");
-    for (int i = 0; i < n_b; i++)
-        if (batches[i] != 1) return cli_error("bench: -b %d: batched decoding is not implemented yet (only -b 1)", batches[i]);
     if (threads[0] == 0) threads[0] = llc_n_cores();
 
     /* Load time as a user sees it: the model opened and its first session ready (which repacks the
@@ -168,78 +239,96 @@ int cmd_bench(int argc, char **argv) {
     uint64_t rng = 0x9e3779b97f4a7c15ull;
     for (int ti = 0; ti < n_t && !rc; ti++)
         for (int pi = 0; pi < n_p && !rc; pi++)
-            for (int ni = 0; ni < n_n && !rc; ni++) {
-                int np = prompts[pi], ng = gens[ni], nt = threads[ti];
-                int ctx = (np > ng + 1 ? np : ng + 1);
-                double pre[1000], dec[1000];
-                uint64_t hash = 0;
-                bool same_hash = true;
-                int32_t *ids = malloc((size_t)(np > ng + 1 ? np : ng + 1) * sizeof *ids);
-                /* Rep -1 warms the page cache and the allocator and is not counted. */
-                for (int r = -1; r < reps && !rc; r++) {
-                    llamac_error err = {{0}};
-                    llamac_session_params sp = {.n_ctx = ctx, .n_threads = nt};
-                    llamac_session *s = llamac_session_create(m, &sp, &err);
-                    if (!s) {
-                        rc = cli_error("%s", err.message);
-                        break;
-                    }
-                    for (int i = 0; i < np; i++) {
-                        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-                        ids[i] = (int32_t)(rng % (uint64_t)info.n_vocab);
-                    }
-                    double t0 = cli_now_ms();
-                    if (!llamac_session_eval(s, ids, np, &err)) rc = cli_error("%s", err.message);
-                    double t_pre = cli_now_ms() - t0;
-                    /* decode: from BOS, greedy, one token per step, as llama-bench's tg */
-                    llamac_session_truncate(s, 0);
-                    int32_t cur = llamac_tokenizer_bos(tok) >= 0 ? llamac_tokenizer_bos(tok) : 0;
-                    uint64_t h = 1469598103934665603ull;
-                    t0 = cli_now_ms();
-                    for (int i = 0; i < ng && !rc; i++) {
-                        const float *l = llamac_session_eval(s, &cur, 1, &err);
-                        if (!l) {
-                            rc = cli_error("%s", err.message);
-                            break;
+            for (int ni = 0; ni < n_n && !rc; ni++)
+                for (int bi = 0; bi < n_b && !rc; bi++) {
+                    int np = prompts[pi], ng = gens[ni], nt = threads[ti], nb = batches[bi];
+                    int ctx = (np > ng + 1 ? np : ng + 1);
+                    double pre[1000], dec[1000];
+                    uint64_t hash = 0;
+                    bool same_hash = true;
+                    batch_kv kv = {0};
+                    int32_t *ids = malloc((size_t)(np > ng + 1 ? np : ng + 1) * sizeof *ids);
+                    /* Rep -1 warms the page cache and the allocator and is not counted. */
+                    for (int r = -1; r < reps && !rc; r++) {
+                        llamac_error err = {{0}};
+                        uint64_t h = 1469598103934665603ull;
+                        double t_pre = 0, t_dec = 0;
+                        if (nb > 1) {
+                            /* the same prompts on every repetition, so the hash must repeat too */
+                            uint64_t brng = 0x9e3779b97f4a7c15ull ^ (uint64_t)np;
+                            if (!bench_batch(m, nb, np, ng, nt, &brng, &t_pre, &t_dec, &h, &kv, &err)) {
+                                rc = cli_error("%s", err.message);
+                                break;
+                            }
+                        } else {
+                            llamac_session_params sp = {.n_ctx = ctx, .n_threads = nt};
+                            llamac_session *s = llamac_session_create(m, &sp, &err);
+                            if (!s) {
+                                rc = cli_error("%s", err.message);
+                                break;
+                            }
+                            for (int i = 0; i < np; i++) {
+                                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                                ids[i] = (int32_t)(rng % (uint64_t)info.n_vocab);
+                            }
+                            double t0 = cli_now_ms();
+                            if (!llamac_session_eval(s, ids, np, &err)) rc = cli_error("%s", err.message);
+                            t_pre = cli_now_ms() - t0;
+                            /* decode: from BOS, greedy, one token per step, as llama-bench's tg */
+                            llamac_session_truncate(s, 0);
+                            int32_t cur = llamac_tokenizer_bos(tok) >= 0 ? llamac_tokenizer_bos(tok) : 0;
+                            t0 = cli_now_ms();
+                            for (int i = 0; i < ng && !rc; i++) {
+                                const float *l = llamac_session_eval(s, &cur, 1, &err);
+                                if (!l) {
+                                    rc = cli_error("%s", err.message);
+                                    break;
+                                }
+                                cur = argmax(l, info.n_vocab);
+                                h = (h ^ (uint64_t)cur) * 1099511628211ull;
+                            }
+                            t_dec = cli_now_ms() - t0;
+                            llamac_session_free(s);
                         }
-                        cur = argmax(l, info.n_vocab);
-                        h = (h ^ (uint64_t)cur) * 1099511628211ull;
+                        if (r < 0) continue;
+                        pre[r] = (double)nb * np * 1000.0 / t_pre;
+                        /* -b 1 times ng single-token evaluations; the engine's last token needs no evaluation */
+                        dec[r] = nb == 1 ? ng * 1000.0 / t_dec : t_dec > 0 ? (double)nb * (ng - 1) * 1000.0 / t_dec : 0;
+                        if (r == 0) hash = h;
+                        else if (h != hash) same_hash = false;
+                        if (peer_out) run_peer(peer, peer_out);
                     }
-                    double t_dec = cli_now_ms() - t0;
-                    llamac_session_free(s);
-                    if (r < 0) continue;
-                    pre[r] = np * 1000.0 / t_pre;
-                    dec[r] = ng * 1000.0 / t_dec;
-                    if (r == 0) hash = h;
-                    else if (h != hash) same_hash = false;
-                    if (peer_out) run_peer(peer, peer_out);
+                    free(ids);
+                    if (rc) break;
+                    stats ps = summarize(pre, reps), ds = summarize(dec, reps);
+                    /* a decode step reads the weights once for all nb sequences */
+                    double gbs = ds.mean / nb * (double)info.decode_bytes / 1e9;
+                    double ops = nb * (2.0 * (double)info.matmul_macs * np + 2.0 * info.n_layers * info.dim * (double)np * (np + 1)) /
+                                 (nb * np / ps.mean);
+                    char hs[24];
+                    snprintf(hs, sizeof hs, "%016llx%s", (unsigned long long)hash, same_hash ? "" : "!");
+                    double rss = cli_peak_rss_mb();
+                    if (!strcmp(fmt, "json")) {
+                        char kvs[256] = "\"kv_blocks\": null, \"kv_blocks_peak\": null, \"kv_waste\": null, \"preemptions\": null";
+                        if (nb > 1)
+                            snprintf(kvs, sizeof kvs, "\"kv_blocks\": %d, \"kv_blocks_peak\": %d, \"kv_block_size\": %d, \"kv_waste\": %.3f, \"preemptions\": %d",
+                                     kv.blocks, kv.peak, kv.block_size, kv.waste, kv.preemptions);
+                        printf("{\"model\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
+                               "\"batch\": %d, \"reps\": %d, \"prefill_tok_s\": %.2f, \"prefill_sd\": %.2f, \"decode_tok_s\": %.2f, "
+                               "\"decode_sd\": %.2f, \"decode_gb_s\": %.2f, \"bandwidth_gb_s\": %.2f, \"prefill_gops\": %.1f, "
+                               "\"peak_gops\": %.1f, \"peak_kind\": \"%s\", \"peak_rss_mb\": %.1f, \"load_s\": %.3f, %s, \"hash\": \"%s\"}\n",
+                               info.name, info.weight_type, llamac_isa(), nt, np, ng, nb, reps, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw,
+                               ops / 1e9, peak / 1e9, llc_peak_name(kind), rss, t_load, kvs, hs);
+                    } else if (!strcmp(fmt, "csv")) {
+                        printf("\"%s\",%s,%d,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f,%s\n", info.name, info.weight_type, nt, np,
+                               ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw, ops / 1e9, peak / 1e9, rss, hs);
+                    } else {
+                        printf("| %s | %s | %d | %d | %d | %d | %.1f ± %.1f | %.2f ± %.2f | %.1f (%.0f%%) | %.0f (%.0f%%) | %.0f | %s |\n", info.name,
+                               info.weight_type, nt, np, ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw > 0 ? 100 * gbs / bw : 0, ops / 1e9,
+                               peak > 0 ? 100 * ops / peak : 0, rss, hs);
+                    }
+                    fflush(stdout);
                 }
-                free(ids);
-                if (rc) break;
-                stats ps = summarize(pre, reps), ds = summarize(dec, reps);
-                double gbs = ds.mean * (double)info.decode_bytes / 1e9;
-                double ops = (2.0 * (double)info.matmul_macs * np + 2.0 * info.n_layers * info.dim * (double)np * (np + 1)) /
-                             (np / ps.mean);
-                char hs[24];
-                snprintf(hs, sizeof hs, "%016llx%s", (unsigned long long)hash, same_hash ? "" : "!");
-                double rss = cli_peak_rss_mb();
-                if (!strcmp(fmt, "json")) {
-                    printf("{\"model\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
-                           "\"batch\": 1, \"reps\": %d, \"prefill_tok_s\": %.2f, \"prefill_sd\": %.2f, \"decode_tok_s\": %.2f, "
-                           "\"decode_sd\": %.2f, \"decode_gb_s\": %.2f, \"bandwidth_gb_s\": %.2f, \"prefill_gops\": %.1f, "
-                           "\"peak_gops\": %.1f, \"peak_kind\": \"%s\", \"peak_rss_mb\": %.1f, \"load_s\": %.3f, \"hash\": \"%s\"}\n",
-                           info.name, info.weight_type, llamac_isa(), nt, np, ng, reps, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw,
-                           ops / 1e9, peak / 1e9, llc_peak_name(kind), rss, t_load, hs);
-                } else if (!strcmp(fmt, "csv")) {
-                    printf("\"%s\",%s,%d,%d,%d,1,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f,%s\n", info.name, info.weight_type, nt, np,
-                           ng, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw, ops / 1e9, peak / 1e9, rss, hs);
-                } else {
-                    printf("| %s | %s | %d | %d | %d | 1 | %.1f ± %.1f | %.2f ± %.2f | %.1f (%.0f%%) | %.0f (%.0f%%) | %.0f | %s |\n", info.name,
-                           info.weight_type, nt, np, ng, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw > 0 ? 100 * gbs / bw : 0, ops / 1e9,
-                           peak > 0 ? 100 * ops / peak : 0, rss, hs);
-                }
-                fflush(stdout);
-            }
     if (peer_out) {
         fclose(peer_out);
         if (peer_len) printf("\npeer (%s), run between our repetitions:\n%s", peer, peer_log);

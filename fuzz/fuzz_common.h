@@ -133,7 +133,7 @@ static inline void exercise_model(const char *path, const char *tokenizer_path, 
     }
     llamac_model_info info;
     llamac_model_get_info(m, &info);
-    (void)llamac_model_kv_bytes(m, 4096);
+    (void)llamac_model_kv_bytes(m, 4096, LLAMAC_KV_F32);
     for (int i = 0; i < llamac_model_n_tensors(m); i++) {
         llamac_tensor_info ti;
         if (llamac_model_tensor(m, i, &ti)) touch(ti.name, strlen(ti.name));

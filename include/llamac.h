@@ -55,8 +55,21 @@ llamac_model *llamac_model_load(const char *path, const llamac_model_params *par
 void llamac_model_free(llamac_model *model);
 void llamac_model_get_info(const llamac_model *model, llamac_model_info *info);
 const llamac_tokenizer *llamac_model_tokenizer(const llamac_model *model);
-/* Bytes of KV cache a session of n_ctx positions needs. */
-uint64_t llamac_model_kv_bytes(const llamac_model *model, int n_ctx);
+/* Element type of a KV cache: the keys and values of every position kept. Keys are stored after RoPE;
+ * attention reads them back as f32 (f32 in place, the others converted tile by tile). */
+typedef enum llamac_kv_type {
+    LLAMAC_KV_F32 = 0,  /* 4 bytes a value, exact (the default) */
+    LLAMAC_KV_F16 = 1,  /* IEEE half, 2 bytes */
+    LLAMAC_KV_BF16 = 2, /* bfloat16, 2 bytes */
+    LLAMAC_KV_Q8_0 = 3, /* ggml's Q8_0 along each position's row: 34 bytes per 32 values; n_kv_heads x
+                         * head_dim must be a multiple of 32 */
+} llamac_kv_type;
+/* "f32", "f16", "bf16", "q8_0" (any case) to a type; -1 for anything else. */
+int llamac_kv_type_from_name(const char *name);
+const char *llamac_kv_type_name(llamac_kv_type type);
+/* Bytes of KV cache a session of n_ctx positions needs with elements of the given type (0 when the
+ * type does not apply to the model: q8_0 with rows not a multiple of 32). */
+uint64_t llamac_model_kv_bytes(const llamac_model *model, int n_ctx, llamac_kv_type type);
 /* The weight matrices, for listing: i in [0, llamac_model_n_tensors). */
 typedef struct llamac_tensor_info {
     char name[64];
@@ -120,6 +133,7 @@ size_t llamac_detokenizer_flush(llamac_detokenizer *d, char *buf, size_t cap);
 typedef struct llamac_session_params {
     int n_ctx;      /* positions in the KV cache; 0: min(model's training context, 4096) */
     int n_threads;  /* 0: all cores */
+    llamac_kv_type kv_type; /* element type of the KV cache (0: f32) */
 } llamac_session_params;
 
 llamac_session *llamac_session_create(const llamac_model *model, const llamac_session_params *params,
@@ -224,6 +238,7 @@ typedef struct llamac_engine_params {
     int block_size;       /* positions per KV block; 0: 16 */
     int step_tokens;      /* most tokens one step computes (prompt chunks and decodes together); 0: 512 */
     bool no_prefix_cache; /* turn prefix caching off */
+    llamac_kv_type kv_type; /* element type of the KV cache (0: f32); kv_mem buys blocks of its size */
 } llamac_engine_params;
 
 typedef struct llamac_request {

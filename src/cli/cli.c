@@ -57,6 +57,16 @@ int cli_common_option(cli_args *a, const cli_common *c, const char *usage) {
     if (c->threads && (!strcmp(o, "-t") || !strcmp(o, "--threads")))
         return (v = cli_value(a, o)) && cli_int(o, v, 1, 1024, c->threads) ? 1 : -1;
     if (c->ctx && (!strcmp(o, "-c") || !strcmp(o, "--ctx"))) return (v = cli_value(a, o)) && cli_int(o, v, 1, 1 << 24, c->ctx) ? 1 : -1;
+    if (c->kv_type && !strcmp(o, "--kv-type")) {
+        if (!(v = cli_value(a, o))) return -1;
+        int t = llamac_kv_type_from_name(v);
+        if (t < 0) {
+            cli_usage("option %s expects f32, f16, bf16 or q8_0, got '%s'", o, v);
+            return -1;
+        }
+        *c->kv_type = (llamac_kv_type)t;
+        return 1;
+    }
     return 0;
 }
 

@@ -18,14 +18,17 @@ typedef struct cli_args {
     bool failed;
 } cli_args;
 
-/* Options most commands share: -h/--help, -m/--model, --tokenizer, -t/--threads, -c/--ctx. A command
- * points the fields it accepts at its variables and leaves the others NULL (then those options are
- * unknown to it, not silently ignored). Returns 1 if argument a->i was one of them, 0 if not,
+/* Options most commands share: -h/--help, -m/--model, --tokenizer, -t/--threads, -c/--ctx, --kv-type. A
+ * command points the fields it accepts at its variables and leaves the others NULL (then those options
+ * are unknown to it, not silently ignored). Returns 1 if argument a->i was one of them, 0 if not,
  * CLI_HELP after printing usage, -1 after a usage error. */
 typedef struct cli_common {
     const char **model, **tokenizer;
     int *threads, *ctx;
+    llamac_kv_type *kv_type;
 } cli_common;
+#define CLI_KV_TYPE_HELP \
+    "  --kv-type T             element type of the KV cache: f32 (default), f16, bf16, q8_0 (see README, Batch)\n"
 #define CLI_HELP 2
 int cli_common_option(cli_args *a, const cli_common *c, const char *usage);
 /* The first lines of every option loop. */

@@ -30,6 +30,7 @@ static const char usage_text[] =
     "                          (a request without \"seed\" gets the seed plus its index)\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx N             most positions one sequence may use (default: the model's, at most 4096)\n"
+    CLI_KV_TYPE_HELP
     "  --kv-mem SIZE           KV cache budget: bytes, or with a K, M or G suffix (2G, 512M) (default 1G, at most\n"
     "                          what --max-seqs sequences of full context need)\n"
     "  --kv-tokens N           KV cache budget in positions, all sequences together (instead of --kv-mem)\n"
@@ -285,7 +286,7 @@ int cmd_batch(int argc, char **argv) {
     cli_sampling smp_opts;
     cli_sampling_init(&smp_opts);
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx};
+    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx, &ep.kv_type};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)
@@ -400,8 +401,10 @@ int cmd_batch(int argc, char **argv) {
     }
     llamac_engine_stats st;
     llamac_engine_get_stats(e, &st);
-    fprintf(stderr, "llamac: batch: %d requests, up to %d at once, KV cache %d blocks of %d positions, context %d, %s\n", n_req,
-            ep.max_seqs ? ep.max_seqs : 64, st.kv_blocks, st.block_size, st.n_ctx,
+    fprintf(stderr,
+            "llamac: batch: %d requests, up to %d at once, KV cache %d blocks of %d positions (%s, %.1f MiB), context %d, %s\n", n_req,
+            ep.max_seqs ? ep.max_seqs : 64, st.kv_blocks, st.block_size, llamac_kv_type_name(ep.kv_type),
+            (double)llamac_model_kv_bytes(m, st.kv_blocks * st.block_size, ep.kv_type) / 1048576.0, st.n_ctx,
             ep.no_prefix_cache ? "no prefix cache" : "prefix cache on");
 
     double t1 = cli_now_ms();

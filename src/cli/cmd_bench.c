@@ -16,7 +16,7 @@
 #include "kernels/probe.h"
 
 static const char usage_text[] =
-    "usage: llamac bench -m MODEL [-p 128,512] [-n 64] [-b 1] [-t N] [--reps R] [--json|--csv|--md] [--peer 'COMMAND']\n"
+    "usage: llamac bench -m MODEL [-p 128,512] [-n 64] [-b 1] [-t N] [--kv-type T] [--reps R] [--json|--csv|--md] [--peer 'COMMAND']\n"
     "  -p LIST     prompt lengths for the prefill test (default 512)\n"
     "  -n LIST     tokens for the decode test (default 64); with -b 1 decode starts from BOS, one token per step\n"
     "  -b LIST     sequences run together (default 1). With B > 1 the B sequences go through the batching\n"
@@ -28,6 +28,7 @@ static const char usage_text[] =
     "              order; --json adds the KV cache figures (kv_blocks, kv_blocks_peak, kv_waste: unfilled\n"
     "              positions per sequence in blocks, preemptions). -b 1 is the single-session test below\n"
     "  -t LIST     thread counts (default: all cores)\n"
+    "  --kv-type T element type of the KV cache: f32 (default), f16, bf16, q8_0\n"
     "  --reps R    repetitions, reported as mean ± sd (default 3)\n"
     "  --peer CMD  a peer's benchmark command run between repetitions, its output printed after ours\n"
     "  --json      one JSON object per line and configuration; --csv, --md (default) tables\n";
@@ -107,14 +108,14 @@ typedef struct batch_kv {
 /* One repetition of the batched test: nb prompts of np random ids through the engine, each generating
  * ng tokens greedily past end of text. Prefill time (ms): from the submission until every sequence has
  * its first token; decode time: the rest. h hashes every sequence's tokens, sequence by sequence. */
-static bool bench_batch(const llamac_model *m, int nb, int np, int ng, int nt, uint64_t *rng, double *t_pre, double *t_dec,
-                        uint64_t *h, batch_kv *kv, llamac_error *err) {
+static bool bench_batch(const llamac_model *m, int nb, int np, int ng, int nt, llamac_kv_type kv_type, uint64_t *rng, double *t_pre,
+                        double *t_dec, uint64_t *h, batch_kv *kv, llamac_error *err) {
     llamac_model_info info;
     llamac_model_get_info(m, &info);
     const int bs = 16;
     int per_seq = (np + ng + bs - 1) / bs * bs;
     llamac_engine_params ep = {.n_threads = nt, .max_seqs = nb, .n_ctx = np + ng, .kv_tokens = nb * per_seq, .block_size = bs,
-                               .step_tokens = nb > 512 ? nb : 512};
+                               .step_tokens = nb > 512 ? nb : 512, .kv_type = kv_type};
     llamac_engine *e = llamac_engine_create(m, &ep, err);
     if (!e) return false;
     bool ok = false;
@@ -169,7 +170,8 @@ int cmd_bench(int argc, char **argv) {
     int prompts[MAX_LIST] = {512}, gens[MAX_LIST] = {64}, batches[MAX_LIST] = {1}, threads[MAX_LIST] = {0};
     int n_p = 1, n_n = 1, n_b = 1, n_t = 1, reps = 3;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {&model_path, NULL, NULL, NULL};
+    llamac_kv_type kv_type = LLAMAC_KV_F32;
+    const cli_common common = {&model_path, NULL, NULL, NULL, &kv_type};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)
@@ -204,7 +206,7 @@ int cmd_bench(int argc, char **argv) {
     const llamac_tokenizer *tok = llamac_model_tokenizer(m);
     {
         llamac_error err = {{0}};
-        llamac_session_params sp = {.n_ctx = 16, .n_threads = threads[0]};
+        llamac_session_params sp = {.n_ctx = 16, .n_threads = threads[0], .kv_type = kv_type};
         llamac_session *s = llamac_session_create(m, &sp, &err);
         if (!s) {
             llamac_model_free(m);
@@ -256,12 +258,12 @@ int cmd_bench(int argc, char **argv) {
                         if (nb > 1) {
                             /* the same prompts on every repetition, so the hash must repeat too */
                             uint64_t brng = 0x9e3779b97f4a7c15ull ^ (uint64_t)np;
-                            if (!bench_batch(m, nb, np, ng, nt, &brng, &t_pre, &t_dec, &h, &kv, &err)) {
+                            if (!bench_batch(m, nb, np, ng, nt, kv_type, &brng, &t_pre, &t_dec, &h, &kv, &err)) {
                                 rc = cli_error("%s", err.message);
                                 break;
                             }
                         } else {
-                            llamac_session_params sp = {.n_ctx = ctx, .n_threads = nt};
+                            llamac_session_params sp = {.n_ctx = ctx, .n_threads = nt, .kv_type = kv_type};
                             llamac_session *s = llamac_session_create(m, &sp, &err);
                             if (!s) {
                                 rc = cli_error("%s", err.message);
@@ -316,15 +318,17 @@ int cmd_bench(int argc, char **argv) {
                         printf("{\"model\": \"%s\", \"type\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, "
                                "\"batch\": %d, \"reps\": %d, \"prefill_tok_s\": %.2f, \"prefill_sd\": %.2f, \"decode_tok_s\": %.2f, "
                                "\"decode_sd\": %.2f, \"decode_gb_s\": %.2f, \"bandwidth_gb_s\": %.2f, \"prefill_gops\": %.1f, "
-                               "\"peak_gops\": %.1f, \"peak_kind\": \"%s\", \"peak_rss_mb\": %.1f, \"load_s\": %.3f, %s, \"hash\": \"%s\"}\n",
+                               "\"peak_gops\": %.1f, \"peak_kind\": \"%s\", \"peak_rss_mb\": %.1f, \"load_s\": %.3f, \"kv_type\": \"%s\", %s, "
+                               "\"hash\": \"%s\"}\n",
                                info.name, info.weight_type, llamac_isa(), nt, np, ng, nb, reps, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw,
-                               ops / 1e9, peak / 1e9, llc_peak_name(kind), rss, t_load, kvs, hs);
+                               ops / 1e9, peak / 1e9, llc_peak_name(kind), rss, t_load, llamac_kv_type_name(kv_type), kvs, hs);
                     } else if (!strcmp(fmt, "csv")) {
                         printf("\"%s\",%s,%d,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f,%s\n", info.name, info.weight_type, nt, np,
                                ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw, ops / 1e9, peak / 1e9, rss, hs);
                     } else {
-                        printf("| %s | %s | %d | %d | %d | %d | %.1f ± %.1f | %.2f ± %.2f | %.1f (%.0f%%) | %.0f (%.0f%%) | %.0f | %s |\n", info.name,
-                               info.weight_type, nt, np, ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw > 0 ? 100 * gbs / bw : 0, ops / 1e9,
+                        printf("| %s | %s%s%s | %d | %d | %d | %d | %.1f ± %.1f | %.2f ± %.2f | %.1f (%.0f%%) | %.0f (%.0f%%) | %.0f | %s |\n",
+                               info.name, info.weight_type, kv_type ? ", KV " : "", kv_type ? llamac_kv_type_name(kv_type) : "", nt,
+                               np, ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw > 0 ? 100 * gbs / bw : 0, ops / 1e9,
                                peak > 0 ? 100 * ops / peak : 0, rss, hs);
                     }
                     fflush(stdout);

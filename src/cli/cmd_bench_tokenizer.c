@@ -234,7 +234,7 @@ int cmd_bench_tokenizer(int argc, char **argv) {
     int mb = 4, rounds = 3;
     bool tiktoken = false;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {NULL, &tok_path, NULL, NULL};
+    const cli_common common = {NULL, &tok_path, NULL, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)

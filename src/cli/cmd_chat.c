@@ -41,6 +41,7 @@ static const char usage_text[] =
     "                          sampling, as for llamac generate\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx N             context size in tokens (default: the model's, at most 4096)\n"
+    CLI_KV_TYPE_HELP
     "  --dump-ids FILE         print the token ids of the conversation in FILE (a JSON array of\n"
     "                          {\"role\": …, \"content\": …}, or an array of such arrays: a line each) in the\n"
     "                          chat format and exit; needs only --tokenizer or -m\n"
@@ -281,7 +282,8 @@ int cmd_chat(int argc, char **argv) {
     cli_sampling smp_opts;
     cli_sampling_init(&smp_opts);
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx};
+    llamac_kv_type kv_type = LLAMAC_KV_F32;
+    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx, &kv_type};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i], *v;
         CLI_COMMON_OPTIONS(a, common, usage_text)
@@ -337,7 +339,7 @@ int cmd_chat(int argc, char **argv) {
     reader *rd = NULL;
     size_t line_cap = 0, line_len;
     llamac_error err = {{0}};
-    llamac_session_params spar = {.n_ctx = n_ctx, .n_threads = n_threads};
+    llamac_session_params spar = {.n_ctx = n_ctx, .n_threads = n_threads, .kv_type = kv_type};
     /* The session's worker threads start with SIGINT blocked, so Ctrl-C always reaches this thread
      * (and interrupts its wait at the prompt). */
     sigset_t sigint, old_mask;

@@ -16,7 +16,7 @@ int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *type_name = NULL, *tok_path = NULL;
     int n_threads = 0;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {NULL, &tok_path, &n_threads, NULL};
+    const cli_common common = {NULL, &tok_path, &n_threads, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)

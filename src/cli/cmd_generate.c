@@ -17,6 +17,7 @@ static const char usage_text[] =
     CLI_SAMPLING_HELP
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx N             context size in tokens (default: the model's, at most 4096)\n"
+    CLI_KV_TYPE_HELP
     "  --special               recognise special-token text (e.g. <|eot_id|>) in the prompt\n"
     "  --json                  print one JSON object (prompt_ids, ids, text, timings) instead of streaming\n"
     "  --chat                  the prompt is a user message in the model's chat format (only the answer is printed)\n"
@@ -51,7 +52,8 @@ int cmd_generate(int argc, char **argv) {
     cli_sampling smp_opts;
     cli_sampling_init(&smp_opts);
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx};
+    llamac_kv_type kv_type = LLAMAC_KV_F32;
+    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx, &kv_type};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i], *v;
         CLI_COMMON_OPTIONS(a, common, usage_text)
@@ -133,7 +135,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     llamac_error err = {{0}};
-    llamac_session_params spar = {.n_ctx = n_ctx, .n_threads = n_threads};
+    llamac_session_params spar = {.n_ctx = n_ctx, .n_threads = n_threads, .kv_type = kv_type};
     if (!(s = llamac_session_create(m, &spar, &err))) {
         cli_error("%s", err.message);
         goto done;

@@ -50,8 +50,9 @@ static void model_mix(const llamac_model *m, type_mix *x) {
 }
 
 static const char usage_text[] =
-    "usage: llamac info MODEL [--ctx N] [--tokenizer FILE] [--tensors]\n"
+    "usage: llamac info MODEL [--ctx N] [--kv-type T] [--tokenizer FILE] [--tensors]\n"
     "  hyperparameters, weight types and the memory needed at a context of N tokens (default 4096)\n"
+    "  --kv-type T the KV cache's element type for that memory: f32 (default), f16, bf16, q8_0\n"
     "  --tensors   list every weight matrix with its type and size\n";
 
 int cmd_info(int argc, char **argv) {
@@ -59,7 +60,8 @@ int cmd_info(int argc, char **argv) {
     int n_ctx = 0;
     bool tensors = false;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {&model_path, &tok_path, NULL, &n_ctx};
+    llamac_kv_type kv_type = LLAMAC_KV_F32;
+    const cli_common common = {&model_path, &tok_path, NULL, &n_ctx, &kv_type};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)
@@ -120,9 +122,22 @@ int cmd_info(int argc, char **argv) {
     printf("rms norm eps:   %g\n", in.rms_eps);
     printf("output:         %s\n", in.tied_output ? "tied to the token embedding" : "separate matrix");
     printf("kernels:        %s\n", llamac_isa());
-    uint64_t kv = llamac_model_kv_bytes(m, n_ctx);
-    printf("memory at ctx %d: weights %.1f MiB (mapped) + KV cache %.1f MiB = %.1f MiB\n", n_ctx, (double)in.weight_bytes / 1048576.0,
-           (double)kv / 1048576.0, (double)(in.weight_bytes + kv) / 1048576.0);
+    printf("KV per token:  ");
+    for (int t = LLAMAC_KV_F32; t <= LLAMAC_KV_Q8_0; t++) {
+        uint64_t b = llamac_model_kv_bytes(m, 1, (llamac_kv_type)t);
+        if (b) printf(" %s %.2f KiB", llamac_kv_type_name((llamac_kv_type)t), (double)b / 1024.0);
+        else printf(" %s n/a", llamac_kv_type_name((llamac_kv_type)t));
+    }
+    printf("\n");
+    uint64_t kv = llamac_model_kv_bytes(m, n_ctx, kv_type);
+    if (kv == 0) {
+        llamac_model_free(m);
+        return cli_error("a KV cache of type %s needs rows (n_kv_heads x head_dim = %d) that are a multiple of 32",
+                         llamac_kv_type_name(kv_type), in.n_kv_heads * in.head_dim);
+    }
+    printf("memory at ctx %d: weights %.1f MiB (mapped) + KV cache %.1f MiB (%s) = %.1f MiB\n", n_ctx,
+           (double)in.weight_bytes / 1048576.0, (double)kv / 1048576.0, llamac_kv_type_name(kv_type),
+           (double)(in.weight_bytes + kv) / 1048576.0);
     if (tensors) {
         llamac_tensor_info ti;
         for (int i = 0; llamac_model_tensor(m, i, &ti); i++)

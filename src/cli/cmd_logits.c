@@ -8,7 +8,7 @@
 #include "cli/cli.h"
 
 static const char usage_text[] =
-    "usage: llamac logits -m MODEL (-p PROMPT | --ids I,J,K) [--top K] [--no-bos] [--tokenizer FILE] [--threads N]\n"
+    "usage: llamac logits -m MODEL (-p PROMPT | --ids I,J,K) [--top K] [--no-bos] [--kv-type T] [--tokenizer FILE] [--threads N]\n"
     "  prints {\"prompt_ids\": [...], \"logits\": [...]} — all n_vocab logits of the last position,\n"
     "  or with --top K the K largest as [id, logit] pairs\n";
 
@@ -50,7 +50,8 @@ int cmd_logits(int argc, char **argv) {
     int top = 0, n_threads = 0;
     bool bos = true;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {&model_path, &tok_path, &n_threads, NULL};
+    llamac_kv_type kv_type = LLAMAC_KV_F32;
+    const cli_common common = {&model_path, &tok_path, &n_threads, NULL, &kv_type};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)
@@ -82,7 +83,7 @@ int cmd_logits(int argc, char **argv) {
     llamac_model_info info;
     llamac_model_get_info(m, &info);
     llamac_error err = {{0}};
-    llamac_session_params sp = {.n_ctx = n, .n_threads = n_threads};
+    llamac_session_params sp = {.n_ctx = n, .n_threads = n_threads, .kv_type = kv_type};
     if (!(s = llamac_session_create(m, &sp, &err))) {
         cli_error("%s", err.message);
         goto done;

@@ -12,8 +12,9 @@
 #include "cli/cli.h"
 
 static const char usage_text[] =
-    "usage: llamac perplexity -m MODEL -f TEXT_FILE [--ctx N] [--tokenizer FILE] [--threads N] [--json]\n"
+    "usage: llamac perplexity -m MODEL -f TEXT_FILE [--ctx N] [--kv-type T] [--tokenizer FILE] [--threads N] [--json]\n"
     "  --ctx N     window size in tokens (default 512)\n"
+    "  --kv-type T element type of the KV cache: f32 (default), f16, bf16, q8_0\n"
     "  --json      end with one JSON line: {\"ppl\", \"chunks\", \"ctx\", \"tokens\", \"scored\"}\n";
 
 int cmd_perplexity(int argc, char **argv) {
@@ -21,7 +22,8 @@ int cmd_perplexity(int argc, char **argv) {
     int n_ctx = 512, n_threads = 0;
     bool json = false;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {&model_path, &tok_path, &n_threads, NULL};
+    llamac_kv_type kv_type = LLAMAC_KV_F32;
+    const cli_common common = {&model_path, &tok_path, &n_threads, NULL, &kv_type};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)
@@ -56,7 +58,7 @@ int cmd_perplexity(int argc, char **argv) {
     llamac_model_info info;
     llamac_model_get_info(m, &info);
     llamac_error err = {{0}};
-    llamac_session_params sp = {.n_ctx = n_ctx, .n_threads = n_threads};
+    llamac_session_params sp = {.n_ctx = n_ctx, .n_threads = n_threads, .kv_type = kv_type};
     if (!(s = llamac_session_create(m, &sp, &err))) {
         cli_error("%s", err.message);
         goto done;

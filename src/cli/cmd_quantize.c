@@ -140,7 +140,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *pos[3] = {NULL, NULL, NULL}, *tok_path = NULL;
     int n_pos = 0, n_threads = 0;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {NULL, &tok_path, &n_threads, NULL};
+    const cli_common common = {NULL, &tok_path, &n_threads, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)

@@ -101,7 +101,7 @@ int cmd_synth(int argc, char **argv) {
     uint64_t seed = 1;
     int n_layers = 0;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {NULL, NULL, NULL, NULL};
+    const cli_common common = {NULL, NULL, NULL, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)

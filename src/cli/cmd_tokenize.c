@@ -22,7 +22,7 @@ int cmd_tokenize(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *text = NULL, *file = NULL;
     bool bos = true, json = false, special = false;
     cli_args a = {argc, 1, argv, false};
-    const cli_common common = {&model_path, &tok_path, NULL, NULL};
+    const cli_common common = {&model_path, &tok_path, NULL, NULL, NULL};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)

@@ -230,6 +230,11 @@ llamac_engine *llamac_engine_create(const llamac_model *model, const llamac_engi
         llc_fail(err, "kv_tokens must be >= 0 (got %d)", p.kv_tokens);
         return NULL;
     }
+    int elem = llc_kv_elem_type(p.kv_type);
+    if (elem < 0) {
+        llc_fail(err, "unknown KV cache type %d (f32, f16, bf16, q8_0)", (int)p.kv_type);
+        return NULL;
+    }
     llamac_model_info info;
     llamac_model_get_info(model, &info);
     int max_seqs = p.max_seqs ? p.max_seqs : 64;
@@ -237,7 +242,9 @@ llamac_engine *llamac_engine_create(const llamac_model *model, const llamac_engi
     int bs = p.block_size ? p.block_size : 16;
     int step_tokens = p.step_tokens ? p.step_tokens : 512;
     int kv_dim = info.n_kv_heads * info.head_dim;
-    uint64_t block_bytes = 2ull * (uint64_t)info.n_layers * (uint64_t)kv_dim * (uint64_t)bs * sizeof(float);
+    if (!llc_kv_check_type((enum llc_type)elem, kv_dim, err)) return NULL;
+    /* the budget buys blocks of the cache's type: half as many bytes a block for f16 as for f32 */
+    uint64_t block_bytes = 2ull * (uint64_t)info.n_layers * (uint64_t)bs * llc_kv_row_bytes_of((enum llc_type)elem, kv_dim);
     uint64_t n_blocks;
     if (p.kv_mem) {
         n_blocks = p.kv_mem / block_bytes;
@@ -273,7 +280,7 @@ llamac_engine *llamac_engine_create(const llamac_model *model, const llamac_engi
     e->block_size = bs;
     e->n_blocks = (int)n_blocks;
     e->prefix_cache = !p.no_prefix_cache;
-    if (!(e->pool = llc_kv_pool_create(info.n_layers, kv_dim, bs, (int)n_blocks, err))) goto fail;
+    if (!(e->pool = llc_kv_pool_create(info.n_layers, kv_dim, bs, (int)n_blocks, (enum llc_type)elem, err))) goto fail;
     if (!(e->fwd = llc_forward_create(model, p.n_threads, err))) goto fail;
     e->b_tok = malloc((size_t)step_tokens * sizeof *e->b_tok);
     e->b_pos = malloc((size_t)step_tokens * sizeof *e->b_pos);

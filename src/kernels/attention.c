@@ -5,7 +5,8 @@
  *   - attend_rows: the online softmax over tiles, written once for every instruction set;
  *   - the four inner kernels (scores, max, exp_sum, accumulate) per instruction set: scalar (the
  *     definition), AVX2, AVX-512, selected at run time from llc_kernels_get()'s choice;
- *   - llc_attn_merge: the exact combination of partial results (split-KV).
+ *   - llc_attn_merge: the exact combination of partial results (split-KV);
+ *   - to_f32 per instruction set: the conversion of stored f16 / bf16 / q8_0 rows to f32, tile by tile.
  */
 #include "kernels/attention.h"
 
@@ -13,6 +14,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+
+#include "base/fp16.h"
 
 #define TILE LLC_ATTN_TILE
 #define MAX_ROWS LLC_ATTN_MAX_ROWS
@@ -67,6 +70,33 @@ static void accumulate_scalar(float *acc, int rows, int hd, const float *c, cons
         }
 }
 
+/* Elements skip .. skip + n - 1 of an array of `type` as f32. Scalar, the definition; the vector
+ * versions convert the bulk and leave the rest to this one. */
+static void to_f32_scalar(enum llc_type type, const void *src, size_t skip, int n, float *dst) {
+    switch (type) {
+    case LLC_F16: {
+        const uint16_t *h = (const uint16_t *)src + skip;
+        for (int i = 0; i < n; i++) dst[i] = llc_fp16_to_fp32(h[i]);
+        break;
+    }
+    case LLC_BF16: {
+        const uint16_t *h = (const uint16_t *)src + skip;
+        for (int i = 0; i < n; i++) dst[i] = llc_bf16_to_fp32(h[i]);
+        break;
+    }
+    case LLC_Q8_0: {
+        const block_q8_0 *b = (const block_q8_0 *)src + skip / QK8_0;
+        int j = (int)(skip % QK8_0);
+        for (int i = 0; i < n; b++, j = 0) {
+            float d = llc_fp16_to_fp32(b->d);
+            for (; j < QK8_0 && i < n; j++, i++) dst[i] = d * (float)b->qs[j];
+        }
+        break;
+    }
+    default: memcpy(dst, (const float *)src + skip, (size_t)n * sizeof(float)); break;
+    }
+}
+
 /* ---- the online softmax --------------------------------------------------------------------------------- */
 
 /*
@@ -76,9 +106,12 @@ static void accumulate_scalar(float *acc, int rows, int hd, const float *c, cons
  *   l = l * c + Σ exp(s - m');     acc = acc * c + Σ exp(s - m') v;       m = m'
  * Tiles start at lo, whatever the block layout, and each position's row pointer is looked up from the
  * block table once per tile: the arithmetic is the same for any view of the same data.
+ * An f32 view's rows are read where they are (kbuf NULL). Any other type's rows are converted tile by
+ * tile into kbuf and vbuf (LLC_ATTN_SCRATCH floats each; a tile is shorter when head_dim > 128), then
+ * the same kernels run on the converted rows.
  */
 static void attend_rows(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int hd, const float *q, int rows, int lo,
-                        int hi, float scale, float *m, float *l, float *acc) {
+                        int hi, float scale, float *m, float *l, float *acc, float *kbuf, float *vbuf) {
     for (int r = 0; r < rows; r++) {
         m[r] = -INFINITY;
         l[r] = 0;
@@ -86,16 +119,29 @@ static void attend_rows(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_h
     memset(acc, 0, (size_t)rows * hd * sizeof *acc);
     if (lo >= hi) return;
     const size_t head_off = (size_t)kv_head * kv->head_stride;
+    const int tile = !kbuf || LLC_ATTN_SCRATCH / hd >= TILE ? TILE : LLC_ATTN_SCRATCH / hd;
     int blk = lo / kv->block_size, off = lo % kv->block_size;
     const float *k_row[TILE], *v_row[TILE];
     float s[MAX_ROWS * TILE], c[MAX_ROWS];
-    for (int p0 = lo; p0 < hi; p0 += TILE) {
-        int n = hi - p0 < TILE ? hi - p0 : TILE;
-        for (int i = 0; i < n; i++) {
-            size_t o = (size_t)off * kv->row_stride + head_off;
-            k_row[i] = kv->k_blocks[blk] + o;
-            v_row[i] = kv->v_blocks[blk] + o;
-            if (++off == kv->block_size) blk++, off = 0;
+    for (int p0 = lo; p0 < hi; p0 += tile) {
+        int n = hi - p0 < tile ? hi - p0 : tile;
+        if (!kbuf) {
+            for (int i = 0; i < n; i++) {
+                size_t o = (size_t)off * kv->row_stride + head_off;
+                k_row[i] = (const float *)kv->k_blocks[blk] + o;
+                v_row[i] = (const float *)kv->v_blocks[blk] + o;
+                if (++off == kv->block_size) blk++, off = 0;
+            }
+        } else {
+            for (int i = 0; i < n; i++) {
+                size_t o = (size_t)off * kv->row_stride + head_off;
+                float *kd = kbuf + (size_t)i * hd, *vd = vbuf + (size_t)i * hd;
+                ops->to_f32(kv->type, kv->k_blocks[blk], o, hd, kd);
+                ops->to_f32(kv->type, kv->v_blocks[blk], o, hd, vd);
+                k_row[i] = kd;
+                v_row[i] = vd;
+                if (++off == kv->block_size) blk++, off = 0;
+            }
         }
         ops->scores(q, rows, hd, k_row, n, scale, s);
         for (int r = 0; r < rows; r++) {
@@ -109,6 +155,21 @@ static void attend_rows(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_h
     }
 }
 
+/* A converted view: the scratch for one tile's K and V rows on this call's stack (2 x 32 KiB), kept
+ * out of the f32 path's frame. */
+static __attribute__((noinline)) void attend_converted(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int hd,
+                                                       const float *q, int rows, int lo, int hi, float scale, float *m,
+                                                       float *l, float *acc) {
+    float kbuf[LLC_ATTN_SCRATCH], vbuf[LLC_ATTN_SCRATCH];
+    attend_rows(ops, kv, kv_head, hd, q, rows, lo, hi, scale, m, l, acc, kbuf, vbuf);
+}
+
+static void attend(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int hd, const float *q, int rows, int lo,
+                   int hi, float scale, float *m, float *l, float *acc) {
+    if (kv->type == LLC_F32) attend_rows(ops, kv, kv_head, hd, q, rows, lo, hi, scale, m, l, acc, NULL, NULL);
+    else attend_converted(ops, kv, kv_head, hd, q, rows, lo, hi, scale, m, l, acc);
+}
+
 void llc_attn_partial(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int head_dim, const float *q, int rows,
                       int lo, int hi, float scale, float *part) {
     if (!ops) ops = llc_attn_ops_get();
@@ -116,8 +177,8 @@ void llc_attn_partial(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_hea
     /* A group larger than MAX_ROWS takes several passes over the keys. */
     for (int r0 = 0; r0 < rows; r0 += MAX_ROWS) {
         int nr = rows - r0 < MAX_ROWS ? rows - r0 : MAX_ROWS;
-        attend_rows(ops, kv, kv_head, head_dim, q + (size_t)r0 * head_dim, nr, lo, hi, scale, m + r0, l + r0,
-                    acc + (size_t)r0 * head_dim);
+        attend(ops, kv, kv_head, head_dim, q + (size_t)r0 * head_dim, nr, lo, hi, scale, m + r0, l + r0,
+               acc + (size_t)r0 * head_dim);
     }
 }
 
@@ -127,7 +188,7 @@ void llc_attn(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int h
     for (int r0 = 0; r0 < rows; r0 += MAX_ROWS) {
         int nr = rows - r0 < MAX_ROWS ? rows - r0 : MAX_ROWS;
         float m[MAX_ROWS], l[MAX_ROWS], *o = out + (size_t)r0 * head_dim;
-        attend_rows(ops, kv, kv_head, head_dim, q + (size_t)r0 * head_dim, nr, 0, n_pos, scale, m, l, o);
+        attend(ops, kv, kv_head, head_dim, q + (size_t)r0 * head_dim, nr, 0, n_pos, scale, m, l, o);
         for (int r = 0; r < nr; r++) {
             float inv = 1.0f / l[r];
             for (int d = 0; d < head_dim; d++) o[(size_t)r * head_dim + d] *= inv;
@@ -357,6 +418,32 @@ AVX2 static void accumulate_avx2(float *acc, int rows, int hd, const float *c, c
     }
 }
 
+/* to_f32: 8 values per instruction (F16C's vcvtph2ps for f16, a widening shift for bf16, int8 to
+ * int32 to float times the block's scale for q8_0); whatever is left over, and a q8_0 run that does
+ * not start a block, goes to the scalar definition. Every conversion is exact, so the bits agree. */
+__attribute__((target("avx2,fma,f16c"))) static void to_f32_avx2(enum llc_type type, const void *src, size_t skip, int n,
+                                                                  float *dst) {
+    int i = 0;
+    if (type == LLC_F16 || type == LLC_BF16) {
+        const uint16_t *h = (const uint16_t *)src + skip;
+        for (; i + 8 <= n; i += 8) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(h + i));
+            __m256 f = type == LLC_F16 ? _mm256_cvtph_ps(x) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(x), 16));
+            _mm256_storeu_ps(dst + i, f);
+        }
+    } else if (type == LLC_Q8_0 && skip % QK8_0 == 0) {
+        const block_q8_0 *b = (const block_q8_0 *)src + skip / QK8_0;
+        for (; i + QK8_0 <= n; i += QK8_0, b++) {
+            __m256 d = _mm256_set1_ps(llc_fp16_to_fp32(b->d));
+            for (int j = 0; j < QK8_0; j += 8) {
+                __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + j)));
+                _mm256_storeu_ps(dst + i + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+            }
+        }
+    }
+    if (i < n) to_f32_scalar(type, src, skip + (size_t)i, n - i, dst + i);
+}
+
 /* ---- AVX-512 ---- */
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #define AVX512_INLINE AVX512 static inline __attribute__((always_inline))
@@ -505,13 +592,38 @@ AVX512 static void accumulate_avx512(float *acc, int rows, int hd, const float *
     }
 }
 
-static const llc_attn_ops avx2_ops = {LLC_ISA_AVX2, "avx2", scores_avx2, max_avx2, exp_sum_avx2, accumulate_avx2};
-static const llc_attn_ops avx512_ops = {LLC_ISA_AVX512, "avx512", scores_avx512, max_avx512, exp_sum_avx512, accumulate_avx512};
+/* to_f32 as the AVX2 version, 16 values per instruction. */
+AVX512 static void to_f32_avx512(enum llc_type type, const void *src, size_t skip, int n, float *dst) {
+    int i = 0;
+    if (type == LLC_F16 || type == LLC_BF16) {
+        const uint16_t *h = (const uint16_t *)src + skip;
+        for (; i + 16 <= n; i += 16) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(h + i));
+            __m512 f = type == LLC_F16 ? _mm512_cvtph_ps(x) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(x), 16));
+            _mm512_storeu_ps(dst + i, f);
+        }
+    } else if (type == LLC_Q8_0 && skip % QK8_0 == 0) {
+        const block_q8_0 *b = (const block_q8_0 *)src + skip / QK8_0;
+        for (; i + QK8_0 <= n; i += QK8_0, b++) {
+            __m512 d = _mm512_set1_ps(llc_fp16_to_fp32(b->d));
+            for (int j = 0; j < QK8_0; j += 16) {
+                __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + j)));
+                _mm512_storeu_ps(dst + i + j, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q)));
+            }
+        }
+    }
+    if (i < n) to_f32_scalar(type, src, skip + (size_t)i, n - i, dst + i);
+}
+
+static const llc_attn_ops avx2_ops = {LLC_ISA_AVX2, "avx2", scores_avx2, max_avx2, exp_sum_avx2, accumulate_avx2, to_f32_avx2};
+static const llc_attn_ops avx512_ops = {LLC_ISA_AVX512, "avx512", scores_avx512, max_avx512, exp_sum_avx512, accumulate_avx512,
+                                        to_f32_avx512};
 #endif
 
 /* ---- selection ---------------------------------------------------------------------------------------------------- */
 
-static const llc_attn_ops scalar_ops = {LLC_ISA_SCALAR, "scalar", scores_scalar, max_scalar, exp_sum_scalar, accumulate_scalar};
+static const llc_attn_ops scalar_ops = {LLC_ISA_SCALAR, "scalar", scores_scalar, max_scalar, exp_sum_scalar, accumulate_scalar,
+                                        to_f32_scalar};
 
 const llc_attn_ops *llc_attn_ops_for(enum llc_isa isa) {
     if (isa == LLC_ISA_SCALAR) return &scalar_ops;

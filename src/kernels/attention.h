@@ -9,7 +9,11 @@
  * with the context and one pass reads each key and value row once.
  *
  * One call handles the query heads that share one KV head under GQA (Llama 3.2 1B: 4 query heads per
- * KV head), so each K/V row is read once for the whole group. Everything is f32.
+ * KV head), so each K/V row is read once for the whole group. The arithmetic is f32. The keys and
+ * values may be stored as f32 (read in place) or as f16, bf16 or q8_0: then each tile's rows are
+ * first converted to f32 (exactly: every f16, bf16 and q8_0 value is an f32) into a scratch on the
+ * stack, and the same f32 kernels run on them, so a converted view gives bit for bit the result of an
+ * f32 view of the rounded values.
  *
  * A range of positions can be done in pieces (split-KV): llc_attn_partial gives (m, l, acc) for a
  * range and llc_attn_merge combines pieces exactly (the log-sum-exp merge), so decoding one token over
@@ -19,18 +23,25 @@
 #include <stddef.h>
 
 #include "kernels/dispatch.h"
+#include "kernels/types.h"
 
 /* Positions per tile: the scores of one tile (rows x LLC_ATTN_TILE floats) stay in L1. */
 #define LLC_ATTN_TILE 64
 /* Query rows per pass over the keys: the vector kernels hold this many accumulators in registers.
  * A larger group is done in several passes. */
 #define LLC_ATTN_MAX_ROWS 8
+/* Floats of K (and as many of V) a converted tile may hold: LLC_ATTN_TILE positions up to head_dim 128;
+ * beyond, a converted view's tiles are shorter (LLC_ATTN_SCRATCH / head_dim positions). head_dim must
+ * not exceed it for a view that is not f32. */
+#define LLC_ATTN_SCRATCH (LLC_ATTN_TILE * 128)
 
 /*
  * Where one layer's keys and values of one sequence are. Positions are grouped in blocks of
- * block_size consecutive positions; the head_dim floats of position p and KV head h start at
- *     k_blocks[p / block_size] + (p % block_size) * row_stride + h * head_stride
- * (likewise V, with the same strides).
+ * block_size consecutive positions; the head_dim values of position p and KV head h are the elements
+ *     e = (p % block_size) * row_stride + h * head_stride,  e + 1, ...,  e + head_dim - 1
+ * of block k_blocks[p / block_size] (likewise V, with the same strides), an array of elements of the
+ * view's type: floats for LLC_F32, halves for LLC_F16 and LLC_BF16, and for LLC_Q8_0 ggml's blocks of 32
+ * (element e is value e % 32 of block e / 32; a head need not start a block).
  *
  *   - today's contiguous cache ([position][kv_dim] per layer) is one block that holds every position,
  *     row_stride = kv_dim, head_stride = head_dim: llc_kv_view_contiguous;
@@ -43,19 +54,20 @@
  * on where rows are, so a paged view gives bit-for-bit the result of a contiguous one.
  */
 typedef struct llc_kv_view {
-    const float *const *k_blocks; /* block table for K: k_blocks[i] is block i's first float */
-    const float *const *v_blocks; /* block table for V */
+    const void *const *k_blocks;  /* block table for K: k_blocks[i] is block i's first element */
+    const void *const *v_blocks;  /* block table for V */
     int block_size;               /* positions per block (INT_MAX: one block, a contiguous cache) */
-    size_t row_stride;            /* floats between consecutive positions in a block */
-    size_t head_stride;           /* floats between consecutive KV heads of a position */
+    size_t row_stride;            /* elements between consecutive positions in a block */
+    size_t head_stride;           /* elements between consecutive KV heads of a position */
+    enum llc_type type;           /* LLC_F32 (0: read in place), LLC_F16, LLC_BF16 or LLC_Q8_0 */
 } llc_kv_view;
 
-/* A contiguous cache seen as a view: *k and *v are position 0's rows, rows row_stride floats apart
+/* A contiguous f32 cache seen as a view: *k and *v are position 0's rows, rows row_stride floats apart
  * (kv_dim), heads head_dim floats apart in a row. The view points at the pointers, so they must
  * outlive it. */
-static inline llc_kv_view llc_kv_view_contiguous(const float *const *k, const float *const *v, size_t row_stride,
+static inline llc_kv_view llc_kv_view_contiguous(const void *const *k, const void *const *v, size_t row_stride,
                                                  size_t head_dim) {
-    llc_kv_view view = {k, v, INT_MAX, row_stride, head_dim};
+    llc_kv_view view = {k, v, INT_MAX, row_stride, head_dim, LLC_F32};
     return view;
 }
 
@@ -75,6 +87,9 @@ typedef struct llc_attn_ops {
     float (*exp_sum)(float *s, int n, float m);
     /* acc_r = acc_r * c[r] + Σ_i p[r][i] * v_i  (acc_r = acc + r * head_dim) */
     void (*accumulate)(float *acc, int rows, int head_dim, const float *c, const float *p, const float *const *v, int n);
+    /* dst[0..n) = elements skip .. skip + n - 1 of src, an array of `type` (LLC_F16, LLC_BF16, LLC_Q8_0;
+     * LLC_F32 copies), as f32. Exact: every ISA gives the same bits. */
+    void (*to_f32)(enum llc_type type, const void *src, size_t skip, int n, float *dst);
 } llc_attn_ops;
 
 /* The kernels for the ISA llc_kernels_get() chose (LLAMAC_ISA applies). */

@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/error.h"
 
@@ -32,8 +33,10 @@ typedef struct kv_slot {
 
 struct llc_kv_pool {
     int n_layers, kv_dim, block_size, n_blocks;
-    size_t block_floats;     /* block_size * kv_dim: one block of one layer */
-    float **k, **v;          /* [n_layers] */
+    enum llc_type type;      /* element type of the rows */
+    size_t row_bytes;        /* one position's kv_dim values */
+    size_t block_row_bytes;  /* block_size * row_bytes: one block of one layer */
+    unsigned char **k, **v;  /* [n_layers] */
 
     int32_t *ref;            /* [n_blocks] users */
     int32_t *free_stack;     /* [n_blocks], n_free entries, top = next to hand out */
@@ -182,6 +185,36 @@ static void unref_block(llc_kv_pool *p, int32_t b) {
     else p->free_stack[p->n_free++] = b;
 }
 
+/* ---- element types ---- */
+
+static const char *const kv_type_names[] = {"f32", "f16", "bf16", "q8_0"};
+static const enum llc_type kv_elem_types[] = {LLC_F32, LLC_F16, LLC_BF16, LLC_Q8_0};
+
+int llamac_kv_type_from_name(const char *name) {
+    for (int i = 0; name && i < 4; i++)
+        if (strcasecmp(name, kv_type_names[i]) == 0) return i;
+    return -1;
+}
+
+const char *llamac_kv_type_name(llamac_kv_type type) {
+    return (unsigned)type < 4 ? kv_type_names[type] : "?";
+}
+
+int llc_kv_elem_type(llamac_kv_type t) { return (unsigned)t < 4 ? (int)kv_elem_types[t] : -1; }
+
+size_t llc_kv_row_bytes_of(enum llc_type type, int kv_dim) {
+    if (kv_dim <= 0 || (type != LLC_F32 && type != LLC_F16 && type != LLC_BF16 && type != LLC_Q8_0)) return 0;
+    return llc_row_size(type, kv_dim);
+}
+
+bool llc_kv_check_type(enum llc_type type, int kv_dim, llamac_error *err) {
+    if (llc_kv_row_bytes_of(type, kv_dim) != 0) return true;
+    if (type == LLC_Q8_0 && kv_dim > 0)
+        return llc_fail(err, "KV cache type q8_0 needs rows (n_kv_heads x head_dim = %d) that are a multiple of %d", kv_dim,
+                        QK8_0);
+    return llc_fail(err, "KV cache: element type %s is not one of f32, f16, bf16, q8_0", llc_type_name(type));
+}
+
 /* ---- the pool ---- */
 
 static bool mul_ok(uint64_t a, uint64_t b, uint64_t limit, uint64_t *out) {
@@ -190,25 +223,28 @@ static bool mul_ok(uint64_t a, uint64_t b, uint64_t limit, uint64_t *out) {
     return true;
 }
 
-static void *alloc_floats(uint64_t n) {
-    size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
+static void *alloc_bytes(uint64_t n) {
+    size_t bytes = ((size_t)n + 63) & ~(size_t)63;
     return aligned_alloc(64, bytes);
 }
 
-llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_blocks, llamac_error *err) {
+llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_blocks, enum llc_type type,
+                                llamac_error *err) {
     if (n_layers <= 0 || kv_dim <= 0 || block_size <= 0 || n_blocks <= 0) {
         llc_fail(err, "KV cache: invalid sizes (%d layers, kv_dim %d, block size %d, %d blocks)", n_layers, kv_dim,
                  block_size, n_blocks);
         return NULL;
     }
-    /* Positions are ints: a sequence may hold every block. Floats per layer, and bytes of the whole
+    if (!llc_kv_check_type(type, kv_dim, err)) return NULL;
+    size_t row_bytes = llc_kv_row_bytes_of(type, kv_dim);
+    /* Positions are ints: a sequence may hold every block. Bytes per layer, and bytes of the whole
      * pool, must fit size_t with room for the rounding to 64 bytes. */
-    uint64_t positions = 0, floats = 0, total = 0;
-    uint64_t size_limit = ((uint64_t)SIZE_MAX - 64) / sizeof(float);
+    uint64_t positions = 0, bytes = 0, total = 0;
+    uint64_t size_limit = (uint64_t)SIZE_MAX - 64;
     if (!mul_ok((uint64_t)n_blocks, (uint64_t)block_size, (uint64_t)INT_MAX, &positions) ||
-        !mul_ok(positions, (uint64_t)kv_dim, size_limit, &floats) ||
-        !mul_ok(floats, 2 * (uint64_t)n_layers, size_limit, &total)) {
-        llc_fail(err, "KV cache: %d blocks of %d positions x %d floats x %d layers is too large", n_blocks,
+        !mul_ok(positions, (uint64_t)row_bytes, size_limit, &bytes) ||
+        !mul_ok(bytes, 2 * (uint64_t)n_layers, size_limit, &total)) {
+        llc_fail(err, "KV cache: %d blocks of %d positions x %d values x %d layers is too large", n_blocks,
                  block_size, kv_dim, n_layers);
         return NULL;
     }
@@ -218,7 +254,9 @@ llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_
     p->kv_dim = kv_dim;
     p->block_size = block_size;
     p->n_blocks = n_blocks;
-    p->block_floats = (size_t)block_size * (size_t)kv_dim;
+    p->type = type;
+    p->row_bytes = row_bytes;
+    p->block_row_bytes = (size_t)block_size * row_bytes;
     p->hash_mask = UINT64_MAX;
     p->next_epoch = 1;
     p->lru_head = p->lru_tail = -1;
@@ -245,8 +283,8 @@ llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_
         !p->parent || !p->parent_epoch || !p->epoch || !p->tokens || !p->table)
         goto oom;
     for (int l = 0; l < n_layers; l++) {
-        p->k[l] = alloc_floats(floats);
-        p->v[l] = alloc_floats(floats);
+        p->k[l] = alloc_bytes(bytes);
+        p->v[l] = alloc_bytes(bytes);
         if (!p->k[l] || !p->v[l]) goto oom;
     }
     /* Handed out 0, 1, 2, ...: one sequence in a fresh pool is laid out like a contiguous cache. */
@@ -261,7 +299,7 @@ llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_
 oom:
     llc_kv_pool_free(p);
     llc_fail(err, "KV cache: out of memory for %d blocks of %d positions (%.1f MiB)", n_blocks, block_size,
-             (double)total * sizeof(float) / (1024.0 * 1024.0));
+             (double)total / (1024.0 * 1024.0));
     return NULL;
 }
 
@@ -289,9 +327,11 @@ void llc_kv_pool_free(llc_kv_pool *p) {
 
 int llc_kv_block_size(const llc_kv_pool *p) { return p->block_size; }
 int llc_kv_n_blocks(const llc_kv_pool *p) { return p->n_blocks; }
-size_t llc_kv_block_bytes(const llc_kv_pool *p) { return 2 * (size_t)p->n_layers * p->block_floats * sizeof(float); }
-float *llc_kv_k_base(const llc_kv_pool *p, int layer) { return p->k[layer]; }
-float *llc_kv_v_base(const llc_kv_pool *p, int layer) { return p->v[layer]; }
+enum llc_type llc_kv_type(const llc_kv_pool *p) { return p->type; }
+size_t llc_kv_row_bytes(const llc_kv_pool *p) { return p->row_bytes; }
+size_t llc_kv_block_bytes(const llc_kv_pool *p) { return 2 * (size_t)p->n_layers * p->block_row_bytes; }
+void *llc_kv_k_base(const llc_kv_pool *p, int layer) { return p->k[layer]; }
+void *llc_kv_v_base(const llc_kv_pool *p, int layer) { return p->v[layer]; }
 int llc_kv_n_available(const llc_kv_pool *p) { return p->n_free + p->n_lru; }
 int llc_kv_n_used(const llc_kv_pool *p) { return p->n_blocks - p->n_free - p->n_lru; }
 int llc_kv_n_cached(const llc_kv_pool *p) { return p->n_cached; }
@@ -375,12 +415,10 @@ bool llc_kv_seq_append(llc_kv_pool *p, llc_kv_seq *s, int n) {
         int at = s->n_tokens / bs;
         int32_t old = s->blocks[at];
         int32_t nb = take_block(p);
-        size_t rows = (size_t)(s->n_tokens % bs) * (size_t)p->kv_dim;
+        size_t bytes = (size_t)(s->n_tokens % bs) * p->row_bytes;
         for (int l = 0; l < p->n_layers; l++) {
-            memcpy(p->k[l] + (size_t)nb * p->block_floats, p->k[l] + (size_t)old * p->block_floats,
-                   rows * sizeof(float));
-            memcpy(p->v[l] + (size_t)nb * p->block_floats, p->v[l] + (size_t)old * p->block_floats,
-                   rows * sizeof(float));
+            memcpy(p->k[l] + (size_t)nb * p->block_row_bytes, p->k[l] + (size_t)old * p->block_row_bytes, bytes);
+            memcpy(p->v[l] + (size_t)nb * p->block_row_bytes, p->v[l] + (size_t)old * p->block_row_bytes, bytes);
         }
         unref_block(p, old);
         s->blocks[at] = nb;

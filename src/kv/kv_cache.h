@@ -5,9 +5,11 @@
  * consecutive positions of one sequence for every layer, and per-sequence block tables (vLLM's
  * PagedAttention design). Memory is bounded by the pool's size, not by sequences x context.
  *
- * Storage: one allocation per layer for K and one for V, each [block][position in block][kv_dim] f32,
- * so block b of layer l starts at k_layer[l] + b * block_size * kv_dim. A sequence whose table is
- * 0, 1, 2, ... is then exactly a contiguous cache ([position][kv_dim] per layer).
+ * Storage: one allocation per layer for K and one for V, each [block][position in block][row], a row
+ * being one position's kv_dim values in the pool's element type: f32 (the default), f16, bf16 or
+ * q8_0 (ggml's blocks of 32 values with an fp16 scale, laid along the row: kv_dim must be a multiple
+ * of 32). Block b of layer l starts row_bytes * block_size * b bytes into the layer's storage. A
+ * sequence whose table is 0, 1, 2, ... is then exactly a contiguous cache ([position][row] per layer).
  *
  * Blocks are reference counted: a block shared by several sequences (a common prompt prefix) is
  * freed when its last user lets go. Prefix caching: a block that is full is "published" under the
@@ -27,22 +29,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/types.h"
 #include "llamac.h"
 
 typedef struct llc_kv_pool llc_kv_pool;
 
-/* n_blocks blocks of block_size positions, n_layers layers of kv_dim floats per position for K and V
- * (64-byte aligned, not zeroed: read only positions written). NULL (err set) when out of memory or the
- * sizes are invalid (not positive; n_blocks * block_size > INT_MAX; bytes overflowing size_t). */
-llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_blocks, llamac_error *err);
+/* The pool's element type for a public KV type (LLC_F32, LLC_F16, LLC_BF16, LLC_Q8_0); -1 if t is not one. */
+int llc_kv_elem_type(llamac_kv_type t);
+/* Bytes of one position's K (or V) row of kv_dim values of the element type; 0 when the type is not
+ * a KV type or kv_dim is not a multiple of its block. */
+size_t llc_kv_row_bytes_of(enum llc_type type, int kv_dim);
+/* true if a pool of rows of kv_dim values can have this element type; false with the reason in err. */
+bool llc_kv_check_type(enum llc_type type, int kv_dim, llamac_error *err);
+
+/* n_blocks blocks of block_size positions, n_layers layers of kv_dim values of element type `type`
+ * (LLC_F32, LLC_F16, LLC_BF16 or LLC_Q8_0) per position for K and V (64-byte aligned, not zeroed: read
+ * only positions written). NULL (err set) when out of memory or the sizes are invalid (not positive;
+ * n_blocks * block_size > INT_MAX; bytes overflowing size_t; another type, or q8_0 with kv_dim not a
+ * multiple of 32). */
+llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_blocks, enum llc_type type,
+                                llamac_error *err);
 void llc_kv_pool_free(llc_kv_pool *p);
 int llc_kv_block_size(const llc_kv_pool *p);
 int llc_kv_n_blocks(const llc_kv_pool *p);
+enum llc_type llc_kv_type(const llc_kv_pool *p);
+/* Bytes of one position's K (or V) row in one layer. */
+size_t llc_kv_row_bytes(const llc_kv_pool *p);
 /* Bytes of one block (all layers, K and V). */
 size_t llc_kv_block_bytes(const llc_kv_pool *p);
-/* Layer l's K (V) storage: block b's rows start at base + b * block_size * kv_dim. */
-float *llc_kv_k_base(const llc_kv_pool *p, int layer);
-float *llc_kv_v_base(const llc_kv_pool *p, int layer);
+/* Layer l's K (V) storage: block b's rows start b * block_size * llc_kv_row_bytes bytes in, position
+ * i of the block i * row_bytes further (for f32, (float *)base + (b * block_size + i) * kv_dim). */
+void *llc_kv_k_base(const llc_kv_pool *p, int layer);
+void *llc_kv_v_base(const llc_kv_pool *p, int layer);
 
 /* Blocks a new sequence could get now: free ones plus cached ones nobody uses (evictable). */
 int llc_kv_n_available(const llc_kv_pool *p);

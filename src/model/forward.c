@@ -7,7 +7,8 @@
  *   x = h + Wdown · (silu(Wgate · norm(h)) * (Wup · norm(h)))
  * then logits = Wout · norm(x) for the tokens whose logits are wanted. Only attention looks at which
  * sequence a token belongs to: its keys and values go to the sequence's slot in the paged cache, and
- * it attends to its own sequence's positions. Accumulation is f32 throughout; see kernels/.
+ * it attends to its own sequence's positions. Accumulation is f32 throughout; see kernels/. The cache
+ * may store K and V as f16, bf16 or q8_0: each row is rounded once, on its way in.
  */
 #include "model/forward.h"
 
@@ -47,7 +48,7 @@ struct llc_forward {
     /* per sequence of the batch, one layer's view of its blocks (rebuilt per layer) */
     llc_kv_view *views;
     int *n_blocks;            /* blocks of each sequence the batch reaches */
-    const float **block_ptrs; /* [2][Σ blocks]: K then V pointers the views point into */
+    const void **block_ptrs;  /* [2][Σ blocks]: K then V pointers the views point into */
     int seq_cap, ptr_cap;     /* grown when a batch needs more, so a steady state allocates nothing */
 };
 
@@ -257,17 +258,18 @@ static void project(llc_forward *f, int n_mats, float *const *outs, const llc_te
     }
 }
 
-/* Layer l's view of every sequence of the batch: its block table turned into K and V row pointers. */
+/* Layer l's view of every sequence of the batch: its block table turned into K and V block pointers. */
 static void build_views(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, const int *n_blocks, int l) {
     size_t kv_dim = (size_t)f->m->hp.n_kv_heads * f->m->hp.head_dim, bs = (size_t)llc_kv_block_size(kv);
-    const float *kb = llc_kv_k_base(kv, l), *vb = llc_kv_v_base(kv, l);
-    const float **kp = f->block_ptrs, **vp = f->block_ptrs + f->ptr_cap / 2;
+    size_t block_bytes = bs * llc_kv_row_bytes(kv);
+    const unsigned char *kb = llc_kv_k_base(kv, l), *vb = llc_kv_v_base(kv, l);
+    const void **kp = f->block_ptrs, **vp = f->block_ptrs + f->ptr_cap / 2;
     for (int s = 0; s < b->n_seqs; s++) {
         for (int i = 0; i < n_blocks[s]; i++) {
-            kp[i] = kb + (size_t)b->block_tables[s][i] * bs * kv_dim;
-            vp[i] = vb + (size_t)b->block_tables[s][i] * bs * kv_dim;
+            kp[i] = kb + (size_t)b->block_tables[s][i] * block_bytes;
+            vp[i] = vb + (size_t)b->block_tables[s][i] * block_bytes;
         }
-        f->views[s] = (llc_kv_view){kp, vp, (int)bs, kv_dim, (size_t)f->m->hp.head_dim};
+        f->views[s] = (llc_kv_view){kp, vp, (int)bs, kv_dim, (size_t)f->m->hp.head_dim, llc_kv_type(kv)};
         kp += n_blocks[s];
         vp += n_blocks[s];
     }
@@ -280,7 +282,9 @@ static void forward_chunk(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, c
     const llamac_model *m = f->m;
     const llc_hparams *hp = &m->hp;
     size_t dim = (size_t)hp->dim, kv_dim = (size_t)hp->n_kv_heads * hp->head_dim, ffn = (size_t)hp->ffn_dim;
-    size_t bs = (size_t)llc_kv_block_size(kv);
+    size_t bs = (size_t)llc_kv_block_size(kv), row_bytes = llc_kv_row_bytes(kv);
+    const enum llc_type kv_type = llc_kv_type(kv);
+    void (*to_kv)(const float *, void *, int64_t) = llc_type_get(kv_type)->from_float;
 
     for (int t = 0; t < n; t++) llc_tensor_get_row(&m->tok_embd, tokens[t], f->x + t * dim);
     rope_tables(f, f->pos, n);
@@ -291,17 +295,18 @@ static void forward_chunk(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, c
         float *qkv_out[3] = {f->q, f->k, f->v};
         const llc_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         project(f, 3, qkv_out, qkv, L->attn_norm, n);
-        /* RoPE on the way into the cache: each token's K row goes to its sequence's slot and is
-         * rotated there; Q is rotated in place. */
-        float *kc = llc_kv_k_base(kv, l), *vc = llc_kv_v_base(kv, l);
+        /* RoPE on the way into the cache: Q and K are rotated in place, then each token's K and V
+         * rows go to its sequence's slot, converted to the cache's type (f32: copied). */
+        unsigned char *kc = llc_kv_k_base(kv, l), *vc = llc_kv_v_base(kv, l);
         for (int t = 0; t < n; t++) {
             const float *cs = f->rope_cs + (size_t)t * hp->rope_dim;
             for (int h = 0; h < hp->n_heads; h++) rope(f->q + t * dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
+            float *kt = f->k + t * kv_dim;
+            for (int h = 0; h < hp->n_kv_heads; h++) rope(kt + (size_t)h * hp->head_dim, cs, hp->rope_dim);
             int p = f->pos[t];
-            size_t slot = ((size_t)b->block_tables[f->seq[t]][p / (int)bs] * bs + (size_t)p % bs) * kv_dim;
-            memcpy(kc + slot, f->k + t * kv_dim, kv_dim * sizeof(float));
-            memcpy(vc + slot, f->v + t * kv_dim, kv_dim * sizeof(float));
-            for (int h = 0; h < hp->n_kv_heads; h++) rope(kc + slot + (size_t)h * hp->head_dim, cs, hp->rope_dim);
+            size_t slot = ((size_t)b->block_tables[f->seq[t]][p / (int)bs] * bs + (size_t)p % bs) * row_bytes;
+            to_kv(kt, kc + slot, (int64_t)kv_dim);
+            to_kv(f->v + t * kv_dim, vc + slot, (int64_t)kv_dim);
         }
 
         build_views(f, kv, b, n_blocks, l);
@@ -330,6 +335,9 @@ static void forward_chunk(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, c
 
 bool llc_forward_batch(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, llamac_error *err) {
     if (b->n_tok <= 0) return llc_fail(err, "nothing to evaluate (no tokens)");
+    if (llc_kv_type(kv) != LLC_F32 && f->m->hp.head_dim > LLC_ATTN_SCRATCH)
+        return llc_fail(err, "a KV cache of type %s needs head_dim <= %d (the model has %d)", llc_type_name(llc_kv_type(kv)),
+                        LLC_ATTN_SCRATCH, f->m->hp.head_dim);
     /* Blocks each sequence's view needs: through its last position in the batch. */
     int bs = llc_kv_block_size(kv);
     if (b->n_seqs > f->seq_cap) {
@@ -349,7 +357,7 @@ bool llc_forward_batch(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, llam
     long total = 0;
     for (int s = 0; s < b->n_seqs; s++) total += n_blocks[s];
     if (2 * total > f->ptr_cap) {
-        const float **p = realloc(f->block_ptrs, (size_t)(2 * total) * sizeof *p);
+        const void **p = realloc(f->block_ptrs, (size_t)(2 * total) * sizeof *p);
         if (!p) return llc_fail(err, "out of memory");
         f->block_ptrs = p;
         f->ptr_cap = (int)(2 * total);

@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/mapped_file.h"
 #include "kernels/types.h"
+#include "kv/kv_cache.h"
 
 bool llc_hparams_validate(const llc_hparams *hp, llamac_error *err) {
     if (hp->n_layers < 1 || hp->n_layers > 1024) return llc_fail(err, "invalid layer count %d", hp->n_layers);
@@ -194,9 +195,11 @@ void llamac_model_get_info(const llamac_model *m, llamac_model_info *info) {
     info->default_top_p = m->default_top_p;
 }
 
-uint64_t llamac_model_kv_bytes(const llamac_model *m, int n_ctx) {
-    uint64_t kv_dim = (uint64_t)m->hp.n_kv_heads * m->hp.head_dim;
-    return 2ull * m->hp.n_layers * (uint64_t)n_ctx * kv_dim * sizeof(float);
+uint64_t llamac_model_kv_bytes(const llamac_model *m, int n_ctx, llamac_kv_type type) {
+    int elem = llc_kv_elem_type(type);
+    if (elem < 0 || n_ctx < 0) return 0;
+    uint64_t row = llc_kv_row_bytes_of((enum llc_type)elem, m->hp.n_kv_heads * m->hp.head_dim);
+    return 2ull * m->hp.n_layers * (uint64_t)n_ctx * row;
 }
 
 static const llc_tensor *model_tensor_at(const llamac_model *m, int i, const char **name, int *layer) {

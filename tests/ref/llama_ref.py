@@ -106,6 +106,27 @@ def quant_q8_0(X, scale_f16=True):
     return Xq, d, ds, q, idd
 
 
+def kv_rounder(kind):
+    """The round trip of a KV cache of element type kind ("f32", "f16", "bf16", "q8_0") on the keys
+    (after RoPE) or values [T, n_head_kv, head_dim] of a layer: each value rounded to f32 first (llamac
+    computes them in f32), then to the type; q8_0 blocks of 32 run along each position's row of
+    n_head_kv * head_dim values, as llamac stores them."""
+    def f32(x):
+        return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np.float64)
+    if kind == "f32":
+        return f32
+    if kind == "f16":
+        return lambda x: round_f16(f32(x))
+    if kind == "bf16":
+        return lambda x: round_bf16(f32(x))
+    if kind == "q8_0":
+        def q8(x):
+            shp = x.shape
+            return quant_q8_0(f32(x).reshape(shp[0], -1))[0].reshape(shp)
+        return q8
+    raise ValueError("unknown KV type %r" % kind)
+
+
 def rounding_rel_rms(X, kind, q8_scale_f16=True):
     """Predicted relative rms error of rounding each row of X, from the
     model 'rounding error uniform over one grid step (ulp)': per element
@@ -202,6 +223,10 @@ class LlamaRef:
     scale is stored as fp16 (llama.cpp's block_q8_0) — True by default.
     dtype: float64 for the reference; float32 gives a float32 twin used only
     to validate the test method (tests/ref/README.md)."""
+
+    # A function applied to each layer's keys (after RoPE) and values before attention, e.g.
+    # kv_rounder("q8_0") for a quantized KV cache; None keeps them exact.
+    kv_round = None
 
     DEFAULT_ACT_ROUND = {GGML_F32: None, GGML_F16: None, GGML_BF16: "bf16",
                          GGML_Q8_0: "q8_0", GGML_Q4_0: "q8_0"}
@@ -370,6 +395,9 @@ class LlamaRef:
             v = (xr @ self.w(p + "attn_v.weight").T).reshape(T, Hkv, D)
             q = self.rope(q, pos)
             k = self.rope(k, pos)
+            if self.kv_round is not None:
+                k = self.kv_round(k)
+                v = self.kv_round(v)
             rep = H // Hkv
             kh = np.repeat(k, rep, axis=1)       # head j uses kv head j // rep
             vh = np.repeat(v, rep, axis=1)

@@ -6,6 +6,9 @@
  *   (c) a paged view (blocks shuffled in memory, block sizes 16 and 7, rows as in the cache or
  *       head-major inside a block) against the contiguous view, bit for bit;
  *   (d) each SIMD inner kernel against its scalar twin, at sizes that are not multiples of the width;
+ *   (e) views stored as f16, bf16 and q8_0 (contiguous and paged, heads that start inside a q8_0
+ *       block) against the f32 view of the same values after the type's round trip, bit for bit, and
+ *       each SIMD conversion against the scalar one;
  *   and through the model: logits bit-identical for 1, 2 and 3 threads (the split rule depends on the
  *   shape only) and a long decode equal to the same tokens run as one batch, within rounding.
  */
@@ -20,6 +23,7 @@
 #include <cmocka.h>
 
 #include "kernels/attention.h"
+#include "kernels/types.h"
 #include "llamac.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -87,7 +91,7 @@ static void reference(const cache *c, int g, const float *q, int rows, int n_pos
     free(s);
 }
 
-static llc_kv_view view_of(const cache *c, const float **kp, const float **vp) {
+static llc_kv_view view_of(const cache *c, const void **kp, const void **vp) {
     *kp = c->k;
     *vp = c->v;
     return llc_kv_view_contiguous(kp, vp, c->stride, (size_t)c->hd);
@@ -117,7 +121,7 @@ static float *random_q(int rows, int hd, float amp) {
 static double check_against_reference(const llc_attn_ops *ops, int hd, int n_kv, int group, int n_pos, int pos_total, float amp) {
     int valid = n_pos;
     cache c = make_cache(pos_total, n_kv, hd, 3, valid);
-    const float *kp, *vp;
+    const void *kp, *vp;
     llc_kv_view view = view_of(&c, &kp, &vp);
     double worst = 0;
     for (int g = 0; g < n_kv; g++) {
@@ -178,7 +182,7 @@ static void test_causal_prefixes(void **state) {
     (void)state;
     const int hd = 64, n_kv = 2, group = 4, pos0 = 37, n_tok = 9;
     cache c = make_cache(pos0 + n_tok + 20, n_kv, hd, 0, pos0 + n_tok);
-    const float *kp, *vp;
+    const void *kp, *vp;
     llc_kv_view view = view_of(&c, &kp, &vp);
     for (int t = 0; t < n_tok; t++) {
         float *q = random_q(group, hd, 3.0f), out[4 * 64];
@@ -208,7 +212,7 @@ static void test_split_kv(void **state) {
         for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
             int n_pos = lens[l];
             cache c = make_cache(n_pos, n_kv, hd, 0, n_pos);
-            const float *kp, *vp;
+            const void *kp, *vp;
             llc_kv_view view = view_of(&c, &kp, &vp);
             float *q = random_q(group, hd, 3.0f), whole[4 * 40], merged[4 * 40];
             double ref[4 * 40], mag[4 * 40];
@@ -258,7 +262,7 @@ static void check_paged(const llc_attn_ops *ops, int bs, int n_pos, int hd, int 
     size_t row_stride = head_major ? (size_t)hd : c.stride, head_stride = head_major ? (size_t)bs * hd : (size_t)hd;
     size_t block_floats = head_major ? (size_t)n_kv * bs * hd : (size_t)bs * c.stride;
     float *kpool = malloc((size_t)n_blocks * block_floats * sizeof(float)), *vpool = malloc((size_t)n_blocks * block_floats * sizeof(float));
-    const float **kt = malloc((size_t)n_blocks * sizeof *kt), **vt = malloc((size_t)n_blocks * sizeof *vt);
+    const void **kt = malloc((size_t)n_blocks * sizeof *kt), **vt = malloc((size_t)n_blocks * sizeof *vt);
     for (size_t i = 0; i < (size_t)n_blocks * block_floats; i++) kpool[i] = vpool[i] = NAN;
     for (int b = 0; b < n_blocks; b++) {
         float *kb = kpool + (size_t)perm[b] * block_floats, *vb = vpool + (size_t)perm[b] * block_floats;
@@ -271,8 +275,8 @@ static void check_paged(const llc_attn_ops *ops, int bs, int n_pos, int hd, int 
                 memcpy(vb + dst, c.v + src, (size_t)hd * sizeof(float));
             }
     }
-    llc_kv_view paged = {kt, vt, bs, row_stride, head_stride};
-    const float *kp, *vp;
+    llc_kv_view paged = {kt, vt, bs, row_stride, head_stride, LLC_F32};
+    const void *kp, *vp;
     llc_kv_view flat = view_of(&c, &kp, &vp);
     float *q = random_q(group, hd, 3.0f);
     size_t out_n = (size_t)group * hd, pf = llc_attn_part_floats(group, hd);
@@ -408,7 +412,7 @@ static void test_kernel_simd_vs_scalar(void **state) {
             for (size_t l = 0; l < 4; l++) {
                 int hd = hds[h], n_pos = lens[l], group = 5;
                 cache c = make_cache(n_pos, 1, hd, 0, n_pos);
-                const float *kp, *vp;
+                const void *kp, *vp;
                 llc_kv_view view = view_of(&c, &kp, &vp);
                 float *q = random_q(group, hd, 3.0f);
                 float *a = malloc((size_t)group * hd * sizeof *a), *b = malloc((size_t)group * hd * sizeof *b);
@@ -429,21 +433,152 @@ static void test_kernel_simd_vs_scalar(void **state) {
     }
 }
 
+/* (e) ------------------------------------------------------------------------------------------------- */
+
+/*
+ * A cache of n_pos rows of n_kv heads of hd values stored as `type`: every row rounded by the type's
+ * quantizer, and the f32 cache holding what it decodes to. Attention over the typed view (contiguous,
+ * and paged in blocks of bs positions placed in reverse order) must equal attention over the f32 view
+ * bit for bit when hd <= 128 (the same tiles and the same kernels on the same values); past that the
+ * converted view's tiles are shorter, and the result is within (a)'s tolerance.
+ */
+static void check_typed(const llc_attn_ops *ops, enum llc_type type, int hd, int n_kv, int group, int n_pos, int bs) {
+    cache c = make_cache(n_pos, n_kv, hd, 0, n_pos);
+    size_t row = c.stride, rb = llc_row_size(type, (int64_t)row);
+    assert_true(rb > 0);
+    const llc_type_traits *tr = llc_type_get(type);
+    unsigned char *kt = malloc((size_t)n_pos * rb), *vt = malloc((size_t)n_pos * rb);
+    unsigned char *kpool = malloc((size_t)(n_pos + bs) * rb), *vpool = malloc((size_t)(n_pos + bs) * rb);
+    assert_true(kt && vt && kpool && vpool);
+    for (int p = 0; p < n_pos; p++) {
+        tr->from_float(c.k + p * row, kt + p * rb, (int64_t)row);
+        tr->from_float(c.v + p * row, vt + p * rb, (int64_t)row);
+        tr->to_float(kt + p * rb, c.k + p * row, (int64_t)row);
+        tr->to_float(vt + p * rb, c.v + p * row, (int64_t)row);
+    }
+    const void *kp0 = kt, *vp0 = vt;
+    llc_kv_view typed = {&kp0, &vp0, INT_MAX, row, (size_t)hd, type};
+    int n_blocks = (n_pos + bs - 1) / bs;
+    const void **kb = malloc((size_t)n_blocks * sizeof *kb), **vb = malloc((size_t)n_blocks * sizeof *vb);
+    for (int b = 0; b < n_blocks; b++) {
+        size_t at = (size_t)(n_blocks - 1 - b) * bs * rb, len = (size_t)(b * bs + bs <= n_pos ? bs : n_pos - b * bs) * rb;
+        memcpy(kpool + at, kt + (size_t)b * bs * rb, len);
+        memcpy(vpool + at, vt + (size_t)b * bs * rb, len);
+        kb[b] = kpool + at;
+        vb[b] = vpool + at;
+    }
+    llc_kv_view paged = {kb, vb, bs, row, (size_t)hd, type};
+    const void *kp, *vp;
+    llc_kv_view flat = view_of(&c, &kp, &vp);
+    float *q = random_q(group, hd, 3.0f);
+    size_t pf = llc_attn_part_floats(group, hd);
+    float *a = malloc(pf * sizeof *a), *b1 = malloc(pf * sizeof *b1), *b2 = malloc(pf * sizeof *b2);
+    double *r = malloc((size_t)group * hd * sizeof *r), *mag = malloc((size_t)group * hd * sizeof *mag);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int g = 0; g < n_kv; g++) {
+        llc_attn(ops, &flat, g, hd, q, group, n_pos, scale, a);
+        llc_attn(ops, &typed, g, hd, q, group, n_pos, scale, b1);
+        llc_attn(ops, &paged, g, hd, q, group, n_pos, scale, b2);
+        if (hd <= 128) {
+            assert_memory_equal(a, b1, (size_t)group * hd * sizeof *a);
+            assert_memory_equal(a, b2, (size_t)group * hd * sizeof *a);
+            int lo = n_pos / 3, hi = n_pos - n_pos / 4;
+            llc_attn_partial(ops, &flat, g, hd, q, group, lo, hi, scale, a);
+            llc_attn_partial(ops, &paged, g, hd, q, group, lo, hi, scale, b2);
+            assert_memory_equal(a, b2, pf * sizeof *a);
+        } else {
+            reference(&c, g, q, group, n_pos, r, mag);
+            assert_memory_equal(b1, b2, (size_t)group * hd * sizeof *a);
+            for (int i = 0; i < group * hd; i++)
+                if (!(fabs(a[i] - b1[i]) <= TOL_A * mag[i]))
+                    fail_msg("%s %s hd=%d [%d]: %.9g vs %.9g", ops->name, tr->name, hd, i, a[i], b1[i]);
+        }
+    }
+    free(a);
+    free(b1);
+    free(b2);
+    free(r);
+    free(mag);
+    free(q);
+    free(kb);
+    free(vb);
+    free(kt);
+    free(vt);
+    free(kpool);
+    free(vpool);
+    free_cache(&c);
+}
+
+static void test_typed_views(void **state) {
+    (void)state;
+    const enum llc_type types[] = {LLC_F16, LLC_BF16, LLC_Q8_0};
+    for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        if (!ops) continue;
+        for (int t = 0; t < 3; t++) {
+            check_typed(ops, types[t], 64, 2, 4, 300, 16);  /* Llama 3.2 1B's head size */
+            check_typed(ops, types[t], 128, 1, 5, 130, 7);
+            check_typed(ops, types[t], 8, 4, 2, 100, 16);   /* stories260K: 4 heads in one q8_0 block */
+            check_typed(ops, types[t], 48, 2, 3, 70, 5);    /* heads of 48: every other one starts mid-block */
+            check_typed(ops, types[t], 256, 1, 4, 200, 16); /* shorter converted tiles */
+        }
+        check_typed(ops, LLC_F16, 40, 1, 3, 65, 16);        /* rows of 40 (not for q8_0) */
+    }
+}
+
+/* Every SIMD conversion against the scalar one, bit for bit, at every offset and length around the
+ * vector and block widths; f16 specials (subnormals, infinities, -0) included. */
+static void test_to_f32_simd_vs_scalar(void **state) {
+    (void)state;
+    enum { N = 320 };
+    float x[N], want[N], got[N];
+    unsigned char buf[N * 4];
+    const enum llc_type types[] = {LLC_F32, LLC_F16, LLC_BF16, LLC_Q8_0};
+    const llc_attn_ops *ref = llc_attn_ops_for(LLC_ISA_SCALAR);
+    for (int i = 0; i < N; i++) x[i] = frand() * (i % 5 == 0 ? 3e4f : i % 7 == 0 ? 1e-6f : 1.0f);
+    x[3] = 1e5f, x[4] = -1e5f, x[6] = -0.0f, x[9] = 3e-8f;
+    for (int isa = 1; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        if (!ops) continue;
+        for (int t = 0; t < 4; t++) {
+            llc_type_get(types[t])->from_float(x, buf, N);
+            static const size_t skips[] = {0, 1, 7, 8, 16, 31, 32, 40, 64};
+            static const int ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 100, 128, 250};
+            for (size_t si = 0; si < sizeof skips / sizeof *skips; si++)
+                for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+                    size_t skip = skips[si];
+                    int n = ns[ni];
+                    if (skip + (size_t)n > N) continue;
+                    ref->to_f32(types[t], buf, skip, n, want);
+                    ops->to_f32(types[t], buf, skip, n, got);
+                    if (memcmp(want, got, (size_t)n * sizeof *got) != 0)
+                        fail_msg("%s to_f32 %s skip=%zu n=%d differs from scalar", ops->name, llc_type_name(types[t]), skip, n);
+                }
+            /* the scalar definition is the type's own decoder */
+            float all[N];
+            llc_type_get(types[t])->to_float(buf, all, N);
+            ref->to_f32(types[t], buf, 0, N, want);
+            assert_memory_equal(all, want, sizeof all);
+        }
+    }
+}
+
 /* Through the model -------------------------------------------------------------------------------------- */
 
 static char model_path[2048];
 
-static llamac_session *session(const llamac_model *m, int n_threads) {
+static llamac_session *session(const llamac_model *m, int n_threads, llamac_kv_type kv_type) {
     llamac_error err = {{0}};
-    llamac_session_params sp = {.n_ctx = 512, .n_threads = n_threads};
+    llamac_session_params sp = {.n_ctx = 512, .n_threads = n_threads, .kv_type = kv_type};
     llamac_session *s = llamac_session_create(m, &sp, &err);
     if (!s) fail_msg("%s", err.message);
     return s;
 }
 
 /* A 300-token prompt then decoding to position 400: past SPLIT_MIN (256), so decode steps take the
- * split path. Logits must be bit-identical for any thread count, and decoding must match the same
- * tokens evaluated as one batch (unsplit) within rounding. */
+ * split path. Logits must be bit-identical for any thread count (with an f32 cache, and with f16 and
+ * q8_0 ones), and decoding must match the same tokens evaluated as one batch (unsplit) within
+ * rounding. */
 static void test_model_threads(void **state) {
     (void)state;
     llamac_error err = {{0}};
@@ -457,20 +592,24 @@ static void test_model_threads(void **state) {
         ids[i] = (int32_t)(rng % (uint64_t)nv);
     }
     float *first = malloc((size_t)N * nv * sizeof *first);
-    for (int nt = 1; nt <= 3; nt++) {
-        llamac_session *s = session(m, nt);
-        assert_non_null(llamac_session_eval(s, ids, P, &err));
-        for (int i = 0; i < N; i++) {
-            const float *l = llamac_session_eval(s, ids + P + i, 1, &err);
-            assert_non_null(l);
-            if (nt == 1) memcpy(first + (size_t)i * nv, l, (size_t)nv * sizeof *l);
-            else if (memcmp(first + (size_t)i * nv, l, (size_t)nv * sizeof *l) != 0)
-                fail_msg("threads=%d: decode step %d logits differ from one thread's", nt, i);
+    const llamac_kv_type kv_types[] = {LLAMAC_KV_Q8_0, LLAMAC_KV_F16, LLAMAC_KV_F32}; /* f32 last: `first` is kept */
+    for (int ki = 0; ki < 3; ki++) {
+        for (int nt = 1; nt <= 3; nt++) {
+            llamac_session *s = session(m, nt, kv_types[ki]);
+            assert_non_null(llamac_session_eval(s, ids, P, &err));
+            for (int i = 0; i < N; i++) {
+                const float *l = llamac_session_eval(s, ids + P + i, 1, &err);
+                assert_non_null(l);
+                if (nt == 1) memcpy(first + (size_t)i * nv, l, (size_t)nv * sizeof *l);
+                else if (memcmp(first + (size_t)i * nv, l, (size_t)nv * sizeof *l) != 0)
+                    fail_msg("%s KV, threads=%d: decode step %d logits differ from one thread's",
+                             llamac_kv_type_name(kv_types[ki]), nt, i);
+            }
+            llamac_session_free(s);
         }
-        llamac_session_free(s);
     }
     /* the same 400 tokens as one batch (256 + 144: the second chunk's items are many, unsplit) */
-    llamac_session *s = session(m, 2);
+    llamac_session *s = session(m, 2, LLAMAC_KV_F32);
     float *all = malloc((size_t)(P + N) * nv * sizeof *all);
     assert_int_equal(llamac_session_eval_all(s, ids, P + N, all, &err), 0);
     double worst = 0;
@@ -494,6 +633,7 @@ int main(void) {
         cmocka_unit_test(test_against_reference), cmocka_unit_test(test_causal_prefixes),
         cmocka_unit_test(test_split_kv),          cmocka_unit_test(test_paged_view),
         cmocka_unit_test(test_simd_vs_scalar),    cmocka_unit_test(test_kernel_simd_vs_scalar),
+        cmocka_unit_test(test_typed_views),       cmocka_unit_test(test_to_f32_simd_vs_scalar),
         cmocka_unit_test(test_model_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

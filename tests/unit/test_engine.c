@@ -10,6 +10,9 @@
  * scheduling or paging mistake (a wrong block, a position computed twice or never, a shared block
  * overwritten) changes the tokens. It runs hundreds of random requests through tiny pools, with
  * sampling, preemption, prefix sharing and cancellation, against a sequential reference exactly.
+ *
+ * With a KV cache of f16, bf16 or q8_0 the engine's outputs equal a session's with the same type
+ * (batching changes nothing for any type), and a byte budget buys blocks of the type's size.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -33,6 +36,7 @@ static llamac_model *M;
 static const llamac_tokenizer *TOK;
 static int NV, KV_DIM;
 static double worst_logit_diff;
+static llamac_kv_type KVT = LLAMAC_KV_F32; /* the sessions' KV type (the engines' is set per test) */
 
 static int setup(void **state) {
     (void)state;
@@ -81,7 +85,7 @@ typedef struct reference {
 
 static void session_greedy(const int32_t *prompt, int n_prompt, int max_new, int n_ctx, reference *ref) {
     llamac_error err = {{0}};
-    llamac_session_params sp = {.n_ctx = n_ctx, .n_threads = 2};
+    llamac_session_params sp = {.n_ctx = n_ctx, .n_threads = 2, .kv_type = KVT};
     llamac_session *s = llamac_session_create(M, &sp, &err);
     assert_non_null(s);
     ref->n = 0;
@@ -859,6 +863,60 @@ static void test_forward_failure(void **state) {
     llamac_engine_free(e);
 }
 
+/* Every KV type: mixed prompt lengths over a small step budget, and preemption under a tiny pool with
+ * the prefix cache on: the engine's tokens and logits are the session's of the same type. A byte
+ * budget buys as many blocks as fit at the type's size. */
+static void test_kv_types(void **state) {
+    (void)state;
+    const llamac_kv_type types[] = {LLAMAC_KV_F16, LLAMAC_KV_BF16, LLAMAC_KV_Q8_0};
+    const uint64_t block_bytes[] = {2 * 5 * 16 * 32 * 2, 2 * 5 * 16 * 32 * 2, 2 * 5 * 16 * 34}; /* 5 layers, rows of 32 */
+    int32_t prompts[N_STORIES][512];
+    job jobs[N_STORIES];
+    for (int i = 0; i < N_STORIES; i++) jobs[i] = gj(prompts[i], tokenize(STORIES[i], prompts[i], 512), 20 + 9 * i, i % 3);
+    for (int ti = 0; ti < 3; ti++) {
+        KVT = types[ti];
+        llamac_engine_params ep = {.n_threads = 2, .step_tokens = 48, .n_ctx = 256, .kv_type = KVT};
+        llamac_error err = {{0}};
+        llamac_engine *e = llamac_engine_create(M, &ep, &err);
+        if (!e) fail_msg("%s: %s", llamac_kv_type_name(KVT), err.message);
+        outcome out[N_STORIES];
+        run_jobs(e, jobs, N_STORIES, out);
+        check_against_session(jobs, N_STORIES, out, 256);
+        free_outcomes(out, N_STORIES);
+        llamac_engine_free(e);
+
+        int nj = 0;
+        job small[N_STORIES];
+        for (int i = 0; i < N_STORIES; i++)
+            if (i != 3) small[nj++] = gj(prompts[i], jobs[i].n_prompt, 50, 0);
+        ep = (llamac_engine_params){.n_threads = 2, .kv_tokens = 128, .block_size = 8, .step_tokens = 32, .kv_type = KVT};
+        assert_non_null(e = llamac_engine_create(M, &ep, &err));
+        run_jobs(e, small, nj, out);
+        llamac_engine_stats st;
+        llamac_engine_get_stats(e, &st);
+        assert_true(st.preemptions > 0);
+        check_against_session(small, nj, out, 128);
+        free_outcomes(out, nj);
+        llamac_engine_free(e);
+
+        /* the budget in bytes: 100 blocks' worth of f32 */
+        uint64_t f32_block = 2 * 5 * 16 * 32 * 4;
+        ep = (llamac_engine_params){.n_threads = 1, .kv_mem = 100 * f32_block, .kv_type = KVT};
+        assert_non_null(e = llamac_engine_create(M, &ep, &err));
+        llamac_engine_get_stats(e, &st);
+        assert_int_equal(st.kv_blocks, (int)(100 * f32_block / block_bytes[ti]));
+        llamac_engine_free(e);
+    }
+    KVT = LLAMAC_KV_F32;
+    llamac_error err = {{0}};
+    llamac_engine_params bad = {.kv_type = (llamac_kv_type)9};
+    assert_null(llamac_engine_create(M, &bad, &err));
+    assert_non_null(strstr(err.message, "KV cache type"));
+    llamac_session_params sbad = {.kv_type = (llamac_kv_type)-1};
+    assert_null(llamac_session_create(M, &sbad, &err));
+    assert_non_null(strstr(err.message, "KV cache type"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mixed_lengths),
@@ -872,6 +930,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_fake_forward_stress),
         cmocka_unit_test(test_forward_failure),
+        cmocka_unit_test(test_kv_types),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,7 +4,8 @@
  * LRU eviction of cached blocks, hash-collision safety (every hash forced equal), copy-on-write of a
  * shared partial block, the publish of a block another sequence already published, and a randomized
  * stress run checking the pool's invariants and every sequence's keys and values after each operation.
- * Every test ends with the pool empty (nothing used, every block available).
+ * The data tests run again with f16, bf16 and q8_0 rows (written with the type's converter, compared
+ * byte for byte). Every test ends with the pool empty (nothing used, every block available).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,12 +23,20 @@
 typedef struct ctx {
     llc_kv_pool *p;
     int n_layers, kv_dim, bs, n_blocks;
+    enum llc_type type;
 } ctx;
+
+/* The element type of the pools the tests make (the typed runs set it); q8_0 rows are made a multiple
+ * of 32 long. */
+static enum llc_type g_type = LLC_F32;
 
 static ctx make(int n_layers, int kv_dim, int bs, int n_blocks) {
     llamac_error err = {{0}};
-    ctx c = {llc_kv_pool_create(n_layers, kv_dim, bs, n_blocks, &err), n_layers, kv_dim, bs, n_blocks};
+    if (g_type == LLC_Q8_0) kv_dim = (kv_dim + 31) / 32 * 32;
+    ctx c = {llc_kv_pool_create(n_layers, kv_dim, bs, n_blocks, g_type, &err), n_layers, kv_dim, bs, n_blocks, g_type};
     if (!c.p) fail_msg("create: %s", err.message);
+    assert_int_equal(llc_kv_type(c.p), g_type);
+    assert_int_equal(llc_kv_row_bytes(c.p), llc_row_size(g_type, kv_dim));
     return c;
 }
 
@@ -70,22 +79,26 @@ static void check_refs(const ctx *c, llc_kv_seq *const *seqs, int n) {
     free(count);
 }
 
-static float *row(const ctx *c, const llc_kv_seq *s, int v, int layer, int pos) {
-    float *base = v ? llc_kv_v_base(c->p, layer) : llc_kv_k_base(c->p, layer);
-    return base + ((size_t)s->blocks[pos / c->bs] * (size_t)c->bs + (size_t)(pos % c->bs)) * (size_t)c->kv_dim;
-}
-
-/* The value a "model" would store at (layer, d) for a position whose prefix hashes to ph: exact in
- * f32 (< 2^20 with three fractional bits). */
-static float val(uint64_t ph, int v, int layer, int d) {
-    float x = (float)(ph % 1000003u) + 0.25f * (float)(layer % 4) + 0.125f * (float)(d % 2);
-    return v ? -x : x;
+static unsigned char *row(const ctx *c, const llc_kv_seq *s, int v, int layer, int pos) {
+    unsigned char *base = v ? llc_kv_v_base(c->p, layer) : llc_kv_k_base(c->p, layer);
+    return base + ((size_t)s->blocks[pos / c->bs] * (size_t)c->bs + (size_t)(pos % c->bs)) * llc_kv_row_bytes(c->p);
 }
 
 static uint64_t mix(uint64_t h, int32_t t) {
     h ^= (uint64_t)(uint32_t)t + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
     h *= 0xff51afd7ed558ccdull;
     return h ^ (h >> 33);
+}
+
+/* The row a "model" would store at a layer for a position whose prefix hashes to ph, in the pool's
+ * type: small integers from the hash (exact in f16 and bf16; q8_0 encodes different rows differently),
+ * negated for V. At most 64 values. */
+static void val_row(const ctx *c, uint64_t ph, int v, int layer, unsigned char *out) {
+    float x[64];
+    assert_true(c->kv_dim <= 64);
+    uint64_t h = mix(ph, 2 * layer + v);
+    for (int d = 0; d < c->kv_dim; d++) x[d] = (float)((int)(mix(h, d) % 17) - 8) * (v ? -1.0f : 1.0f);
+    llc_type_get(c->type)->from_float(x, out, c->kv_dim);
 }
 
 /* Writes positions [from, to) as computed from tokens (every layer, K and V); the blocks written must
@@ -97,10 +110,7 @@ static void write_rows(const ctx *c, const llc_kv_seq *s, const int32_t *tokens,
         if (pos < from) continue;
         assert_int_equal(llc_kv_block_ref(c->p, s->blocks[pos / c->bs]), 1);
         for (int v = 0; v < 2; v++)
-            for (int l = 0; l < c->n_layers; l++) {
-                float *r = row(c, s, v, l, pos);
-                for (int d = 0; d < c->kv_dim; d++) r[d] = val(ph, v, l, d);
-            }
+            for (int l = 0; l < c->n_layers; l++) val_row(c, ph, v, l, row(c, s, v, l, pos));
     }
 }
 
@@ -111,9 +121,9 @@ static bool rows_match(const ctx *c, const llc_kv_seq *s, const int32_t *tokens,
         ph = mix(ph, tokens[pos]);
         for (int v = 0; v < 2; v++)
             for (int l = 0; l < c->n_layers; l++) {
-                const float *r = row(c, s, v, l, pos);
-                for (int d = 0; d < c->kv_dim; d++)
-                    if (r[d] != val(ph, v, l, d)) return false;
+                unsigned char want[256];
+                val_row(c, ph, v, l, want);
+                if (memcmp(row(c, s, v, l, pos), want, llc_kv_row_bytes(c->p)) != 0) return false;
             }
     }
     return true;
@@ -135,11 +145,11 @@ static void test_create_invalid(void **state) {
                           {1 << 30, 1 << 30, 1 << 20, 1 << 10}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         llamac_error err = {{0}};
-        llc_kv_pool *p = llc_kv_pool_create(bad[i][0], bad[i][1], bad[i][2], bad[i][3], &err);
+        llc_kv_pool *p = llc_kv_pool_create(bad[i][0], bad[i][1], bad[i][2], bad[i][3], LLC_F32, &err);
         assert_null(p);
         assert_true(strncmp(err.message, "KV cache: ", 10) == 0);
     }
-    assert_null(llc_kv_pool_create(0, 0, 0, 0, NULL)); /* NULL err is fine */
+    assert_null(llc_kv_pool_create(0, 0, 0, 0, LLC_F32, NULL)); /* NULL err is fine */
     llc_kv_pool_free(NULL);
 }
 
@@ -833,6 +843,43 @@ static void test_stress(void **state) {
     stress(2, 64, UINT64_MAX, 2, 6000, 19);
 }
 
+/* Element types: row and block sizes, the types and shapes refused, and the data tests again with rows
+ * of f16, bf16 and q8_0 (copy-on-write and prefix sharing move bytes, whatever they encode). */
+static void test_types(void **state) {
+    (void)state;
+    const enum llc_type types[] = {LLC_F16, LLC_BF16, LLC_Q8_0};
+    const size_t row64[] = {128, 128, 68}; /* bytes of a row of 64 values */
+    for (int i = 0; i < 3; i++) {
+        llamac_error err = {{0}};
+        llc_kv_pool *p = llc_kv_pool_create(2, 64, 16, 3, types[i], &err);
+        assert_non_null(p);
+        assert_int_equal(llc_kv_row_bytes(p), row64[i]);
+        assert_int_equal(llc_kv_block_bytes(p), 2 * 2 * 16 * row64[i]);
+        assert_true((uintptr_t)llc_kv_k_base(p, 1) % 64 == 0);
+        llc_kv_pool_free(p);
+    }
+    llamac_error err = {{0}};
+    assert_null(llc_kv_pool_create(2, 48, 16, 3, LLC_Q8_0, &err)); /* rows of 48: not whole q8_0 blocks */
+    assert_non_null(strstr(err.message, "multiple of 32"));
+    assert_null(llc_kv_pool_create(2, 64, 16, 3, LLC_Q4_0, &err));
+    assert_non_null(strstr(err.message, "q4_0"));
+    assert_int_equal(llamac_kv_type_from_name("Q8_0"), LLAMAC_KV_Q8_0);
+    assert_int_equal(llamac_kv_type_from_name("bf16"), LLAMAC_KV_BF16);
+    assert_int_equal(llamac_kv_type_from_name("q4_0"), -1);
+    assert_int_equal(llamac_kv_type_from_name(""), -1);
+    assert_int_equal(llc_kv_elem_type(LLAMAC_KV_F16), LLC_F16);
+    assert_int_equal(llc_kv_elem_type((llamac_kv_type)7), -1);
+    for (int i = 0; i < 3; i++) {
+        g_type = types[i];
+        test_prefix_sharing(state);
+        test_copy_on_write(state);
+        test_fork_stale_parent(state);
+        stress(4, 24, UINT64_MAX, 2, 2000, 23 + (uint64_t)i);
+        stress(3, 17, 7, 3, 2000, 29 + (uint64_t)i);
+    }
+    g_type = LLC_F32;
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_invalid), cmocka_unit_test(test_append_release),
@@ -840,6 +887,7 @@ int main(void) {
         cmocka_unit_test(test_publish_duplicate), cmocka_unit_test(test_eviction_lru),
         cmocka_unit_test(test_hash_collision), cmocka_unit_test(test_copy_on_write),
         cmocka_unit_test(test_fork_stale_parent), cmocka_unit_test(test_stress),
+        cmocka_unit_test(test_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,20 @@ static inline int32_t load_i32(const void *p) {
     return v;
 }
 
+/* The kernels below are written for a token count T known at compile time (the loops over tokens
+ * unroll and the accumulators stay in registers); this picks the instance for n_tok. */
+#define PACKED_DISPATCH(tile, n_tok, ...)                   \
+    switch (n_tok) {                                        \
+    case 1: tile(__VA_ARGS__, 1, out, ldo); break;          \
+    case 2: tile(__VA_ARGS__, 2, out, ldo); break;          \
+    case 3: tile(__VA_ARGS__, 3, out, ldo); break;          \
+    case 4: tile(__VA_ARGS__, 4, out, ldo); break;          \
+    case 5: tile(__VA_ARGS__, 5, out, ldo); break;          \
+    case 6: tile(__VA_ARGS__, 6, out, ldo); break;          \
+    case 7: tile(__VA_ARGS__, 7, out, ldo); break;          \
+    default: tile(__VA_ARGS__, 8, out, ldo); break;         \
+    }
+
 /* T is a constant at every call site, so the token loops unroll and the accumulators stay in
  * registers (8 weight vectors + T accumulators + scales fit in the 32 zmm registers). */
 AVX512 INLINE void packed_tile(int q4, int64_t nb, const uint8_t *q, const uint16_t *d, const char *act, size_t act_rb,
@@ -88,16 +102,7 @@ AVX512 static void packed_gemm(int q4, int64_t n_cols, const void *group, const 
     const uint8_t *q = group;
     const uint16_t *d = (const uint16_t *)(q + (size_t)nb * (q4 ? 256 : 512));
     const char *a = act;
-    switch (n_tok) {
-    case 1: packed_tile(q4, nb, q, d, a, act_rb, 1, out, ldo); break;
-    case 2: packed_tile(q4, nb, q, d, a, act_rb, 2, out, ldo); break;
-    case 3: packed_tile(q4, nb, q, d, a, act_rb, 3, out, ldo); break;
-    case 4: packed_tile(q4, nb, q, d, a, act_rb, 4, out, ldo); break;
-    case 5: packed_tile(q4, nb, q, d, a, act_rb, 5, out, ldo); break;
-    case 6: packed_tile(q4, nb, q, d, a, act_rb, 6, out, ldo); break;
-    case 7: packed_tile(q4, nb, q, d, a, act_rb, 7, out, ldo); break;
-    default: packed_tile(q4, nb, q, d, a, act_rb, 8, out, ldo); break;
-    }
+    PACKED_DISPATCH(packed_tile, n_tok, q4, nb, q, d, a, act_rb)
 }
 
 /* BF16: 16 vdpbf16ps per 32 weights and token. One chain of additions per token is enough when
@@ -143,16 +148,7 @@ AVX512 void llc_packed_gemm_bf16_avx512(int64_t n_cols, const void *group, const
     int64_t nb = n_cols / 32;
     const uint8_t *w = group;
     const char *a = act;
-    switch (n_tok) {
-    case 1: packed_tile_bf16(nb, w, a, act_rb, 1, out, ldo); break;
-    case 2: packed_tile_bf16(nb, w, a, act_rb, 2, out, ldo); break;
-    case 3: packed_tile_bf16(nb, w, a, act_rb, 3, out, ldo); break;
-    case 4: packed_tile_bf16(nb, w, a, act_rb, 4, out, ldo); break;
-    case 5: packed_tile_bf16(nb, w, a, act_rb, 5, out, ldo); break;
-    case 6: packed_tile_bf16(nb, w, a, act_rb, 6, out, ldo); break;
-    case 7: packed_tile_bf16(nb, w, a, act_rb, 7, out, ldo); break;
-    default: packed_tile_bf16(nb, w, a, act_rb, 8, out, ldo); break;
-    }
+    PACKED_DISPATCH(packed_tile_bf16, n_tok, nb, w, a, act_rb)
 }
 
 AVX512 void llc_packed_gemm_q4_0_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
@@ -275,17 +271,6 @@ AVX512 INLINE void packed_tile_q6_K(int64_t nsb, const uint8_t *w, const char *a
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);
 }
 
-#define PACKED_DISPATCH(tile, n_tok, ...)                   \
-    switch (n_tok) {                                        \
-    case 1: tile(__VA_ARGS__, 1, out, ldo); break;          \
-    case 2: tile(__VA_ARGS__, 2, out, ldo); break;          \
-    case 3: tile(__VA_ARGS__, 3, out, ldo); break;          \
-    case 4: tile(__VA_ARGS__, 4, out, ldo); break;          \
-    case 5: tile(__VA_ARGS__, 5, out, ldo); break;          \
-    case 6: tile(__VA_ARGS__, 6, out, ldo); break;          \
-    case 7: tile(__VA_ARGS__, 7, out, ldo); break;          \
-    default: tile(__VA_ARGS__, 8, out, ldo); break;         \
-    }
 
 AVX512 void llc_packed_gemm_q4_K_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                         float *out, size_t ldo) {

@@ -335,6 +335,13 @@ static void forward_chunk(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, c
 
 bool llc_forward_batch(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, llamac_error *err) {
     if (b->n_tok <= 0) return llc_fail(err, "nothing to evaluate (no tokens)");
+    /* The batch's indices address scratch arrays: a malformed one is refused, not followed. */
+    for (int t = 0; t < b->n_tok; t++)
+        if (b->seq[t] < 0 || b->seq[t] >= b->n_seqs || b->pos[t] < 0)
+            return llc_fail(err, "batch token %d: sequence %d or position %d out of range", t, b->seq[t], b->pos[t]);
+    for (int i = 0; i < b->n_out; i++)
+        if (b->out_idx[i] < 0 || b->out_idx[i] >= b->n_tok || (i > 0 && b->out_idx[i] <= b->out_idx[i - 1]))
+            return llc_fail(err, "batch logits index %d is out of range or out of order", b->out_idx[i]);
     if (llc_kv_type(kv) != LLC_F32 && f->m->hp.head_dim > LLC_ATTN_SCRATCH)
         return llc_fail(err, "a KV cache of type %s needs head_dim <= %d (the model has %d)", llc_type_name(llc_kv_type(kv)),
                         LLC_ATTN_SCRATCH, f->m->hp.head_dim);

@@ -25,6 +25,7 @@
 
 #include "engine/engine.h"
 #include "kv/kv_cache.h"
+#include "model/forward.h"
 #include "llamac.h"
 
 /* Largest |engine logit - session logit| allowed, relative to max(1, largest |session logit|). The
@@ -917,6 +918,37 @@ static void test_kv_types(void **state) {
     assert_non_null(strstr(err.message, "KV cache type"));
 }
 
+/* The batched forward refuses malformed batches (sequence index, position, logits indices) instead of
+ * following them into its scratch arrays; a well-formed one runs. */
+static void test_forward_rejects_bad_batch(void **state) {
+    (void)state;
+    llamac_model_info info;
+    llamac_model_get_info(M, &info);
+    llamac_error err = {{0}};
+    llc_forward *f = llc_forward_create(M, 1, &err);
+    assert_non_null(f);
+    llc_kv_pool *kv = llc_kv_pool_create(info.n_layers, KV_DIM, 16, 4, LLC_F32, &err);
+    assert_non_null(kv);
+    int32_t tokens[3] = {1, 2, 3}, pos[3] = {0, 1, 2}, seq[3] = {0, 0, 0}, block = 0, out[2] = {1, 2};
+    const int32_t *tables[1] = {&block};
+    float *logits = malloc(2 * (size_t)NV * sizeof(float));
+    llc_batch b = {3, tokens, pos, seq, tables, 1, 2, out, logits};
+    assert_true(llc_forward_batch(f, kv, &b, &err));
+    seq[1] = 1; /* no such sequence */
+    assert_false(llc_forward_batch(f, kv, &b, &err));
+    seq[1] = 0;
+    pos[2] = -1;
+    assert_false(llc_forward_batch(f, kv, &b, &err));
+    pos[2] = 2;
+    out[1] = 1; /* repeated */
+    assert_false(llc_forward_batch(f, kv, &b, &err));
+    out[1] = 3; /* past the batch */
+    assert_false(llc_forward_batch(f, kv, &b, &err));
+    free(logits);
+    llc_kv_pool_free(kv);
+    llc_forward_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mixed_lengths),
@@ -931,6 +963,7 @@ int main(void) {
         cmocka_unit_test(test_fake_forward_stress),
         cmocka_unit_test(test_forward_failure),
         cmocka_unit_test(test_kv_types),
+        cmocka_unit_test(test_forward_rejects_bad_batch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

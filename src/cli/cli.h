@@ -80,7 +80,8 @@ int cli_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool
 /* Reads a whole file as text (limit 1 GiB); prints the error itself. */
 char *cli_read_text(const char *path, size_t *len);
 
-/* convert and quantize: loads IN and writes it as the GGUF OUT (through OUT.tmp, renamed when complete),
+/* convert and quantize: loads IN and writes it as the GGUF OUT (base/outfile.h: checked first, written
+ * beside it and renamed over it when complete),
  * each matrix typed by the mix (model/quant_mix.h; NULL keeps the types), rows encoded on n_threads
  * (0: all cores), a progress bar labelled verb, and a summary on stderr. Returns the exit code. */
 struct llc_quant_mix;

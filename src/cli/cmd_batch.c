@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/outfile.h"
 #include "cli/cli.h"
 
 static const char usage_text[] =
@@ -24,7 +25,7 @@ static const char usage_text[] =
     "                          \"min_p\", \"seed\" and \"stop\" (a string or an array of strings); blank lines are skipped\n"
     "  -o, --output FILE       results, one JSON object per request in input order: index, text (the completion\n"
     "                          only), prompt_tokens, completion_tokens, finish_reason (stop|length) (default: stdout;\n"
-    "                          a file is written as FILE.tmp and renamed when complete)\n"
+    "                          a file is written beside FILE and renamed over it when complete)\n"
     "  -n, --n-predict N       max_tokens of a request that gives none (default 256)\n"
     CLI_SAMPLING_HELP
     "                          (a request without \"seed\" gets the seed plus its index)\n"
@@ -328,6 +329,10 @@ int cmd_batch(int argc, char **argv) {
     ep.n_threads = n_threads;
     ep.n_ctx = n_ctx;
 
+    if (out_path) {
+        llamac_error oerr = {{0}};
+        if (!llc_outfile_check(out_path, &oerr)) return cli_error("%s", oerr.message);
+    }
     int rc = 1;
     size_t in_len = 0;
     char *input = cli_read_text(in_path, &in_len);
@@ -335,7 +340,7 @@ int cmd_batch(int argc, char **argv) {
     llamac_model *m = NULL;
     llamac_engine *e = NULL;
     result *res = NULL;
-    char *tmp_path = NULL;
+    llc_outfile of = {.slot = -1};
     FILE *out = NULL;
     int n_req = 0, cap_req = 0;
 
@@ -385,17 +390,11 @@ int cmd_batch(int argc, char **argv) {
         goto done;
     }
     if (out_path) {
-        size_t n = strlen(out_path);
-        if (!(tmp_path = malloc(n + 5))) {
-            cli_error("out of memory");
+        if (!llc_outfile_open(&of, out_path, &err)) {
+            cli_error("%s", err.message);
             goto done;
         }
-        memcpy(tmp_path, out_path, n);
-        memcpy(tmp_path + n, ".tmp", 5);
-        if (!(out = fopen(tmp_path, "w"))) {
-            cli_error("cannot write %s: %s", tmp_path, strerror(errno));
-            goto done;
-        }
+        out = of.f;
     } else {
         out = stdout;
     }
@@ -437,7 +436,7 @@ int cmd_batch(int argc, char **argv) {
         /* results go out in input order as soon as every earlier one is complete */
         for (; next_out < n_req && res[next_out].done; next_out++) {
             if (!write_result(out, next_out, &res[next_out])) {
-                cli_error("cannot write %s: %s", out_path ? tmp_path : "standard output", strerror(errno));
+                cli_error("cannot write %s: %s", out_path ? out_path : "standard output", strerror(errno));
                 goto done;
             }
             free(res[next_out].text);
@@ -448,10 +447,9 @@ int cmd_batch(int argc, char **argv) {
     }
     double secs = (cli_now_ms() - t1) / 1000.0;
     if (out != stdout) {
-        FILE *f = out;
         out = NULL;
-        if (fclose(f) != 0 || rename(tmp_path, out_path) != 0) {
-            cli_error("cannot write %s: %s", out_path, strerror(errno));
+        if (!llc_outfile_commit(&of, &err)) {
+            cli_error("%s", err.message);
             goto done;
         }
     }
@@ -468,15 +466,11 @@ int cmd_batch(int argc, char **argv) {
             st.block_size, st.kv_waste_blocks, st.kv_waste_max, cli_peak_rss_mb());
     rc = 0;
 done:
-    if (out && out != stdout) {
-        fclose(out);
-        remove(tmp_path);
-    }
+    llc_outfile_abort(&of);
     if (out == stdout) fflush(stdout);
     if (res)
         for (int i = 0; i < n_req; i++) free(res[i].text);
     free(res);
-    free(tmp_path);
     free(input);
     llamac_engine_free(e);
     llamac_model_free(m);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/outfile.h"
 #include "base/threadpool.h"
 #include "cli/cli.h"
 #include "kernels/types.h"
@@ -79,8 +80,9 @@ static void print_type_counts(const llc_model_src *src) {
 
 int cli_write_gguf(const char *in, const char *out, const char *tok_path, const llc_quant_mix *mix, int n_threads,
                    const char *verb) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", out) >= (int)sizeof tmp) return cli_error("%s: path too long", out);
+    llamac_error err = {{0}};
+    /* before the load and the minutes of quantizing that writing may take */
+    if (!llc_outfile_check(out, &err)) return cli_error("%s", err.message);
     double t0 = cli_now_ms();
     llamac_model *m = cli_load_model(in, tok_path);
     if (!m) return 1;
@@ -89,7 +91,6 @@ int cli_write_gguf(const char *in, const char *out, const char *tok_path, const 
     if (n_threads <= 0) n_threads = llc_n_cores();
     llc_pool *pool = n_threads > 1 ? llc_pool_create(n_threads) : NULL;
     n_threads = pool ? llc_pool_size(pool) : 1;
-    llamac_error err = {{0}};
     llc_model_src src;
     if (!llc_model_export(m, mix, pool, &src, &err)) {
         llc_pool_free(pool);
@@ -104,17 +105,9 @@ int cli_write_gguf(const char *in, const char *out, const char *tok_path, const 
     }
     src.fill = fill_with_progress;
     src.ctx = &p;
-    /* written beside the output and renamed when complete: a failure leaves no partial file, and the
-     * output may replace the (mapped) input */
-    bool ok = llc_write_gguf_model(&src, tmp, &err);
-    if (!ok && !strncmp(err.message, tmp, strlen(tmp)) && strlen(out) < strlen(tmp)) {
-        /* the writer's error names the temporary file: name the output the user gave */
-        size_t lo = strlen(out), lt = strlen(tmp);
-        memcpy(err.message, out, lo);
-        memmove(err.message + lo, err.message + lt, strlen(err.message + lt) + 1);
-    }
-    if (ok && rename(tmp, out) != 0) ok = llc_fail(&err, "%s: cannot write it (rename from %s failed)", out, tmp);
-    if (!ok) unlink(tmp);
+    /* written beside the output and renamed when complete (base/outfile.h), so the output may replace
+     * the (mapped) input */
+    bool ok = llc_write_gguf_model(&src, out, &err);
     src.fill = p.fill;
     src.ctx = p.ctx;
     if (ok) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/outfile.h"
 #include "cli/cli.h"
 #include "formats/model_writer.h"
 #include "kernels/types.h"
@@ -141,6 +142,10 @@ int cmd_synth(int argc, char **argv) {
     llc_quant_mix mix;
     if (!llc_quant_mix_parse(type_name, &mix))
         return cli_usage("synth: unknown --type '%s' (%s)", type_name, llc_quant_mix_names());
+    llamac_error err = {{0}};
+    /* a GGUF file or a folder of files, each written as base/outfile.h says; checked before any work */
+    if (write == llc_write_gguf_model ? !llc_outfile_check(out, &err) : !llc_outdir_prepare(out, false, &err))
+        return cli_error("%s", err.message);
     char default_vocab[4096];
     if (!vocab) {
         const char *shared = getenv("LLAMAC_SHARED");
@@ -148,7 +153,6 @@ int cmd_synth(int argc, char **argv) {
                  p->llama2 ? "llama2-tokenizer/tokenizer.model" : "llama3-tokenizer/tokenizer.json");
         vocab = default_vocab;
     }
-    llamac_error err = {{0}};
     llamac_tokenizer *tok = llamac_tokenizer_load(vocab, &err);
     if (!tok) return cli_error("%s", err.message);
 

@@ -1,8 +1,10 @@
 /* llamac: the command-line front end. Each subcommand lives in its own file and is a thin client of
  * the library (include/llamac.h). */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "base/outfile.h"
 #include "cli/cli.h"
 
 static const struct {
@@ -30,7 +32,26 @@ static void usage(FILE *fp) {
         fprintf(fp, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
 
+/* A signal that ends llamac first removes the temporary file of an output being written (Ctrl-C in the
+ * middle of a quantize leaves no OUT.XXXXXXXX.tmp); SA_RESETHAND then lets the signal end the process
+ * as it would have. */
+static void on_fatal_signal(int sig) {
+    llc_outfile_remove_pending();
+    raise(sig);
+}
+
+static void remove_outputs_on_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGXFSZ};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old, sa = {.sa_handler = on_fatal_signal, .sa_flags = SA_RESETHAND};
+        sigemptyset(&sa.sa_mask);
+        /* a signal the caller ignores (nohup, a background job) stays ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 int main(int argc, char **argv) {
+    remove_outputs_on_signals();
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -8,11 +8,13 @@
  */
 #include "formats/gguf.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"
+#include "base/outfile.h"
 #include "kernels/types.h"
 
 #define GGUF_MAGIC "GGUF"
@@ -610,11 +612,12 @@ bool gguf_writer_save(gguf_writer *w, const char *path, gguf_fill_fn fill, void 
         free(h.p);
         return llc_fail(err, "%s: out of memory building the GGUF header", path);
     }
-    FILE *fp = fopen(path, "wb");
-    if (!fp) {
+    llc_outfile out;
+    if (!llc_outfile_open(&out, path, err)) {
         free(h.p);
-        return llc_fail(err, "%s: cannot create file", path);
+        return false;
     }
+    FILE *fp = out.f;
     bool ok = fwrite(h.p, 1, h.n, fp) == h.n;
     free(h.p);
     void *buf = NULL;
@@ -624,13 +627,13 @@ bool gguf_writer_save(gguf_writer *w, const char *path, gguf_fill_fn fill, void 
         if (!src) {
             void *nb = fill ? realloc(buf, t->nbytes ? t->nbytes : 1) : NULL;
             if (!nb) {
-                fclose(fp);
+                llc_outfile_abort(&out);
                 free(buf);
                 return llc_fail(err, "%s: no data for tensor %s", path, t->name);
             }
             buf = nb;
             if (!fill(ctx, i, buf, t->nbytes, err)) {
-                fclose(fp);
+                llc_outfile_abort(&out);
                 free(buf);
                 return false;
             }
@@ -640,8 +643,12 @@ bool gguf_writer_save(gguf_writer *w, const char *path, gguf_fill_fn fill, void 
         size_t tp = (GGUF_DEFAULT_ALIGNMENT - t->nbytes % GGUF_DEFAULT_ALIGNMENT) % GGUF_DEFAULT_ALIGNMENT;
         if (ok && tp) ok = fwrite(zeros, 1, tp, fp) == tp;
     }
+    int e = errno;
     free(buf);
-    if (fclose(fp) != 0) ok = false;
-    if (!ok) return llc_fail(err, "%s: write failed (disk full?)", path);
-    return true;
+    if (!ok) {
+        llc_fail(err, "%s: write failed: %s", path, strerror(e));
+        llc_outfile_abort(&out);
+        return false;
+    }
+    return llc_outfile_commit(&out, err);
 }

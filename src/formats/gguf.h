@@ -105,6 +105,7 @@ void gguf_write_arr(gguf_writer *w, const char *key, uint32_t elem_type, const v
 void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, int n_dims, const int64_t *ne,
                             const void *data, uint64_t nbytes);
 typedef bool (*gguf_fill_fn)(void *ctx, uint64_t index, void *dst, uint64_t nbytes, llamac_error *err);
+/* Written through a temporary file renamed over path when complete (base/outfile.h). */
 bool gguf_writer_save(gguf_writer *w, const char *path, gguf_fill_fn fill, void *ctx, llamac_error *err);
 
 #endif

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/outfile.h"
 #include "formats/model_writer.h"
 #include "kernels/types.h"
 
@@ -116,12 +117,12 @@ static cJSON *json_float(float f) {
 }
 
 static bool write_text(const char *path, const char *text, llamac_error *err) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return llc_fail(err, "%s: %s", path, strerror(errno));
+    llc_outfile o;
+    if (!llc_outfile_open(&o, path, err)) return false;
     size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
-    if (fclose(f) != 0) ok = false;
-    return ok ? true : llc_fail(err, "%s: write failed", path);
+    bool ok = fwrite(text, 1, n, o.f) == n && fputc('\n', o.f) != EOF;
+    if (!ok) llc_fail(err, "%s: write failed: %s", path, strerror(errno));
+    return llc_outfile_finish(&o, ok, err);
 }
 
 static bool write_json(const char *dir, const char *name, cJSON *root, llamac_error *err) {
@@ -138,19 +139,19 @@ static bool write_json(const char *dir, const char *name, cJSON *root, llamac_er
 static bool copy_file(const char *from, const char *to, llamac_error *err) {
     FILE *in = fopen(from, "rb");
     if (!in) return llc_fail(err, "%s: %s", from, strerror(errno));
-    FILE *out = fopen(to, "wb");
-    if (!out) {
+    llc_outfile o;
+    if (!llc_outfile_open(&o, to, err)) {
         fclose(in);
-        return llc_fail(err, "%s: %s", to, strerror(errno));
+        return false;
     }
     char buf[1 << 16];
     size_t n;
     bool ok = true;
-    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, o.f) == n;
     if (ferror(in)) ok = false;
     fclose(in);
-    if (fclose(out) != 0) ok = false;
-    return ok ? true : llc_fail(err, "%s: copying %s failed", to, from);
+    if (!ok) llc_fail(err, "%s: copying %s failed", to, from);
+    return llc_outfile_finish(&o, ok, err);
 }
 
 /* eos_token_id: an instruct model stops at every end-of-generation token, and transformers lists them
@@ -266,9 +267,9 @@ static bool write_shard(const llc_model_src *src, out_tensor *ts, int n, int k, 
         return llc_fail(err, "out of memory");
     }
     size_t len = strlen(text), padded = (len + 7) / 8 * 8;
-    FILE *f = fopen(path, "wb");
-    bool ok = f != NULL;
-    if (!ok) llc_fail(err, "%s: %s", path, strerror(errno));
+    llc_outfile o;
+    bool ok = llc_outfile_open(&o, path, err);
+    FILE *f = o.f;
     uint8_t hl[8];
     for (int i = 0; i < 8; i++) hl[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     if (ok && (fwrite(hl, 1, 8, f) != 8 || fwrite(text, 1, len, f) != len)) ok = llc_fail(err, "%s: write failed", path);
@@ -287,9 +288,8 @@ static bool write_shard(const llc_model_src *src, out_tensor *ts, int n, int k, 
         if (ok && fwrite(buf, 1, (size_t)t->nbytes, f) != t->nbytes) ok = llc_fail(err, "%s: write failed", path);
         free(buf);
     }
-    if (f && fclose(f) != 0 && ok) ok = llc_fail(err, "%s: write failed", path);
     free(sel);
-    return ok;
+    return llc_outfile_finish(&o, ok, err);
 }
 
 static bool write_index(out_tensor *ts, int n, int n_shards, uint64_t total, const char *dir, llamac_error *err) {
@@ -395,9 +395,7 @@ bool llc_write_hf_folder(const llc_model_src *src, const char *dir, llamac_error
         total += t->nbytes;
         n++;
     }
-    if (ok && mkdir(dir, 0755) != 0 && errno != EEXIST) ok = llc_fail(err, "%s: %s", dir, strerror(errno));
-    struct stat st;
-    if (ok && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) ok = llc_fail(err, "%s: exists and is not a folder", dir);
+    if (ok) ok = llc_outdir_prepare(dir, true, err);
 
     char path[4096];
     /* A stale single file or index from an earlier write would shadow or contradict the new weights. */

@@ -24,6 +24,7 @@
 
 #include "base/error.h"
 #include "base/mapped_file.h"
+#include "base/outfile.h"
 #include "formats/model_writer.h"
 #include "formats/zip.h"
 #include "kernels/types.h"
@@ -470,19 +471,20 @@ static bool copy_file(const char *from, const char *to, llamac_error *err) {
     size_t n = 0;
     char *d = llc_read_file(from, (size_t)1 << 30, &n, err);
     if (!d) return false;
-    FILE *f = fopen(to, "wb");
-    bool ok = f && fwrite(d, 1, n, f) == n;
-    if (f && fclose(f) != 0) ok = false;
+    llc_outfile o;
+    bool ok = llc_outfile_open(&o, to, err);
+    if (ok && fwrite(d, 1, n, o.f) != n) ok = llc_fail(err, "%s: write failed: %s", to, strerror(errno));
     free(d);
-    return ok || llc_fail(err, "%s: cannot write: %s", to, strerror(errno));
+    return llc_outfile_finish(&o, ok, err);
 }
 
 /* tiktoken's format: one "base64(bytes) rank" line per mergeable token, ids 0.. up to the first
  * special (control) token, which decodes to nothing. */
 static bool derive_tiktoken(const llamac_tokenizer *tok, const char *to, llamac_error *err) {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    FILE *f = fopen(to, "wb");
-    if (!f) return llc_fail(err, "%s: cannot write: %s", to, strerror(errno));
+    llc_outfile o;
+    if (!llc_outfile_open(&o, to, err)) return false;
+    FILE *f = o.f;
     int n = llamac_tokenizer_n_vocab(tok);
     for (int id = 0; id < n; id++) {
         const char *s;
@@ -496,9 +498,8 @@ static bool derive_tiktoken(const llamac_tokenizer *tok, const char *to, llamac_
         }
         fprintf(f, " %d\n", id);
     }
-    bool bad = ferror(f) != 0;
-    if (fclose(f) != 0) bad = true;
-    return !bad || llc_fail(err, "%s: write failed", to);
+    bool ok = !ferror(f) || llc_fail(err, "%s: write failed", to);
+    return llc_outfile_finish(&o, ok, err);
 }
 
 typedef struct writer {
@@ -616,11 +617,12 @@ static bool write_shard(const writer *w, int s, llamac_error *err) {
     buf pkl = {0};
     if (!write_pickle(w, &pkl, err)) return false;
     zip_writer z = {.path = path};
-    z.f = fopen(path, "wb");
-    if (!z.f) {
+    llc_outfile o;
+    if (!llc_outfile_open(&o, path, err)) {
         free(pkl.p);
-        return llc_fail(err, "%s: cannot create: %s", path, strerror(errno));
+        return false;
     }
+    z.f = o.f;
     uint64_t biggest = 0;
     for (int i = 0; i < w->n_outs; i++) {
         const llc_src_tensor *t = &w->src->tensors[w->outs[i].src];
@@ -640,7 +642,7 @@ static bool write_shard(const writer *w, int s, llamac_error *err) {
         ok = shard_bytes(w, &w->outs[i], s, full, part, &n, err) && zw_add(&z, name, part, n, err);
     }
     ok = ok && zw_add(&z, TOP "/version", "3\n", 2, err) && zw_finish(&z, err);
-    if (fclose(z.f) != 0 && ok) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
+    ok = llc_outfile_finish(&o, ok, err);
     free(full);
     free(part);
     free(pkl.p);
@@ -693,11 +695,12 @@ static bool write_params(const writer *w, bool spm, llamac_error *err) {
     ADD("}\n");
 #undef ADD
     bool ok = !j.oom || llc_fail(err, "out of memory");
-    FILE *f = ok ? fopen(path, "wb") : NULL;
-    if (ok && !f) ok = llc_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    if (f) {
-        if (fwrite(j.p, 1, j.n, f) != j.n) ok = llc_fail(err, "%s: write failed", path);
-        if (fclose(f) != 0 && ok) ok = llc_fail(err, "%s: write failed", path);
+    llc_outfile o;
+    if (ok && llc_outfile_open(&o, path, err)) {
+        if (fwrite(j.p, 1, j.n, o.f) != j.n) ok = llc_fail(err, "%s: write failed", path);
+        ok = llc_outfile_finish(&o, ok, err);
+    } else {
+        ok = false;
     }
     free(j.p);
     return ok;
@@ -769,7 +772,7 @@ bool llc_write_meta_folder(const llc_model_src *src, const char *dir, llamac_err
         o->alias = w.outs[emb].split == SPLIT_ROWS ? emb : -1;
     }
     if (ok) ok = check_split(&w, err);
-    if (ok && mkdir(dir, 0755) != 0 && errno != EEXIST) ok = llc_fail(err, "%s: cannot create the folder: %s", dir, strerror(errno));
+    if (ok) ok = llc_outdir_prepare(dir, true, err);
     if (ok) ok = write_params(&w, spm, err);
     for (int s = 0; ok && s < w.n_shards; s++) ok = write_shard(&w, s, err);
     /* Shards left from an earlier write with more of them would be joined in by the reader. */

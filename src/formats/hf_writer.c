@@ -272,9 +272,9 @@ static bool write_shard(const llc_model_src *src, out_tensor *ts, int n, int k, 
     FILE *f = o.f;
     uint8_t hl[8];
     for (int i = 0; i < 8; i++) hl[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    if (ok && (fwrite(hl, 1, 8, f) != 8 || fwrite(text, 1, len, f) != len)) ok = llc_fail(err, "%s: write failed", path);
+    if (ok && (fwrite(hl, 1, 8, f) != 8 || fwrite(text, 1, len, f) != len)) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
     for (size_t i = len; ok && i < padded; i++)
-        if (fputc(' ', f) == EOF) ok = llc_fail(err, "%s: write failed", path);
+        if (fputc(' ', f) == EOF) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
     cJSON_free(text);
     for (int i = 0; ok && i < m; i++) {
         const out_tensor *t = sel[i];
@@ -285,7 +285,7 @@ static bool write_shard(const llc_model_src *src, out_tensor *ts, int n, int k, 
         }
         ok = src->fill(src->ctx, t->src, buf, t->nbytes, err) &&
              (!t->permute_heads || permute_rows(buf, t->rows, llc_row_size(t->type, t->cols), t->permute_heads, err));
-        if (ok && fwrite(buf, 1, (size_t)t->nbytes, f) != t->nbytes) ok = llc_fail(err, "%s: write failed", path);
+        if (ok && fwrite(buf, 1, (size_t)t->nbytes, f) != t->nbytes) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
         free(buf);
     }
     free(sel);

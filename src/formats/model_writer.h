@@ -5,7 +5,8 @@
  * list of tensors named and laid out as in GGUF (blk.N.attn_q.weight, rows x cols with cols the row
  * length, q/k rows in the Meta/GGUF adjacent-pair RoPE order) whose bytes come from a callback one
  * tensor at a time. `synth` and `convert` build one; each output format has a writer for it:
- * GGUF (model_writer_gguf.c), Hugging Face folders, Meta original folders.
+ * GGUF (model_writer_gguf.c), Hugging Face folders, Meta original folders. Every file is written
+ * through base/outfile.h; a folder must be missing (it is created) or a folder.
  */
 #include <stdbool.h>
 #include <stdint.h>

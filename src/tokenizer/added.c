@@ -1,20 +1,23 @@
 /*
- * Special and added tokens cut out of the text before encoding, in one pass over it.
+ * Special and added tokens cut out of the text before encoding, in one pass over it. Control and
+ * unknown tokens only with parse_special; user-defined ones always (as SentencePiece and Hugging Face
+ * do).
  *
  * The result must be llama.cpp's tokenizer_st_partition: every token in turn, longest first (equal
- * lengths by id), takes its leftmost non-overlapping occurrences in what earlier tokens left. That is
- * not leftmost-longest matching (with "ab" and "bcd", "abcd" splits as a|bcd), but it is the greedy
- * over all occurrences ordered by (length desc, id asc, position asc), each taken if it overlaps
- * nothing taken before. Taking only ever blocks more, so every position needs just one live
- * candidate, its longest token that still fits before the next taken byte; a heap holds those.
+ * lengths by id here; llama.cpp's std::sort leaves their order unspecified), takes its leftmost
+ * non-overlapping occurrences in what earlier tokens left. That is not leftmost-longest matching (with
+ * "ab" and "bcd", "abcd" splits as a|bcd), but it is the greedy over all occurrences ordered by
+ * (length desc, id asc, position asc), each taken if it overlaps nothing taken before. Taking only
+ * ever blocks more, so every position needs just one live candidate, its longest token that still fits
+ * before the next taken byte; a heap holds those.
  *
  * The tokens starting at each position come from an Aho-Corasick automaton over the reversed tokens,
- * run from the end of the text: the state after reading text[p] is the longest token suffix equal to
- * text[p..), and its dictionary links list the tokens starting at p, longest first. Children are kept
- * in one hash table (a 256-wide array only at the root), so memory is linear in the tokens' total
- * length whatever their number. Cost: the scan is linear in the text; each position costs a heap
- * operation per token it passes over, which is bounded by the occurrences (at most one per token
- * length per position) and in practice a few.
+ * run from the end of the text: the state after reading text[p] is the longest prefix of text[p..)
+ * that ends some token, and it and its dictionary links list the tokens starting at p, longest first.
+ * Children are kept in one hash table (a 256-wide array only at the root), so memory is linear in the
+ * tokens' total length whatever their number. Cost: the scan is linear in the text; each position
+ * costs a heap operation per token it passes over, which is bounded by the occurrences (at most one
+ * per token length per position) and in practice a few.
  */
 #include <stdlib.h>
 #include <string.h>

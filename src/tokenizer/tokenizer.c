@@ -1,8 +1,9 @@
 /*
  * The vocabulary: telling tokenizer files apart by content and loading them (GGUF tokenizer.ggml.*
  * keys, llama2.c tokenizer.bin, tokenizer.json here; tiktoken files in tiktoken.c, SentencePiece
- * models in spm_model.c), the text -> id map, special-token splitting, SentencePiece's whitespace
- * normalization, decoding and the streaming detokenizer. The encoders live in spm.c and bpe.c. Every file is untrusted: counts, lengths and ids are checked before use, and nothing is
+ * models in spm_model.c), the text -> id map, SentencePiece's whitespace normalization, decoding and
+ * the streaming detokenizer. The encoders live in spm.c and bpe.c, special-token splitting in
+ * added.c. Every file is untrusted: counts, lengths and ids are checked before use, and nothing is
  * allocated from a count that the file's size does not bound.
  */
 #include <errno.h>
@@ -74,7 +75,7 @@ void llamac_tokenizer_free(llamac_tokenizer *tok) {
     free(tok->bytes_pool);
     free(tok->map);
     free(tok->pre);
-    free(tok->specials);
+    llc_added_free(tok->added);
     free(tok->merges_pool);
     free(tok->merges);
     free(tok->chat_template);
@@ -198,18 +199,6 @@ static bool tok_set_bytes(llamac_tokenizer *tok, llamac_error *err) {
     return true;
 }
 
-typedef struct len_id {
-    uint32_t len;
-    int32_t id;
-} len_id;
-
-/* Longest first, as llama.cpp matches them; equal lengths by id so the order is deterministic. */
-static int cmp_len_id(const void *a, const void *b) {
-    const len_id *x = a, *y = b;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
 void llc_tokenizer_add_eog(llamac_tokenizer *tok, int32_t id) {
     if (!tok || id < 0 || id >= tok->n_vocab || tok->n_eog == (int)(sizeof tok->eog / sizeof tok->eog[0])) return;
     for (int i = 0; i < tok->n_eog; i++)
@@ -225,11 +214,6 @@ static bool piece_spans_words(const llc_token *t) {
     return false;
 }
 
-/* Tokens matched in the text before encoding. */
-static bool is_special(const llc_token *t) {
-    return t->len > 0 && (t->type == LLC_TT_CONTROL || t->type == LLC_TT_UNKNOWN || t->type == LLC_TT_USER_DEFINED);
-}
-
 /* Everything derived from texts, types and special ids. */
 bool llc_tok_finish(llamac_tokenizer *tok, llamac_error *err) {
     if (!tok->map && !build_map(tok)) return llc_fail(err, "out of memory for the vocabulary map");
@@ -241,32 +225,15 @@ bool llc_tok_finish(llamac_tokenizer *tok, llamac_error *err) {
         tok->byte_id[b] = tok->kind == LLC_TOK_SPM ? llc_tok_find(tok, piece, 6) : -1;
     }
 
-    int n_special = 0;
     tok->spm_word_split = tok->kind == LLC_TOK_SPM;
     for (int i = 0; i < tok->n_vocab; i++) {
         const llc_token *t = &tok->tokens[i];
         if (t->type == LLC_TT_UNUSED) tok->has_unused = true;
         if (tok->spm_word_split && piece_spans_words(t)) tok->spm_word_split = false;
-        if (is_special(t)) n_special++;
     }
     /* Which split SentencePiece undoes for an unused piece depends on the order of the whole queue. */
     if (tok->has_unused) tok->spm_word_split = false;
-    if (n_special) {
-        len_id *tmp = malloc((size_t)n_special * sizeof *tmp);
-        tok->specials = malloc((size_t)n_special * sizeof *tok->specials);
-        if (!tmp || !tok->specials) {
-            free(tmp);
-            return llc_fail(err, "out of memory for special tokens");
-        }
-        int k = 0;
-        for (int i = 0; i < tok->n_vocab; i++) {
-            if (is_special(&tok->tokens[i])) tmp[k++] = (len_id){tok->tokens[i].len, i};
-        }
-        qsort(tmp, (size_t)k, sizeof *tmp, cmp_len_id);
-        for (int i = 0; i < k; i++) tok->specials[i] = tmp[i].id;
-        tok->n_specials = k;
-        free(tmp);
-    }
+    if (!llc_added_build(tok, err)) return false;
 
     llc_tokenizer_add_eog(tok, tok->eos);
     llc_tokenizer_add_eog(tok, tok->eot);
@@ -833,66 +800,10 @@ size_t llamac_token_bytes(const llamac_tokenizer *tok, int32_t id, const char **
 
 /* ---- tokenize ----------------------------------------------------------------------------------- */
 
-typedef struct fragment {
-    int32_t id;     /* special token, or -1 for text */
-    size_t off, len;
-} fragment;
-
-typedef struct frag_list {
-    fragment *v;
-    size_t n, cap;
-} frag_list;
-
-static bool frag_push(frag_list *l, int32_t id, size_t off, size_t len) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        fragment *v = realloc(l->v, cap * sizeof *v);
-        if (!v) return false;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = (fragment){id, off, len};
-    return true;
-}
-
-/* llama.cpp's tokenizer_st_partition: each special token in turn, longest first, cuts the remaining text
- * fragments at its occurrences. Control and unknown tokens only when parse_special; user-defined ones
- * always (as SentencePiece and Hugging Face do). */
-static bool split_specials(const llamac_tokenizer *tok, const char *text, size_t len, bool parse_special,
-                           frag_list *cur, frag_list *next) {
-    if (len > 0 && !frag_push(cur, -1, 0, len)) return false;
-    for (int s = 0; s < tok->n_specials; s++) {
-        int32_t id = tok->specials[s];
-        const llc_token *t = &tok->tokens[id];
-        if (!parse_special && t->type != LLC_TT_USER_DEFINED) continue;
-        if (!memmem(text, len, t->text, t->len)) continue;
-        next->n = 0;
-        for (size_t i = 0; i < cur->n; i++) {
-            fragment f = cur->v[i];
-            if (f.id >= 0) {
-                if (!frag_push(next, f.id, f.off, f.len)) return false;
-                continue;
-            }
-            size_t pos = f.off, end = f.off + f.len;
-            const char *hit;
-            while (end - pos >= t->len && (hit = memmem(text + pos, end - pos, t->text, t->len))) {
-                size_t at = (size_t)(hit - text);
-                if (at > pos && !frag_push(next, -1, pos, at - pos)) return false;
-                if (!frag_push(next, id, at, t->len)) return false;
-                pos = at + t->len;
-            }
-            if (pos < end && !frag_push(next, -1, pos, end - pos)) return false;
-        }
-        frag_list tmp = *cur;
-        *cur = *next;
-        *next = tmp;
-    }
-    return true;
-}
-
-static bool encode_text(const llamac_tokenizer *tok, const char *text, size_t len, bool prefix, llc_spm_scratch *s,
+/* SentencePiece's dummy prefix: llama.cpp adds it to every piece of text between special tokens. */
+static bool encode_text(const llamac_tokenizer *tok, const char *text, size_t len, llc_spm_scratch *s,
                         llc_tok_sink *out, llamac_error *err) {
-    if (tok->kind == LLC_TOK_SPM) return llc_spm_encode(tok, text, len, prefix && tok->add_space_prefix, s, out, err);
+    if (tok->kind == LLC_TOK_SPM) return llc_spm_encode(tok, text, len, tok->add_space_prefix, s, out, err);
     (void)s;
     int room = out->n < out->cap ? out->cap - out->n : 0;
     int got = llc_bpe_encode(tok->bpe, text, len, room ? out->out + out->n : NULL, room);
@@ -939,23 +850,20 @@ int llamac_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, b
         text = norm;
     }
 
-    frag_list a = {0}, b = {0};
+    llc_added_match *cut;
+    size_t n_cut;
     llc_spm_scratch scratch = {0};
-    bool ok = split_specials(tok, text, len, parse_special, &a, &b);
+    bool ok = llc_added_split(tok, text, len, parse_special, &cut, &n_cut);
     if (!ok) llc_fail(err, "out of memory tokenizing");
-    /* SentencePiece's dummy prefix: llama.cpp adds it to the text at the start and after every special token. */
-    bool prev_special = true;
-    for (size_t i = 0; ok && i < a.n; i++) {
-        if (a.v[i].id >= 0) {
-            llc_sink_push(&sink, a.v[i].id);
-            prev_special = true;
-        } else {
-            ok = encode_text(tok, text + a.v[i].off, a.v[i].len, prev_special, &scratch, &sink, err);
-            prev_special = false;
-        }
+    size_t pos = 0;
+    for (size_t i = 0; ok && i <= n_cut; i++) {
+        size_t end = i < n_cut ? cut[i].pos : len;
+        if (end > pos) ok = encode_text(tok, text + pos, end - pos, &scratch, &sink, err);
+        if (!ok || i == n_cut) break;
+        llc_sink_push(&sink, cut[i].id);
+        pos = end + cut[i].len;
     }
-    free(a.v);
-    free(b.v);
+    free(cut);
     free(norm);
     llc_spm_scratch_free(&scratch);
     return ok ? sink.n : -1;

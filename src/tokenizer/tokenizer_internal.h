@@ -37,6 +37,7 @@ typedef struct llc_token {
 } llc_token;
 
 struct llc_bpe;
+struct llc_added;
 
 struct llamac_tokenizer {
     int kind;             /* enum llc_tok_kind */
@@ -62,9 +63,8 @@ struct llamac_tokenizer {
 
     int32_t byte_id[256]; /* SPM byte-fallback token of each byte, -1 if none */
 
-    /* Tokens matched in the text before encoding (control, unknown, user-defined), longest first. */
-    int32_t *specials;
-    int n_specials;
+    /* Tokens matched in the text before encoding (control, unknown, user-defined), NULL if none. */
+    struct llc_added *added;
 
     int32_t eog[16];      /* end-of-generation ids */
     int n_eog;
@@ -102,6 +102,19 @@ bool llc_tok_finish(struct llamac_tokenizer *tok, llamac_error *err);
 /* Sets tok->chat_template to a copy of the template in the tokenizer_config.json beside path, if there
  * is one with a chat_template (false only on a broken config file or no memory). */
 bool llc_tok_template_beside(struct llamac_tokenizer *tok, const char *path, llamac_error *err);
+
+/* Special-token splitting (added.c). Build: the matcher over every control, unknown and user-defined
+ * token, into tok->added (stays NULL without any). Split: the tokens cut out of text, sorted by
+ * position; user-defined ones only unless parse_special. *out is malloc'd (NULL when none); false only
+ * without memory. */
+typedef struct llc_added_match {
+    uint32_t pos, len;
+    int32_t id;
+} llc_added_match;
+bool llc_added_build(struct llamac_tokenizer *tok, llamac_error *err);
+bool llc_added_split(const struct llamac_tokenizer *tok, const char *text, size_t len, bool parse_special,
+                     llc_added_match **out, size_t *n_out);
+void llc_added_free(struct llc_added *a);
 
 /* Last queued merge into an unused piece: the length of its left part, valid for generation gen. */
 typedef struct llc_spm_rev {

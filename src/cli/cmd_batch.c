@@ -223,7 +223,7 @@ static int submit_line(llamac_engine *e, const llamac_tokenizer *tok, const line
             goto done;
         }
         if (n > LLAMAC_MAX_STOP) {
-            line_error(lc, "\"stop\" has %d strings, more than the %d a request may give", n, LLAMAC_MAX_STOP);
+            line_error(lc, "\"stop\" has %d strings; a request may give at most %d", n, LLAMAC_MAX_STOP);
             goto done;
         }
         if (!(stops = calloc((size_t)(n > 0 ? n : 1), sizeof *stops))) {

@@ -356,7 +356,7 @@ int llamac_engine_submit(llamac_engine *e, const llamac_request *r, llamac_error
         return -1;
     }
     if (r->n_stop > LLAMAC_MAX_STOP) {
-        llc_fail(err, "%d stop strings, more than the %d a request may give", r->n_stop, LLAMAC_MAX_STOP);
+        llc_fail(err, "%d stop strings; a request may give at most %d", r->n_stop, LLAMAC_MAX_STOP);
         return -1;
     }
     for (int i = 0; i < r->n_stop; i++) {
@@ -365,7 +365,7 @@ int llamac_engine_submit(llamac_engine *e, const llamac_request *r, llamac_error
             return -1;
         }
         if (strnlen(r->stop[i], LLAMAC_MAX_STOP_LEN + 1) > LLAMAC_MAX_STOP_LEN) {
-            llc_fail(err, "stop string %d is longer than %d bytes", i, LLAMAC_MAX_STOP_LEN);
+            llc_fail(err, "stop string %d is longer than %d bytes, the most a stop string may be", i, LLAMAC_MAX_STOP_LEN);
             return -1;
         }
     }

@@ -241,6 +241,11 @@ typedef struct llamac_engine_params {
     llamac_kv_type kv_type; /* element type of the KV cache (0: f32); kv_mem buys blocks of its size */
 } llamac_engine_params;
 
+/* Every token's text is matched against every stop string, and text that could begin one is held
+ * back: a request may give at most LLAMAC_MAX_STOP of them, each at most LLAMAC_MAX_STOP_LEN bytes. */
+#define LLAMAC_MAX_STOP 64
+#define LLAMAC_MAX_STOP_LEN 256
+
 typedef struct llamac_request {
     const int32_t *prompt;          /* prompt ids, BOS included if wanted (copied) */
     int n_prompt;

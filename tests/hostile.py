@@ -906,8 +906,18 @@ def hf_json_cases():
                        ("config_template_list", b'{"chat_template": [{"name": "x"}, {"template": 5}, 7]}'),
                        ("config_template_huge", b'{"chat_template": "' + b"{{ x }}" * 200000 + b'"}')):
         mut(lambda j: None, "ok", cname, config=cfg)
-    for cname, cfg in (("config_not_object", b"[]"), ("config_truncated", b'{"bos_token": "<|be'), ("config_empty", b"")):
+    for cname, cfg in (("config_not_object", b"[]"), ("config_truncated", b'{"bos_token": "<|be'), ("config_empty", b""),
+                       ("config_trailing_junk", b'{"bos_token": "<|begin_of_text|>"} x'),
+                       ("config_two_objects", b'{"bos_token": "<|begin_of_text|>"}{"bos_token": "<|eot_id|>"}'),
+                       ("config_nul", b'{"bos_token": "<|begin_of_text|>"}\0'),
+                       ("config_duplicate_key", b'{"bos_token": "<|begin_of_text|>", "bos_token": "<|eot_id|>"}')):
         mut(lambda j: None, "container", cname, config=cfg)
+    # exactly one JSON object, every key once (cJSON alone kept the first of two, Python the last)
+    for name, text in (("trailing_junk", good + b" junk"), ("two_objects", good + good), ("nul_after", good + b"\0"),
+                       ("bom", b"\xef\xbb\xbf" + good),
+                       ("duplicate_top_key", good[:-1] + b', "normalizer": {"type": "NFC"}}'),
+                       ("duplicate_vocab_key", good.replace(b'"vocab": {', b'"vocab": {"t": 5, ', 1))):
+        cases.append((name, {"tokenizer.json": text}, "container"))
     return cases
 
 

@@ -294,10 +294,27 @@ def hf_config_cases(cfg):
         out.append((f"missing_{k}", m(**{k: DELETE}), FAIL))
     out += [("not_json", b"{not json", FAIL), ("empty", b"", FAIL), ("array", b"[]", FAIL),
             ("truncated", m()[:40], FAIL), ("missing", None, FAIL), ("deep", b"[" * 100000, FAIL)]
+    # exactly one JSON object: cJSON alone stopped at the first value or NUL and kept the first of two keys
+    out += [("trailing_junk", m() + b" junk", FAIL), ("two_objects", m() + m(), FAIL), ("nul_after", m() + b"\0junk", FAIL),
+            ("nul_inside", m()[:-1] + b', "x": "a\0b"}', FAIL), ("bom", b"\xef\xbb\xbf" + m(), FAIL),
+            ("duplicate_key", m()[:-1] + b', "hidden_size": 64}', FAIL),
+            ("nested_65", m()[:-1] + b', "x": ' + b"[" * 65 + b"]" * 65 + b"}", FAIL),
+            ("nested_60", m()[:-1] + b', "x": ' + b"[" * 60 + b"]" * 60 + b"}", OK)]
     return out
 
 
 DELETE = object()
+
+
+def dup_tensor_safetensors(head):
+    """The synthesized file's header with its first tensor's entry repeated at the end (same key)."""
+    import json
+    n = struct.unpack_from("<Q", head)[0]
+    h = head[8:8 + n].rstrip(b" ")
+    first = json.loads(h)
+    name = next(k for k in first if k != "__metadata__")
+    h = h[:-1] + b", " + json.dumps(name).encode() + b": " + json.dumps(first[name]).encode() + b"}"
+    return struct.pack("<Q", len(h)) + h
 
 
 def add_folder_cases(R):
@@ -363,6 +380,9 @@ def add_folder_cases(R):
                                                               "model.embed_tokens.weight": "model.safetensors"}}).encode()
             add(f"index_{label}", "hf", {"model.safetensors.index.json": idx, "model.safetensors": None}, FAIL)
         add("index_not_json", "hf", {"model.safetensors.index.json": b"{", "model.safetensors": None}, FAIL)
+        add("generation_config_junk", "hf", {"generation_config.json": b'{"eos_token_id": 2} {"eos_token_id": 5}'}, FAIL)
+        add("generation_config_duplicate", "hf", {"generation_config.json": b'{"eos_token_id": 2, "eos_token_id": 5}'}, FAIL)
+        add("safetensors_duplicate_tensor", "hf", {"model.safetensors": dup_tensor_safetensors(head)}, FAIL)
         add("index_weight_map_not_object", "hf", {"model.safetensors.index.json": b'{"weight_map": [1]}', "model.safetensors": None}, FAIL)
     if "meta" in src:
         with open(os.path.join(src["meta"], "params.json")) as f:
@@ -376,6 +396,10 @@ def add_folder_cases(R):
                 pj = dict(params, **{k: v})
                 add(f"{k}_{v}", "meta", {"params.json": json.dumps(pj).encode()}, FAIL)
         add("params_not_json", "meta", {"params.json": b"{{"}, FAIL)
+        pj = json.dumps(params).encode()
+        add("params_trailing_junk", "meta", {"params.json": pj + b"x"}, FAIL)
+        add("params_nul", "meta", {"params.json": pj + b"\0"}, FAIL)
+        add("params_duplicate_key", "meta", {"params.json": pj[:-1] + b', "dim": 64}'}, FAIL)
         add("params_missing", "meta", {"params.json": None}, FAIL)
         pth = os.path.join(src["meta"], "consolidated.00.pth")
         with open(pth, "rb") as f:

@@ -11,7 +11,8 @@
   format; a synthetic Llama 3 model: the Llama 3 format);
 * a shared prefix: the summary reports tokens from the prefix cache;
 * bad input (malformed JSON, no prompt, a prompt longer than the context, bad field types, an empty or
-  unreadable file): one error line naming the line, a non-zero exit, no output file;
+  unreadable file; two objects on a line, trailing junk, a NUL byte, duplicate keys, too deep; more
+  stop strings or messages than the limits): one error line naming the line, a non-zero exit, no output file;
 * `llamac bench -b 1,4 --json`: one row per batch size with the batched figures and KV fields.
 """
 
@@ -63,13 +64,13 @@ def generate(model, prompt, n, extra=()):
     return json.loads(out)
 
 
-def batch(model, rows, extra=(), out_name="out.jsonl", raw=None):
+def batch(model, rows, extra=(), out_name="out.jsonl", raw=None, timeout=300):
     inp = os.path.join(TMP, "batch_in.jsonl")
     out = os.path.join(TMP, out_name)
     if os.path.exists(out):
         os.remove(out)
     write_jsonl(inp, rows, raw)
-    rc, stdout, err = run(["batch", "-m", model, "--input", inp, "--output", out, "--threads", "2"] + list(extra))
+    rc, stdout, err = run(["batch", "-m", model, "--input", inp, "--output", out, "--threads", "2"] + list(extra), timeout)
     return rc, (read_jsonl(out) if rc == 0 and os.path.exists(out) else None), err, out
 
 
@@ -179,12 +180,33 @@ def main():
         ("bad message", [{"messages": [{"role": "user"}]}], None, ":1:"),
         ("a JSON array line", [], "[1, 2]\n", ":1:"),
         ("prompt too long", [{"prompt": "a"}, {"prompt": "Once upon a time " * 100}], None, ":2:"),
+        # each line is exactly one JSON object: nothing silently dropped, cut or picked
+        ("two objects on one line", [{"prompt": "a"}], '{"prompt": "b"}{"prompt": "c"}\n', (":2:", "column 16")),
+        ("trailing junk", [{"prompt": "a"}], '{"prompt": "c"} trailing junk\n', (":2:", "column 17")),
+        ("a NUL byte between objects", [], '{"prompt": "a"}\0{"prompt": "b"}\n', (":1:", "NUL byte")),
+        ("a NUL byte inside a string", [{"prompt": "a"}], '{"prompt": "a\0b"}\n', (":2:", "NUL byte")),
+        ("a \\u0000 escape in a prompt", [], '{"prompt": "a\\u0000b"}\n', (":1:", "\\u0000")),
+        ("duplicate keys", [{"prompt": "a"}], '{"prompt": "a", "max_tokens": 2, "max_tokens": 9}\n', (":2:", 'duplicate key "max_tokens"')),
+        ("a string line", [], '"prompt"\n', (":1:", "JSON object")),
+        ("nested too deep", [], '{"prompt": "a", "messages": ' + "[" * 65 + "]" * 65 + "}\n", (":1:", "nested deeper than 64")),
+        # limits, named in the message
+        ("65 stop strings", [{"prompt": "a", "stop": ["s%d" % i for i in range(65)]}], None, (":1:", "65 strings", "at most 64")),
+        ("a stop string of 257 bytes", [{"prompt": "a", "stop": ["s", "x" * 257]}], None, (":1:", "256 bytes")),
+        # 100,000 of them: refused by the count, not walked item by item (a linked list, once quadratic)
+        ("100,000 stop strings", [{"prompt": "a", "stop": ["s%d" % i for i in range(100000)]}], None, (":1:", "100000 strings", "at most 64")),
+        ("100,000 messages", [{"messages": [{"role": "user", "content": "hi"}] * 100000}], None, (":1:", "100000 messages", "256")),
     ]
     for name, rows_bad, raw, where in bad_cases:
-        rc, res, err, out = batch(STORIES, rows_bad, ["--temp", "0", "--ctx", "256"], "bad.jsonl", raw)
+        rc, res, err, out = batch(STORIES, rows_bad, ["--temp", "0", "--ctx", "256"], "bad.jsonl", raw, timeout=120)
         lines = [l for l in err.strip().splitlines() if l.startswith("llamac: error")]
-        check(rc == 1 and len(lines) == 1 and where in lines[0] and not os.path.exists(out) and not os.path.exists(out + ".tmp"),
-              "%s: exit %d, one error line naming the line (%s)" % (name, rc, lines[:2]))
+        where = (where,) if isinstance(where, str) else where
+        check(rc == 1 and len(lines) == 1 and all(w in lines[0] for w in where) and not os.path.exists(out)
+              and not os.path.exists(out + ".tmp"), "%s: exit %d, one error line naming the line (%s)" % (name, rc, lines[:2]))
+    # the most stop strings a request may give, and a messages array as long as the context allows: accepted
+    rc, res, err, _ = batch(STORIES, [{"prompt": "Once", "max_tokens": 4, "stop": ["zq%d" % i for i in range(64)]},
+                                      {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ho"}] * 20
+                                       + [{"role": "user", "content": "hi"}], "max_tokens": 2}], ["--temp", "0"], timeout=120)
+    check(rc == 0 and res is not None and len(res) == 2, "64 stop strings and 41 messages are accepted (%s)" % err.strip()[-200:])
     empty = os.path.join(TMP, "batch_empty.jsonl")
     open(empty, "w").write("\n  \n")
     rc, _, err = run(["batch", "-m", STORIES, "--input", empty])

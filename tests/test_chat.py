@@ -242,6 +242,24 @@ def test_llama2_format(l3vocab):
     # roles out of order are an error, as Meta's assertion
     rc, got, err = dump_ids(L2_GGUF, [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}])
     check(rc == 1 and "alternate" in err and err.count("\n") == 1, "llama2: roles out of order should be one error line, got %d %r" % (rc, err))
+    # a long conversation is read in one pass (cJSON's arrays are linked lists: indexing each item
+    # was quadratic, minutes for this one): each Llama 2 exchange is encoded on its own, so the ids
+    # are one exchange's ids 100,000 times; the timeout only catches a hang
+    pair = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ho"}]
+    rc, one, err = dump_ids(L2_GGUF, pair, gen=False)
+    rc2, many, err2 = dump_ids(L2_GGUF, pair * 100000, gen=False)
+    check(rc == 0 and rc2 == 0 and many == one * 100000, "llama2: 100,000 exchanges give one exchange's ids 100,000 times (%s)" % err2.strip()[-200:])
+    # the file is exactly one JSON value, every key once
+    path = os.path.join(TMP, "chat-strict.json")
+    for name, raw, want in (("trailing junk", b'[{"role": "user", "content": "Hi"}] x', "more after the JSON value"),
+                            ("two arrays", b'[{"role": "user", "content": "Hi"}][]', "more after the JSON value"),
+                            ("a NUL byte", b'[{"role": "user", "content": "Hi"}]\0', "NUL byte"),
+                            ("a \\u0000 escape", b'[{"role": "user", "content": "H\\u0000i"}]', "\\u0000"),
+                            ("duplicate keys", b'[{"role": "user", "content": "Hi", "content": "Bye"}]', 'duplicate key "content"')):
+        with open(path, "wb") as f:
+            f.write(raw)
+        rc, out, err = run(["chat", "--tokenizer", L2_GGUF, "--dump-ids", path])
+        check(rc == 1 and want in err and err.count("\n") == 1 and not out, "--dump-ids with %s: one error line (%r)" % (name, err.strip()))
     # --chat-format overrides the detection: Llama 2 format on the Llama 3 vocabulary
     rc, got, err = dump_ids(l3vocab, [{"role": "user", "content": "Hi"}], fmt="llama2")
     want = [128000] + ref_ids("[INST] Hi [/INST]")

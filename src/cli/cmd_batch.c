@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "base/outfile.h"
 #include "cli/cli.h"
 
@@ -22,7 +23,8 @@ static const char usage_text[] =
     "  -i, --input FILE        one request per line: {\"prompt\": TEXT} (BOS added as the vocabulary asks) or\n"
     "                          {\"messages\": [{\"role\": R, \"content\": TEXT}, ...]} (the model's chat format, answer\n"
     "                          prompt appended), with optional \"max_tokens\", \"temperature\", \"top_p\", \"top_k\",\n"
-    "                          \"min_p\", \"seed\" and \"stop\" (a string or an array of strings); blank lines are skipped\n"
+    "                          \"min_p\", \"seed\" and \"stop\" (a string or an array of at most 64 strings, each at most\n"
+    "                          256 bytes); blank lines are skipped, any other line must be exactly one JSON object\n"
     "  -o, --output FILE       results, one JSON object per request in input order: index, text (the completion\n"
     "                          only), prompt_tokens, completion_tokens, finish_reason (stop|length) (default: stdout;\n"
     "                          a file is written beside FILE and renamed over it when complete)\n"
@@ -143,16 +145,25 @@ static void line_error(const line_ctx *lc, const char *fmt, ...) {
     cli_error("%s:%d: %s", lc->path, lc->line, msg);
 }
 
+/* A request is a few dozen values; messages are bounded by the context (below), so this only stops a
+ * hostile line from making cJSON build gigabytes of tree. */
+#define LINE_MAX_VALUES (1u << 20)
+
 /* Parses one request line and submits it. Returns the request id, or -1 after printing the error. */
 static int submit_line(llamac_engine *e, const llamac_tokenizer *tok, const line_ctx *lc, const char *text, size_t len,
-                       const cli_sampling *smp, int index, int n_new, bool special, int chat_fmt, int *n_prompt_out) {
+                       const cli_sampling *smp, int index, int n_new, bool special, int chat_fmt, int n_ctx,
+                       int *n_prompt_out) {
     int id = -1;
     int32_t *ids = NULL;
     const char **stops = NULL;
     llamac_chat_message *msgs = NULL;
-    cJSON *o = cJSON_ParseWithLength(text, len);
+    char what[512];
+    snprintf(what, sizeof what, "%s:%d", lc->path, lc->line);
+    llamac_error perr = {{0}};
+    /* the strings go to the tokenizer as C strings: a \u0000 would cut them */
+    cJSON *o = llc_json_parse_opts(text, len, what, LLC_JSON_NO_NUL_ESCAPE, LINE_MAX_VALUES, &perr);
     if (!o) {
-        line_error(lc, "not valid JSON");
+        cli_error("%s", perr.message);
         return -1;
     }
     if (!cJSON_IsObject(o)) {
@@ -209,18 +220,28 @@ static int submit_line(llamac_engine *e, const llamac_tokenizer *tok, const line
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(o, "stop")) && !cJSON_IsNull(v)) {
         int n = cJSON_IsString(v) ? 1 : cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
-        if (n < 0 || !(stops = calloc((size_t)(n > 0 ? n : 1), sizeof *stops))) {
+        if (n < 0) {
             line_error(lc, "\"stop\" must be a string or an array of strings");
             goto done;
         }
-        for (int i = 0; i < n; i++) {
-            const cJSON *s = cJSON_IsString(v) ? v : cJSON_GetArrayItem(v, i);
-            if (!cJSON_IsString(s) || !s->valuestring[0]) {
+        if (n > LLAMAC_MAX_STOP) {
+            line_error(lc, "\"stop\" has %d strings; a request may give at most %d", n, LLAMAC_MAX_STOP);
+            goto done;
+        }
+        if (!(stops = calloc((size_t)(n > 0 ? n : 1), sizeof *stops))) {
+            line_error(lc, "out of memory");
+            goto done;
+        }
+        int i = 0;
+        const cJSON *s;
+        if (cJSON_IsString(v)) stops[i++] = v->valuestring;
+        else
+            cJSON_ArrayForEach(s, v) stops[i++] = cJSON_IsString(s) ? s->valuestring : "";
+        for (i = 0; i < n; i++)
+            if (!stops[i][0]) {
                 line_error(lc, "\"stop\" must be a string or an array of strings, none empty");
                 goto done;
             }
-            stops[i] = s->valuestring;
-        }
         rq.stop = stops;
         rq.n_stop = n;
     }
@@ -236,19 +257,28 @@ static int submit_line(llamac_engine *e, const llamac_tokenizer *tok, const line
         n_prompt = llamac_tokenize(tok, prompt->valuestring, plen, true, special, ids, k, &terr);
     } else if (cJSON_IsArray(messages) && !prompt) {
         int n = cJSON_GetArraySize(messages);
-        if (n < 1 || !(msgs = calloc((size_t)n, sizeof *msgs))) {
+        if (n < 1) {
             line_error(lc, "\"messages\" must be a non-empty array of {\"role\": ..., \"content\": ...}");
             goto done;
         }
-        for (int i = 0; i < n; i++) {
-            const cJSON *m = cJSON_GetArrayItem(messages, i);
+        if (n > n_ctx) { /* every message takes at least one position */
+            line_error(lc, "\"messages\" has %d messages, more than the context's %d positions could hold", n, n_ctx);
+            goto done;
+        }
+        if (!(msgs = calloc((size_t)n, sizeof *msgs))) {
+            line_error(lc, "out of memory");
+            goto done;
+        }
+        int i = 0;
+        const cJSON *m;
+        cJSON_ArrayForEach(m, messages) {
             const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
             const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
             if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
                 line_error(lc, "message %d needs \"role\" and \"content\" strings", i);
                 goto done;
             }
-            msgs[i] = (llamac_chat_message){role->valuestring, content->valuestring, NULL, 0};
+            msgs[i++] = (llamac_chat_message){role->valuestring, content->valuestring, NULL, 0};
         }
         llamac_error cerr = {{0}};
         int k = llamac_chat_tokenize(tok, (llamac_chat_format)chat_fmt, msgs, n, true, NULL, 0, &cerr);
@@ -355,6 +385,8 @@ int cmd_batch(int argc, char **argv) {
     }
     double t_load = cli_now_ms() - t0;
 
+    llamac_engine_stats st;
+    llamac_engine_get_stats(e, &st);
     /* every line is parsed and submitted before anything runs: a bad line fails the whole batch */
     int line = 0;
     for (size_t pos = 0; pos < in_len;) {
@@ -376,7 +408,7 @@ int cmd_batch(int argc, char **argv) {
         }
         line_ctx lc = {in_path, line};
         int n_prompt = 0;
-        int id = submit_line(e, tok, &lc, s, len, &smp_opts, n_req, n_new, special, chat_fmt, &n_prompt);
+        int id = submit_line(e, tok, &lc, s, len, &smp_opts, n_req, n_new, special, chat_fmt, st.n_ctx, &n_prompt);
         if (id < 0) goto done;
         if (id != n_req) { /* a fresh engine numbers requests 0, 1, ... */
             cli_error("internal error: unexpected request id");
@@ -398,7 +430,6 @@ int cmd_batch(int argc, char **argv) {
     } else {
         out = stdout;
     }
-    llamac_engine_stats st;
     llamac_engine_get_stats(e, &st);
     fprintf(stderr,
             "llamac: batch: %d requests, up to %d at once, KV cache %d blocks of %d positions (%s, %.1f MiB), context %d, %s\n", n_req,

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "cli/cli.h"
 
 static const char usage_text[] =
@@ -137,14 +138,15 @@ static bool dump_one(const llamac_tokenizer *tok, llamac_chat_format format, con
         cli_error("out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++) {
-        const cJSON *o = cJSON_GetArrayItem(conv, i);
+    int i = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, conv) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(o, "role"), *content = cJSON_GetObjectItemCaseSensitive(o, "content");
         if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
             cli_error("%s: message %d needs string \"role\" and \"content\"", path, i);
             goto done;
         }
-        msgs[i] = (llamac_chat_message){role->valuestring, content->valuestring, NULL, 0};
+        msgs[i++] = (llamac_chat_message){role->valuestring, content->valuestring, NULL, 0};
     }
     llamac_error err = {{0}};
     int k = llamac_chat_tokenize(tok, format, msgs, n, gen, NULL, 0, &err);
@@ -171,14 +173,18 @@ static int dump_ids(const llamac_tokenizer *tok, llamac_chat_format format, cons
     size_t len;
     char *text = cli_read_text(path, &len);
     if (!text) return 1;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    llamac_error perr = {{0}};
+    /* the texts go to the tokenizer as C strings (a \u0000 would cut them); the value bound keeps a
+     * hostile file from making cJSON build gigabytes of tree (64 bytes a value) */
+    cJSON *root = llc_json_parse_opts(text, len, path, LLC_JSON_NO_NUL_ESCAPE, 1u << 24, &perr);
     free(text);
-    if (!root || !cJSON_IsArray(root)) {
+    if (!root) return cli_error("%s", perr.message);
+    if (!cJSON_IsArray(root)) {
         cJSON_Delete(root);
         return cli_error("%s: expected a JSON array of {\"role\": …, \"content\": …} (or an array of such arrays)", path);
     }
     bool ok = true;
-    if (cJSON_IsArray(cJSON_GetArrayItem(root, 0))) {
+    if (cJSON_IsArray(root->child)) {
         const cJSON *conv;
         cJSON_ArrayForEach(conv, root) {
             if (!cJSON_IsArray(conv)) {

@@ -355,11 +355,20 @@ int llamac_engine_submit(llamac_engine *e, const llamac_request *r, llamac_error
         llc_fail(err, "bad stop string list");
         return -1;
     }
-    for (int i = 0; i < r->n_stop; i++)
+    if (r->n_stop > LLAMAC_MAX_STOP) {
+        llc_fail(err, "%d stop strings; a request may give at most %d", r->n_stop, LLAMAC_MAX_STOP);
+        return -1;
+    }
+    for (int i = 0; i < r->n_stop; i++) {
         if (!r->stop[i] || !r->stop[i][0]) {
             llc_fail(err, "stop string %d is empty", i);
             return -1;
         }
+        if (strnlen(r->stop[i], LLAMAC_MAX_STOP_LEN + 1) > LLAMAC_MAX_STOP_LEN) {
+            llc_fail(err, "stop string %d is longer than %d bytes, the most a stop string may be", i, LLAMAC_MAX_STOP_LEN);
+            return -1;
+        }
+    }
     if (e->next_id == INT_MAX) {
         llc_fail(err, "too many requests for one engine");
         return -1;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json.h"
 #include "kernels/types.h"
 
 /* cJSON spends about 64 bytes per value: a 100 MB header of "[0,0,0,…" would take gigabytes before
@@ -32,24 +33,6 @@ static const dtype_info *find_dtype(const char *name) {
     for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
         if (!strcmp(dtypes[i].name, name)) return &dtypes[i];
     return NULL;
-}
-
-/* Counts the JSON values (roughly: openers and commas outside strings) without building anything. */
-static uint64_t count_values(const char *s, size_t n) {
-    uint64_t count = 1;
-    bool in_str = false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = false;
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '{' || c == '[' || c == ',' || c == ':') {
-            count++;
-        }
-    }
-    return count;
 }
 
 /* A non-negative integer that a double holds exactly (offsets and sizes of real files are far below 2^53). */
@@ -135,25 +118,15 @@ bool llc_safetensors_parse(const uint8_t *data, size_t size, llc_safetensors *ou
         return llc_fail(err, "safetensors header length %" PRIu64 " runs past the end of the file (%zu bytes)", hlen, size);
     const char *h = (const char *)data + 8;
     if (hlen < 2 || h[0] != '{') return llc_fail(err, "safetensors header is not a JSON object");
-    if (count_values(h, (size_t)hlen) > MAX_JSON_VALUES)
-        return llc_fail(err, "safetensors header has more than %u JSON values", MAX_JSON_VALUES);
-
-    /* cJSON wants a terminated string; the copy is small next to the weights. */
-    char *text = malloc((size_t)hlen + 1);
-    if (!text) return llc_fail(err, "out of memory for a %" PRIu64 "-byte safetensors header", hlen);
-    memcpy(text, h, (size_t)hlen);
-    text[hlen] = 0;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
-    bool ok = root && cJSON_IsObject(root);
-    /* The writer may pad the header with spaces (so the data section is aligned); nothing else may follow. */
-    for (const char *p = end; ok && p < text + hlen; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') ok = false;
-    if (!ok) {
+    /* The writer may pad the header with spaces (so the data section is aligned): whitespace after the
+     * object is fine, anything else is refused by the parser. */
+    cJSON *root = llc_json_parse_opts(h, (size_t)hlen, "safetensors header", 0, MAX_JSON_VALUES, err);
+    if (!root) return false;
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        free(text);
-        return llc_fail(err, "safetensors header is not valid JSON");
+        return llc_fail(err, "safetensors header is not a JSON object");
     }
+    bool ok = true;
 
     uint64_t data_size = size - 8 - hlen;
     size_t n = 0, pool = 0;
@@ -204,16 +177,11 @@ bool llc_safetensors_parse(const uint8_t *data, size_t size, llc_safetensors *ou
         reach = spans[k].end;
         reach_i = spans[k].index;
     }
-    if (ok) {
-        qsort(out->tensors, n, sizeof *out->tensors, cmp_name);
-        for (size_t k = 1; k < n && ok; k++)
-            if (!strcmp(out->tensors[k - 1].name, out->tensors[k].name))
-                ok = llc_fail(err, "tensor '" NAME_FMT "' is listed twice", out->tensors[k].name);
-    }
+    /* sorted for llc_safetensors_find; names are unique, the parser refused duplicate keys */
+    if (ok) qsort(out->tensors, n, sizeof *out->tensors, cmp_name);
 done:
     free(spans);
     cJSON_Delete(root);
-    free(text);
     if (!ok) llc_safetensors_free(out);
     return ok;
 }

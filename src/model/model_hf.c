@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/json.h"
 #include "base/mapped_file.h"
 #include "formats/model_writer.h"
 #include "formats/safetensors.h"
@@ -60,13 +61,16 @@ static bool file_exists(const char *path) {
 
 /* Reads and parses a small JSON file that must hold an object; NULL with err naming the file. */
 static cJSON *read_json(const char *path, size_t max_bytes, llamac_error *err) {
-    char *text = llc_read_file(path, max_bytes, NULL, err);
+    size_t len = 0;
+    char *text = llc_read_file(path, max_bytes, &len, err);
     if (!text) return NULL;
-    cJSON *root = cJSON_Parse(text);
+    /* cJSON spends about 64 bytes a value: a hostile file's tree stays under about 64 MB */
+    cJSON *root = llc_json_parse_opts(text, len, path, 0, (uint64_t)1 << 20, err);
     free(text);
-    if (!root || !cJSON_IsObject(root)) {
+    if (!root) return NULL;
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        llc_fail(err, "%s: not a JSON object (malformed JSON?)", path);
+        llc_fail(err, "%s: not a JSON object", path);
         return NULL;
     }
     return root;

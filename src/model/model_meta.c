@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/json.h"
 #include "base/mapped_file.h"
 #include "formats/model_writer.h"
 #include "formats/pickle.h"
@@ -85,9 +86,10 @@ static bool read_params(const char *dir, meta_params *p, llamac_error *err) {
     size_t len = 0;
     char *text = llc_read_file(path, 1u << 20, &len, err);
     if (!text) return false;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    cJSON *root = llc_json_parse(text, len, path, err);
     free(text);
-    if (!root || !cJSON_IsObject(root)) {
+    if (!root) return false;
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return llc_fail(err, "%s: not a JSON object", path);
     }

@@ -12,10 +12,15 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/json.h"
 #include "base/mapped_file.h"
 
 #define MAX_JSON_BYTES ((size_t)256 << 20)
 #define MAX_CONFIG_BYTES ((size_t)16 << 20)
+/* cJSON spends about 64 bytes a value: the bounds keep a hostile file's tree under about 512 MB and
+ * 64 MB. Llama 3's tokenizer.json holds about a million values (128k tokens, 280k merges of 2). */
+#define MAX_JSON_VALUES ((uint64_t)8 << 20)
+#define MAX_CONFIG_VALUES ((uint64_t)1 << 20)
 
 static const char LLAMA3_REGEX[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
@@ -51,7 +56,7 @@ static const char *check_pre_tokenizer(const cJSON *pt) {
     if (!is_str(get(pt, "type"), "Sequence")) return "pre_tokenizer is not a Sequence (expected the Llama 3 Split + ByteLevel)";
     const cJSON *list = get(pt, "pretokenizers");
     if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != 2) return "pre_tokenizer is not the Llama 3 one (Split + ByteLevel)";
-    const cJSON *split = cJSON_GetArrayItem(list, 0), *bl = cJSON_GetArrayItem(list, 1);
+    const cJSON *split = list->child, *bl = split->next;
     if (!is_str(get(split, "type"), "Split")) return "pre_tokenizer does not start with a Split";
     if (!is_str(get(get(split, "pattern"), "Regex"), LLAMA3_REGEX)) return "pre_tokenizer Split regex is not the Llama 3 one";
     if (!is_str(get(split, "behavior"), "Isolated") || !is_off(get(split, "invert")))
@@ -99,8 +104,12 @@ static bool read_config(const char *json_path, cJSON **cfg, llamac_error *err) {
         free(path);
         return false;
     }
-    *cfg = cJSON_ParseWithLength(buf, size);
+    *cfg = llc_json_parse_opts(buf, size, path, 0, MAX_CONFIG_VALUES, err);
     free(buf);
+    if (!*cfg) {
+        free(path);
+        return false;
+    }
     if (!cJSON_IsObject(*cfg)) {
         cJSON_Delete(*cfg);
         *cfg = NULL;
@@ -168,37 +177,6 @@ static const char *put_token(llc_hf_vocab *v, int32_t id, const char *s, uint8_t
     return NULL;
 }
 
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
-    return h;
-}
-
-/* cJSON keeps repeated object keys; a vocab that names one token twice is corrupt. Returns the first
- * repeated key, or NULL. *oom set if the check could not run. */
-static const char *repeated_key(const cJSON *vocab, int n, bool *oom) {
-    size_t cap = 16;
-    while (cap < (size_t)n * 2) cap *= 2;
-    const cJSON **tab = calloc(cap, sizeof *tab);
-    if (!tab) {
-        *oom = true;
-        return NULL;
-    }
-    const char *dup = NULL;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, vocab) {
-        size_t i = (size_t)fnv1a(e->string) & (cap - 1);
-        while (tab[i] && strcmp(tab[i]->string, e->string) != 0) i = (i + 1) & (cap - 1);
-        if (tab[i]) {
-            dup = e->string;
-            break;
-        }
-        tab[i] = e;
-    }
-    free(tab);
-    return dup;
-}
-
 #define UNSUPPORTED(fmt, ...) llc_fail(err, "unsupported tokenizer.json: %s: " fmt, path, __VA_ARGS__)
 
 static bool load(const char *path, const cJSON *root, llc_hf_vocab *v, llamac_error *err) {
@@ -241,10 +219,7 @@ static bool load(const char *path, const cJSON *root, llc_hf_vocab *v, llamac_er
     }
     if ((int64_t)max_id >= (int64_t)n_entries * 2 + 1024)
         return llc_fail(err, "%s: token id %d is far beyond the %d tokens listed", path, max_id, n_entries);
-    bool oom = false;
-    const char *dup = repeated_key(vocab, n_entries, &oom);
-    if (oom) return llc_fail(err, "out of memory");
-    if (dup) return llc_fail(err, "%s: model.vocab lists \"%.40s\" twice", path, dup);
+    /* a vocab naming a token twice was refused by the parser (duplicate key) */
 
     int n = max_id + 1;
     v->n_tokens = n;
@@ -279,10 +254,9 @@ static bool load(const char *path, const cJSON *root, llc_hf_vocab *v, llamac_er
         const char *a, *b = NULL;
         if (cJSON_IsString(e)) {
             a = e->valuestring;
-        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(cJSON_GetArrayItem(e, 0)) &&
-                   cJSON_IsString(cJSON_GetArrayItem(e, 1))) {
-            a = cJSON_GetArrayItem(e, 0)->valuestring;
-            b = cJSON_GetArrayItem(e, 1)->valuestring;
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) && cJSON_IsString(e->child->next)) {
+            a = e->child->valuestring;
+            b = e->child->next->valuestring;
         } else {
             return llc_fail(err, "%s: model.merges[%d] is neither \"A B\" nor [\"A\", \"B\"]", path, k);
         }
@@ -304,10 +278,11 @@ bool llc_hf_vocab_load_memory(const char *data, size_t size, const char *path, l
     memset(out, 0, sizeof *out);
     out->bos = out->eos = -1;
     if (size > MAX_JSON_BYTES) return llc_fail(err, "%s: file too large (%zu bytes)", path, size);
-    cJSON *root = cJSON_ParseWithLength(data, size);
+    cJSON *root = llc_json_parse_opts(data, size, path, 0, MAX_JSON_VALUES, err);
+    if (!root) return false;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return llc_fail(err, "%s: not a JSON object (malformed JSON?)", path);
+        return llc_fail(err, "%s: not a JSON object", path);
     }
     bool ok = load(path, root, out, err);
     cJSON_Delete(root);

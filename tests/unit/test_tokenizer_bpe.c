@@ -178,7 +178,7 @@ static void test_hf_vocab_tiny_and_errors(void **state) {
     expect_load_error("[1,2]", "not a JSON object");
     write_tmp("tokenizer_config.json", "{\"bos_token\": ");
     j = tiny_json("[]", 258);
-    expect_load_error(j, "tokenizer_config.json: not a JSON object");
+    expect_load_error(j, "tokenizer_config.json: not valid JSON");
     free(j);
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", g_tmpdir);
@@ -193,11 +193,11 @@ static void test_hf_vocab_tiny_and_errors(void **state) {
                       "{\"type\":\"ByteLevel\"}]}}",
                       "regex is not the Llama 3 one");
     expect_load_error("{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\"}}", "normalizer");
-    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{}},", "malformed");
+    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{}},", "not valid JSON");
     expect_load_error("{" PRE_OK ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}}", "not a valid id");
     expect_load_error("{" PRE_OK ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1.5},\"merges\":[]}}", "not a valid id");
     expect_load_error("{" PRE_OK ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}}", "id 0");
-    expect_load_error("{" PRE_OK ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"a\":1},\"merges\":[]}}", "twice");
+    expect_load_error("{" PRE_OK ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"a\":1},\"merges\":[]}}", "duplicate key \"a\"");
     expect_load_error("{" PRE_OK ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":2000000000},\"merges\":[]}}",
                       "far beyond");
     expect_load_error("{" PRE_OK ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[7]}}", "merges[0]");

@@ -742,7 +742,7 @@ static void test_unsupported_tokenizer_json(void **state) {
         {"{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",0.0]]}}", "model.type is \"Unigram\""},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Whitespace\"}}",
          "unsupported tokenizer.json"},
-        {"{\"model\":", "malformed JSON"},
+        {"{\"model\":", "not valid JSON"},
         {"{}", "no \"model\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

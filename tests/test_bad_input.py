@@ -587,6 +587,8 @@ def add_unsupported_file_cases(R):
                                ("tiny-256", "hf", "bf16"), ("tiny-256", "meta", "bf16")):
         if R.args.k and not any(k in f"synth/{preset}/{fmt}" for k in R.args.k):
             continue
+        if ASAN and fmt != "gguf":
+            continue  # valid files: loading a 128K-token tokenizer.json under ASan nears the hang timeout
         out = os.path.join(d, f"synth_{preset}_{wtype}.{fmt}")
         if not os.path.exists(out):
             p = subprocess.run([LLAMAC, "synth", "--preset", preset, "--format", fmt, "--type", wtype, "-o", out, "--seed", "3"],

@@ -10,6 +10,7 @@ would: lying counts, absurd lengths, unknown types, overlapping tensors, contrad
     open("bad.gguf", "wb").write(g.to_bytes())
 
     hostile.gguf_cases(path)      -> [(name, payload, level)]   level: see LEVELS
+    hostile.unsupported_gguf_cases(path) -> [(name, payload, level, word)]  (refused with `word` in the error)
     hostile.llama2c_cases(path)   -> [(name, payload, level)]   (checkpoint .bin)
     hostile.tok_cases(path)       -> [(name, payload, level)]   (llama2.c tokenizer.bin)
     hostile.as_bytes(payload)     -> bytes of the file
@@ -427,7 +428,7 @@ def gguf_cases(path):
         add(f"{key.split('.', 1)[1]}_{v if not isinstance(v, float) or math.isfinite(v) else repr(v)}_{t}", mut(lambda g: g.set_kv(key, t, v)), level)
 
     for v in (0, 4, 6, 1000, 0x7FFFFFFF, 0xFFFFFFFF):
-        hp("llama.block_count", U32, v, "model" if v != 4 else "ok")  # 4: one unused layer of tensors
+        hp("llama.block_count", U32, v, "model")  # 4: blk.4's tensors would be left out
     hp("llama.block_count", I32, -1, "model")
     hp("llama.block_count", U64, 1 << 40, "model")
     hp("llama.block_count", F32, 5.0, "model")
@@ -549,11 +550,62 @@ def gguf_cases(path):
         g.data = g.data + b"\0" * (off - len(g.data)) + b"\0" * (32 * n)
         for i in range(n):
             g.tensors.append(Tensor(b"x.%07d" % i, [1], GGML_F32, off + 32 * i))
-    add("many_tensors_50k", mut(lambda g: many_tensors(g, 50000)), "ok")
+    add("many_tensors_50k", mut(lambda g: many_tensors(g, 50000)), "model")  # tensors llamac would leave out
 
     add("rope_freqs_tensor_wrong_size", mut(lambda g: (g.set_kv("llama.rope.dimension_count", U32, 8),
                                                         g.tensors.append(Tensor("rope_freqs.weight", [3], GGML_F32, (len(g.data) + 31) // 32 * 32)),
                                                         setattr(g, "data", g.data + b"\0" * ((-len(g.data)) % 32) + b"\0" * 32))), "model")
+    return cases
+
+
+def add_tensor(g, name, ne, value=0.0):
+    """Appends an F32 tensor of shape ne (innermost first) filled with value."""
+    off = (len(g.data) + 31) // 32 * 32
+    g.data = g.data + b"\0" * (off - len(g.data)) + struct.pack("<f", value) * math.prod(ne)
+    g.tensors.append(Tensor(name, ne, GGML_F32, off))
+
+
+def unsupported_gguf_cases(path):
+    """[(name, payload, level, word)]: variants of a real Llama GGUF (stories260K.gguf: head size 8) that
+    ask for what llamac's forward pass does not compute, as llama.cpp's Llama reads them: experts, other
+    head sizes, rope scaling, biases. "model" cases must be refused with an error containing word (the
+    thing refused); "valid" ones hold the neutral value and must load."""
+    base = Gguf.load(path)
+    cases = []
+
+    def add(name, fn, level, word=""):
+        g = base.copy()
+        fn(g)
+        cases.append((name, g, level, word))
+
+    add("expert_count_8", lambda g: (g.set_kv("llama.expert_count", U32, 8), g.set_kv("llama.expert_used_count", U32, 2)),
+        "model", "expert")
+    add("expert_used_count_2", lambda g: g.set_kv("llama.expert_used_count", U32, 2), "model", "expert")
+    add("expert_count_0_ok", lambda g: (g.set_kv("llama.expert_count", U32, 0), g.set_kv("llama.expert_used_count", U32, 0)), "valid")
+    add("key_length_16", lambda g: g.set_kv("llama.attention.key_length", U32, 16), "model", "key_length")
+    add("value_length_4", lambda g: g.set_kv("llama.attention.value_length", U32, 4), "model", "value_length")
+    add("key_value_length_8_ok", lambda g: (g.set_kv("llama.attention.key_length", U32, 8),
+                                            g.set_kv("llama.attention.value_length", U32, 8)), "valid")
+    add("rope_scaling_yarn", lambda g: (g.set_kv("llama.rope.scaling.type", STRING, "yarn"),
+                                        g.set_kv("llama.rope.scaling.factor", F32, 4.0)), "model", "yarn")
+    add("rope_scaling_longrope", lambda g: g.set_kv("llama.rope.scaling.type", STRING, "longrope"), "model", "longrope")
+    add("rope_scaling_linear_4", lambda g: (g.set_kv("llama.rope.scaling.type", STRING, "linear"),
+                                            g.set_kv("llama.rope.scaling.factor", F32, 4.0)), "model", "rope.scaling.factor")
+    add("rope_scaling_factor_2_no_type", lambda g: g.set_kv("llama.rope.scaling.factor", F32, 2.0), "model", "rope.scaling.factor")
+    add("rope_scale_linear_2", lambda g: g.set_kv("llama.rope.scale_linear", F32, 2.0), "model", "rope.scale_linear")
+    add("rope_scaling_factor_nan", lambda g: g.set_kv("llama.rope.scaling.factor", F32, float("nan")), "model", "rope.scaling.factor")
+    add("rope_scaling_attn_factor_2", lambda g: g.set_kv("llama.rope.scaling.attn_factor", F32, 2.0), "model", "attn_factor")
+    add("rope_scaling_none_ok", lambda g: g.set_kv("llama.rope.scaling.type", STRING, "none"), "valid")
+    add("rope_scaling_linear_1_ok", lambda g: (g.set_kv("llama.rope.scaling.type", STRING, "linear"),
+                                               g.set_kv("llama.rope.scaling.factor", F32, 1.0)), "valid")
+    add("rope_scaling_type_not_string", lambda g: g.set_kv("llama.rope.scaling.type", U32, 2), "model", "rope.scaling.type")
+    add("attn_q_bias", lambda g: add_tensor(g, "blk.0.attn_q.bias", [64]), "model", "bias")
+    add("ffn_down_bias", lambda g: add_tensor(g, "blk.4.ffn_down.bias", [64]), "model", "bias")
+    add("ffn_gate_inp_experts", lambda g: add_tensor(g, "blk.0.ffn_gate_inp.weight", [64, 8]), "model", "experts")
+    add("ffn_up_exps", lambda g: add_tensor(g, "blk.2.ffn_up_exps.weight", [64, 172, 8]), "model", "experts")
+    add("layer_past_block_count", lambda g: add_tensor(g, "blk.5.attn_norm.weight", [64], 1.0), "model", "blk.5.attn_norm")
+    add("attn_rot_embd", lambda g: add_tensor(g, "blk.0.attn_rot_embd", [4]), "model", "attn_rot_embd")
+    add("rope_freqs_ok", lambda g: add_tensor(g, "rope_freqs.weight", [4], 1.0), "valid")
     return cases
 
 

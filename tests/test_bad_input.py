@@ -18,6 +18,7 @@ reproduction; the others are deleted.
 import argparse
 import concurrent.futures as cf
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -124,8 +125,9 @@ def check_stderr(err):
     return ""
 
 
-def judge(expect, rc, out, err):
-    """'' when the run meets the expectation, else the reason."""
+def judge(expect, rc, out, err, want=None):
+    """'' when the run meets the expectation, else the reason. want: a word a refusal's message must
+    contain (the thing refused)."""
     if rc is None:
         return f"HANG: no exit within {TIMEOUT:.0f} s"
     if rc < 0:
@@ -148,6 +150,9 @@ def judge(expect, rc, out, err):
         if b"Sanitizer" in err or b"runtime error:" in err:
             return "SANITIZER: " + why
         return "BAD MESSAGE: " + why
+    # the paths of generated files (which carry the case's name) do not count as naming the thing
+    if want and expect == FAIL and want.lower() not in re.sub(re.escape(TMP) + r"[^:\s]*", "", err.decode("utf-8", "replace")).lower():
+        return f"BAD MESSAGE: does not name {want!r}: {err.decode('utf-8', 'replace').strip()[:300]}"
     return ""
 
 
@@ -156,18 +161,18 @@ class Runner:
         self.args = args
         self.results = []
         self.lock = threading.Lock()
-        self.jobs = []  # (case name, expect, argv, files to delete on success)
+        self.jobs = []  # (case name, expect, argv, files to delete on success, word the error must name)
 
-    def add(self, name, expect, argv, files=()):
+    def add(self, name, expect, argv, files=(), want=None):
         if self.args.k and not any(k in name for k in self.args.k):
             return
-        self.jobs.append((name, expect, argv, tuple(files)))
+        self.jobs.append((name, expect, argv, tuple(files), want))
 
     def run(self):
         def one(job):
-            name, expect, argv, files = job
+            name, expect, argv, files, want = job
             rc, out, err, dt = run_cli(argv)
-            why = judge(expect, rc, out, err)
+            why = judge(expect, rc, out, err, want)
             r = Result(name, not why, why, argv)
             with self.lock:
                 self.results.append(r)
@@ -184,10 +189,10 @@ class Runner:
         if not self.args.keep:
             # delete the files of cases with no failure; keep the reproducers
             keep = set()
-            for name, expect, argv, files in self.jobs:
+            for name, expect, argv, files, _ in self.jobs:
                 if name.split(" [")[0] in failed:
                     keep.update(files)
-            for name, expect, argv, files in self.jobs:
+            for name, expect, argv, files, _ in self.jobs:
                 for f in files:
                     if f not in keep and os.path.exists(f):
                         os.unlink(f)
@@ -278,18 +283,17 @@ def hf_config_cases(cfg):
                                       {"rope_type": "llama3"}, {"rope_type": "yarn", "factor": 4}, "llama3", [1],
                                       {"rope_type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 1,
                                        "original_max_position_embeddings": 0})),
-                    ("tie_word_embeddings", ("yes",)),
+                    ("tie_word_embeddings", ("yes", True)),  # True: this folder's lm_head is not the embedding
                     ("hidden_act", ("gelu",)),
+                    ("architectures", (["GPT2LMHeadModel"], "x", ["LlamaForCausalLM", "MistralForCausalLM"])),
+                    ("model_type", ("gpt2", 7)),
                     ("bos_token_id", (-5, 1 << 40, 32000)),
                     ("eos_token_id", ([2, 99999], "x"))):
         for v in vals:
             label = "".join(c if c.isalnum() or c in "._-" else "_" for c in json.dumps(v)[:24])
             out.append((f"{k}_{label}", m(**{k: v}), FAIL))
-    # odd but harmless: the weights decide (an lm_head beside a tied flag, names of other architectures)
-    for k, v in (("tie_word_embeddings", True), ("architectures", ["GPT2LMHeadModel"]), ("architectures", "x"),
-                 ("architectures", []), ("model_type", "gpt2"), ("model_type", 7)):
-        label = "".join(c if c.isalnum() or c in "._-" else "_" for c in json.dumps(v)[:24])
-        out.append((f"{k}_{label}", m(**{k: v}), ANY))
+    # no architecture list at all: model_type alone says Llama
+    out.append(("architectures_empty", m(architectures=[]), OK))
     for k in ("hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size"):
         out.append((f"missing_{k}", m(**{k: DELETE}), FAIL))
     out += [("not_json", b"{not json", FAIL), ("empty", b"", FAIL), ("array", b"[]", FAIL),
@@ -324,10 +328,11 @@ def add_folder_cases(R):
     base = os.path.join(TMP, "folders")
     os.makedirs(base, exist_ok=True)
     src = {}
-    for fmt in ("hf", "meta"):
+    # hf, meta: Llama 2 shapes (untied output); hf3, meta3: Llama 3.2 shapes (tied, llama3 rope scaling)
+    for fmt, preset in (("hf", "tiny-llama2"), ("meta", "tiny-llama2"), ("hf3", "tiny"), ("meta3", "tiny")):
         d = os.path.join(base, "synth_" + fmt)
         if not os.path.isdir(d):
-            p = subprocess.run([LLAMAC, "synth", "--preset", "tiny-llama2", "--format", fmt, "-o", d, "--seed", "1"],
+            p = subprocess.run([LLAMAC, "synth", "--preset", preset, "--format", fmt.rstrip("3"), "-o", d, "--seed", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(ENV, LLAMAC_SHARED=SHARED), timeout=120)
             if p.returncode != 0:
                 print(f"bad_input: skipping {fmt} folder cases: synth failed: {p.stderr.decode(errors='replace').strip()[:200]}")
@@ -350,13 +355,18 @@ def add_folder_cases(R):
                 write(os.path.join(d, fn), data)
         return d
 
-    def add(name, fmt, replace, expect):
+    def add(name, fmt, replace, expect, want=None):
         if R.args.k and not any(k in f"{fmt}/{name}" for k in R.args.k):
             return
+        if fmt not in src:
+            return
         d = folder(name, fmt, replace)
-        written = [os.path.join(d, fn) for fn, data in replace.items() if isinstance(data, bytes)]
-        R.add(f"{fmt}/{name} [generate]", expect, ["generate", "-m", d, "-p", "Once", "-n", "2", "-s", "1"], written)
-        R.add(f"{fmt}/{name} [info]", expect, ["info", d], written)
+        written = [os.path.join(d, fn) for fn, data in replace.items()
+                   if data is not None and os.path.isfile(os.path.join(d, fn)) and not os.path.islink(os.path.join(d, fn))]
+        R.add(f"{fmt}/{name} [generate]", expect, ["generate", "-m", d, "-p", "Once", "-n", "2", "-s", "1"], written, want)
+        R.add(f"{fmt}/{name} [info]", expect, ["info", d], written, want)
+
+    add_unsupported_folder_cases(add, src)
 
     if "hf" in src:
         with open(os.path.join(src["hf"], "config.json")) as f:
@@ -417,6 +427,201 @@ def add_folder_cases(R):
             z.writestr("consolidated/data.pkl", b"cos\nsystem\n(S'touch /tmp/llamac-pwned'\ntR.")
             z.writestr("consolidated/version", b"3\n")
         add("pth_pickle_os_system", "meta", {"consolidated.00.pth": zb.getvalue()}, FAIL)
+
+
+def safetensors_with(path, extra):
+    """The safetensors file at path with the F32 tensors extra ({name: shape}, zeros) appended."""
+    import json
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack_from("<Q", raw)[0]
+    hdr = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    for name, shape in extra.items():
+        nbytes = 4
+        for d in shape:
+            nbytes *= d
+        hdr[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + nbytes]}
+        data += b"\0" * nbytes
+    h = json.dumps(hdr).encode()
+    h += b" " * ((-len(h)) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def pth_with(path, name, storage_key, numel, shape):
+    """The torch.save archive at path with one more state-dict entry, a view of an existing float32
+    storage (so no data is added)."""
+    import io
+    import zipfile
+    zin = zipfile.ZipFile(path)
+    pkl_name = next(n for n in zin.namelist() if n.endswith("/data.pkl"))
+    pkl = zin.read(pkl_name)
+    head = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01("
+    entry = hostile.torch_pickle([(name, "FloatStorage", storage_key, numel, 0, shape)])[len(head):-2]
+    assert pkl.endswith(b"u.")
+    zb = io.BytesIO()
+    with zipfile.ZipFile(zb, "w", zipfile.ZIP_STORED) as z:
+        for info in zin.infolist():
+            z.writestr(info.filename, pkl[:-2] + entry + b"u." if info.filename == pkl_name else zin.read(info.filename))
+    return zb.getvalue()
+
+
+def add_unsupported_folder_cases(add, src):
+    """Folders that say they are something llamac does not compute (experts, sliding windows, biases,
+    other architectures, rope scaling kinds, quantization, Llama 4 / vision params), refused with an
+    error naming it; and real Llama files with the same keys at their neutral values, which load."""
+    import json
+
+    def cfg_of(fmt):
+        with open(os.path.join(src[fmt], "config.json")) as f:
+            return json.load(f)
+
+    def hf(name, fmt, expect, want=None, files=None, **kw):
+        if fmt not in src:
+            return
+        c = cfg_of(fmt)
+        for k, v in kw.items():
+            if v is DELETE:
+                c.pop(k, None)
+            else:
+                c[k] = v
+        add("unsupported_" + name, fmt, dict({"config.json": json.dumps(c).encode()}, **(files or {})), expect, want)
+
+    add("control", "hf3", {}, OK)
+    add("control", "meta3", {}, OK)
+    hf("mixtral", "hf3", FAIL, "MixtralForCausalLM", architectures=["MixtralForCausalLM"], num_local_experts=8, num_experts_per_tok=2)
+    hf("model_type_mixtral", "hf3", FAIL, "mixtral", model_type="mixtral")
+    hf("num_local_experts", "hf3", FAIL, "num_local_experts", num_local_experts=8)
+    hf("num_experts_per_tok", "hf3", FAIL, "num_experts_per_tok", num_experts_per_tok=2)
+    hf("num_experts", "hf3", FAIL, "num_experts", num_experts=4)
+    hf("sliding_window", "hf3", FAIL, "sliding_window", sliding_window=4096)
+    hf("partial_rotary_factor", "hf3", FAIL, "partial_rotary_factor", partial_rotary_factor=0.5)
+    hf("quantization_config", "hf3", FAIL, "quantization_config", quantization_config={"quant_method": "gptq", "bits": 4})
+    hf("mistral", "hf3", FAIL, "mistral", architectures=["MistralForCausalLM"], model_type="mistral")
+    hf("sequence_classifier", "hf3", FAIL, "LlamaForSequenceClassification", architectures=["LlamaForSequenceClassification"])
+    hf("attention_bias", "hf3", FAIL, "attention_bias", attention_bias=True)
+    hf("mlp_bias", "hf3", FAIL, "mlp_bias", mlp_bias=True)
+    hf("hidden_act_gelu", "hf3", FAIL, "hidden_act", hidden_act="gelu_pytorch_tanh")
+    hf("head_dim_64", "hf3", FAIL, "head_dim", head_dim=64)
+    for t in ("yarn", "linear", "dynamic", "longrope"):
+        hf(f"rope_scaling_{t}", "hf3", FAIL, t, rope_scaling={"rope_type": t, "factor": 4.0, "original_max_position_embeddings": 8192})
+    # neutral values, and the exact keys of Meta's Llama 3.1 8B and Llama 2 7B configs, load
+    hf("neutral_values", "hf3", OK, sliding_window=None, num_local_experts=0, partial_rotary_factor=1.0, quantization_config=None)
+    hf("qwen_style_window_off", "hf3", OK, sliding_window=4096, use_sliding_window=False)
+    hf("llama31_rope_scaling", "hf3", OK, head_dim=DELETE, eos_token_id=[128001, 128008, 128009],
+       rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"})
+    hf("llama31_rope_scaling_old_key", "hf3", OK,
+       rope_scaling={"factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192, "type": "llama3"})
+    hf("llama2_keys", "hf", OK, pad_token_id=0, pretraining_tp=1, rope_scaling=None, attention_bias=False,
+       mlp_bias=DELETE, head_dim=DELETE)
+
+    # weights beside the ones llamac computes with
+    if "hf" in src:
+        st = os.path.join(src["hf"], "model.safetensors")
+        for name, extra, want in (("q_proj_bias", {"model.layers.0.self_attn.q_proj.bias": [128]}, "bias"),
+                                  ("router", {"model.layers.1.block_sparse_moe.gate.weight": [8, 128]}, "block_sparse_moe"),
+                                  ("layer_past_count", {"model.layers.2.input_layernorm.weight": [128]}, "model.layers.2"),
+                                  ("vision_tower", {"vision_model.patch_embedding.weight": [128, 4]}, "vision_model")):
+            add("unsupported_tensor_" + name, "hf", {"model.safetensors": lambda p, extra=extra: open(p, "wb").write(safetensors_with(st, extra))},
+                FAIL, want)
+        add("old_rotary_inv_freq", "hf", {"model.safetensors": lambda p: open(p, "wb").write(
+            safetensors_with(st, {"model.layers.0.self_attn.rotary_emb.inv_freq": [16], "model.layers.1.self_attn.rotary_emb.inv_freq": [16]}))}, OK)
+    if "hf3" in src:
+        # a tied model whose file also holds a different lm_head: which one is the output?
+        st = os.path.join(src["hf3"], "model.safetensors")
+        add("unsupported_tied_with_other_lm_head", "hf3", {"model.safetensors": lambda p: open(p, "wb").write(
+            safetensors_with(st, {"lm_head.weight": [128256, 128]}))}, FAIL, "tie_word_embeddings")
+
+    # generation_config.json: transformers' ranges and types, and the file must be a file
+    if "hf3" in src:
+        with open(os.path.join(src["hf3"], "generation_config.json")) as f:
+            gen = json.load(f)
+        for k, v in (("top_k", -1), ("top_k", 1.5), ("top_k", "50"), ("repetition_penalty", -1), ("repetition_penalty", 0),
+                     ("temperature", -0.5), ("temperature", "0.6"), ("top_p", 1.5), ("min_p", 2), ("typical_p", 0),
+                     ("num_beams", 0), ("max_new_tokens", -5), ("max_length", 1e30), ("do_sample", "yes"),
+                     ("eos_token_id", [128001, 999999])):
+            label = "".join(c if c.isalnum() or c in "._-" else "_" for c in json.dumps(v)[:16])
+            add(f"generation_{k}_{label}", "hf3", {"generation_config.json": json.dumps(dict(gen, **{k: v})).encode()}, FAIL, k)
+        for label, text, want in (("nan", b'{"do_sample": true, "temperature": NaN}', "JSON"),
+                                  ("inf", b'{"do_sample": true, "temperature": 1e999}', "temperature"),
+                                  ("array", b"[]", "JSON"), ("empty", b"", None)):
+            add(f"generation_{label}", "hf3", {"generation_config.json": text}, FAIL, want)
+        add("tokenizer_json_is_directory", "hf3", {"tokenizer.json": lambda p: os.makedirs(p)}, FAIL, "directory")
+        add("generation_is_directory", "hf3", {"generation_config.json": lambda p: os.makedirs(p)}, FAIL, "directory")
+        add("generation_is_fifo", "hf3", {"generation_config.json": lambda p: os.mkfifo(p)}, FAIL, "regular file")
+        add("generation_dangling_link", "hf3", {"generation_config.json": lambda p: os.symlink("/nonexistent/gen.json", p)}, FAIL,
+            "no such file")
+        add("generation_llama31", "hf3", {"generation_config.json": json.dumps(
+            {"bos_token_id": 128000, "do_sample": True, "eos_token_id": [128001, 128008, 128009], "temperature": 0.6, "top_p": 0.9,
+             "transformers_version": "4.42.3"}).encode()}, OK)
+        add("generation_all_fields_ok", "hf3", {"generation_config.json": json.dumps(
+            dict(gen, top_k=50, repetition_penalty=1.1, min_p=0.05, typical_p=1.0, num_beams=1, max_length=4096, max_new_tokens=256,
+                 pad_token_id=0, do_sample=False)).encode()}, OK)
+    if "hf" in src:
+        add("generation_llama2", "hf", {"generation_config.json": json.dumps(
+            {"bos_token_id": 1, "do_sample": True, "eos_token_id": 2, "max_length": 4096, "pad_token_id": 0, "temperature": 0.6,
+             "top_p": 0.9, "transformers_version": "4.31.0.dev0"}).encode()}, OK)
+
+    # Meta params.json keys of later releases (Llama 4, vision, quantized) and extra tensors
+    for fmt in ("meta", "meta3"):
+        if fmt not in src:
+            continue
+        with open(os.path.join(src[fmt], "params.json")) as f:
+            params = json.load(f)
+
+        def meta(name, expect, want=None, **kw):
+            add("unsupported_" + name, fmt, {"params.json": json.dumps(dict(params, **kw)).encode()}, expect, want)
+        if fmt == "meta3":
+            meta("moe_args", FAIL, "moe_args", moe_args={"num_experts": 16, "top_k": 1, "interleave_moe_layer_step": 1})
+            meta("moe", FAIL, "moe", moe={"num_experts": 8})
+            meta("use_qk_norm", FAIL, "use_qk_norm", use_qk_norm=True)
+            meta("nope_layer_interval", FAIL, "nope_layer_interval", nope_layer_interval=4)
+            meta("attention_chunk_size", FAIL, "attention_chunk_size", attention_chunk_size=8192)
+            meta("vision_chunk_size", FAIL, "vision", vision_chunk_size=560, vision_max_num_chunks=4, vision_num_cross_attention_layers=8)
+            meta("quantization_args", FAIL, "quantization_args", quantization_args={"group_size": 32, "scheme": "int4_weight_int8_dynamic_activation"})
+            meta("lora_args", FAIL, "lora_args", lora_args={"rank": 16, "scale": 2.0})
+            meta("neutral_values", OK, use_qk_norm=False, moe_args=None, quantization_args=None)
+        pth = os.path.join(src[fmt], "consolidated.00.pth")
+        for name, tname, want in (("wq_bias", "layers.0.attention.wq.bias", "bias"),
+                                  ("experts", "layers.1.feed_forward.experts.w1", "experts"),
+                                  ("layer_past_count", "layers.2.attention_norm.weight", "layers.2")):
+            add("unsupported_tensor_" + name, fmt, {"consolidated.00.pth": pth_with(pth, tname, "1", 128, [128])}, FAIL, want)
+        add("rope_freqs_llama2", fmt, {"consolidated.00.pth": pth_with(pth, "rope.freqs", "1", 128, [16])}, OK)
+
+
+def add_unsupported_file_cases(R):
+    """GGUF files that ask for what llamac does not compute (hostile.unsupported_gguf_cases), a llama2.c
+    export of a newer version, and every synthetic preset (which must load)."""
+    d = os.path.join(TMP, "unsupported")
+    for name, payload, level, want in hostile.unsupported_gguf_cases(GGUF):
+        if R.args.k and not any(k in "unsupported/" + name for k in R.args.k):
+            continue
+        f = write(os.path.join(d, name + ".gguf"), hostile.as_bytes(payload))
+        for cmd, argv in gguf_commands(f).items():
+            R.add(f"unsupported/{name} [{cmd}]", LEVEL_EXPECT[level][cmd], argv, [f], want)
+    with open(BIN, "rb") as fb:
+        raw = fb.read()
+    # export.py --version 1: magic "ak42", version, then params of another layout
+    f = write(os.path.join(d, "llama2c_export_v1.bin"), struct.pack("<Ii", 0x616B3432, 1) + raw[:28] + b"\0" * 256 + raw[28:])
+    R.add("unsupported/llama2c_ak42_v1 [info]", FAIL, ["info", f], [f], "ak42")
+    # (the hf and meta folders of tiny and tiny-llama2 are the controls of add_folder_cases)
+    for preset, fmt, wtype in (("tiny", "gguf", "q8_0"), ("tiny-llama2", "gguf", "f16"), ("tiny-256", "gguf", "q4_k_m"),
+                               ("tiny-256", "hf", "bf16"), ("tiny-256", "meta", "bf16")):
+        if R.args.k and not any(k in f"synth/{preset}/{fmt}" for k in R.args.k):
+            continue
+        if ASAN and fmt != "gguf":
+            continue  # valid files: loading a 128K-token tokenizer.json under ASan nears the hang timeout
+        out = os.path.join(d, f"synth_{preset}_{wtype}.{fmt}")
+        if not os.path.exists(out):
+            p = subprocess.run([LLAMAC, "synth", "--preset", preset, "--format", fmt, "--type", wtype, "-o", out, "--seed", "3"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(ENV, LLAMAC_SHARED=SHARED), timeout=120)
+            if p.returncode != 0:
+                R.add(f"synth/{preset}/{fmt} [synth]", OK, ["synth", "--preset", preset, "--format", fmt, "-o", out])
+                continue
+        R.add(f"synth/{preset}/{fmt} [info]", OK, ["info", out])
+        R.add(f"synth/{preset}/{fmt} [generate]", OK, ["generate", "-m", out, "-p", "Once", "-n", "2", "-s", "1"])
 
 
 def add_llama2c_cases(R):
@@ -615,6 +820,7 @@ def main():
     add_hf_json_cases(R)
     add_llama2c_cases(R)
     add_folder_cases(R)
+    add_unsupported_file_cases(R)
     add_cli_cases(R)
     # the one job with its own judgement
     usage_jobs = [j for j in R.jobs if j[1] == "usage"]
@@ -623,7 +829,7 @@ def main():
           flush=True)
     t0 = time.monotonic()
     results = R.run()
-    for name, _, argv, _ in usage_jobs:
+    for name, _, argv, _, _ in usage_jobs:
         rc, out, err, _ = run_cli(argv)
         why = judge_usage(rc, err)
         results.append(Result(name, not why, why, argv))

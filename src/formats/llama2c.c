@@ -19,6 +19,11 @@ bool llc_model_load_llama2c(llamac_model *m, const char *path, llamac_error *err
         return llc_fail(err, "%s: not a model file (too short for a GGUF or llama2.c header)", path);
     int32_t h[7];
     memcpy(h, m->map.data, sizeof h);
+    /* export.py's newer versions (1: float32, 2: int8) start with this magic and a header of another
+     * layout, which read as the legacy one would be nonsense. */
+    if ((uint32_t)h[0] == 0x616b3432u)
+        return llc_fail(err, "%s: a llama2.c version %d export (magic ak42) is not supported; llamac reads the legacy format (export.py --version 0)",
+                        path, h[1]);
     llc_hparams *hp = &m->hp;
     bool shared = h[5] > 0;
     hp->dim = h[0];

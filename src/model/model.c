@@ -46,6 +46,40 @@ bool llc_bind_matrix(llc_tensor *t, const void *data, uint32_t type, int64_t col
     return true;
 }
 
+static bool in_list(const char *const *list, const char *s, size_t n) {
+    for (; *list; list++)
+        if (strlen(*list) == n && !memcmp(*list, s, n)) return true;
+    return false;
+}
+
+static bool contains(const char *s, size_t n, const char *what) {
+    size_t w = strlen(what);
+    for (size_t i = 0; i + w <= n; i++)
+        if (!memcmp(s + i, what, w)) return true;
+    return false;
+}
+
+bool llc_check_tensor_name(const llc_tensor_names *names, const char *name, size_t n, int n_layers, llamac_error *err) {
+    if (in_list(names->global, name, n)) return true;
+    size_t lp = strlen(names->layer_prefix), i = lp;
+    long layer = -1;
+    if (n > lp && !memcmp(name, names->layer_prefix, lp)) {
+        for (layer = 0; i < n && i < lp + 5 && name[i] >= '0' && name[i] <= '9'; i++) layer = layer * 10 + (name[i] - '0');
+        bool number = i > lp && (name[lp] != '0' || i == lp + 1) && i < n && name[i] == '.';
+        if (!number) layer = -1;
+        else if (layer < n_layers && in_list(names->layer, name + i + 1, n - i - 1)) return true;
+    }
+    char shown[96];
+    llc_clip(name, n, 80, shown, sizeof shown);
+    const char *why = layer >= n_layers                          ? "a layer beyond the layer count"
+                      : contains(name, n, "bias")                ? "a bias, which llamac's Llama does not have"
+                      : contains(name, n, "expert") || contains(name, n, "_exps") || contains(name, n, "gate_inp") ||
+                              contains(name, n, "router")
+                          ? "a mixture-of-experts weight; llamac runs dense Llama"
+                          : "not a weight of llamac's Llama";
+    return llc_fail(err, "tensor %s is %s (refusing rather than leaving it out)", shown, why);
+}
+
 static void model_free_parts(llamac_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);

@@ -58,6 +58,19 @@ bool llc_hparams_validate(const llc_hparams *hp, llamac_error *err);
 bool llc_bind_matrix(llc_tensor *t, const void *data, uint32_t type, int64_t cols, int64_t rows, const char *name,
                      llamac_error *err);
 
+/* The weight names of one format's Llama: whole-model names, and per-layer names made of a prefix,
+ * the layer number and a suffix ("blk." "3" ".attn_q.weight"). Lists end with NULL. */
+typedef struct llc_tensor_names {
+    const char *const *global;
+    const char *layer_prefix;
+    const char *const *layer;
+} llc_tensor_names;
+
+/* Fails (err names the tensor and, when it can tell, what the tensor is for) when the n-byte name is
+ * not one of names for a model of n_layers: a weight llamac would leave out of the computation
+ * (biases, experts, another architecture's parts) means the file is not the model llamac runs. */
+bool llc_check_tensor_name(const llc_tensor_names *names, const char *name, size_t n, int n_layers, llamac_error *err);
+
 /* Memory the model frees with itself: a malloc'ed buffer of bytes, or NULL after setting err. */
 void *llc_model_alloc(llamac_model *m, size_t bytes, llamac_error *err);
 /* A new slot in m->maps for a weight file of a folder, mapped; NULL after setting err. */

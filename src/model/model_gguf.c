@@ -40,6 +40,50 @@ static bool opt_f32(const gguf_file *g, const char *key, float *out, llamac_erro
     return !err || !err->message[0];
 }
 
+/* What llama.cpp's Llama reads besides the sizes, each with the one value llamac's forward pass
+ * computes: a file that asks for more (experts, other head sizes, scaled positions) is refused rather
+ * than run as plain Llama. Llama 3.1's scaling is not among them: it comes as the rope_freqs tensor. */
+static bool refuse_unsupported(const gguf_file *g, const llc_hparams *hp, llamac_error *err) {
+    static const char *const experts[] = {"llama.expert_count", "llama.expert_used_count"};
+    for (int i = 0; i < 2; i++) {
+        int n = 0;
+        if (!opt_u32(g, experts[i], &n, err)) return false;
+        if (n > 0) return llc_fail(err, "%s %d: a mixture of experts is not supported (llamac runs dense Llama)", experts[i], n);
+    }
+    static const char *const lengths[] = {"llama.attention.key_length", "llama.attention.value_length"};
+    for (int i = 0; i < 2; i++) {
+        int n = hp->head_dim;
+        if (!opt_u32(g, lengths[i], &n, err)) return false;
+        if (n != hp->head_dim)
+            return llc_fail(err, "%s %d is not the head size %d (embedding_length / head_count): not supported", lengths[i], n,
+                            hp->head_dim);
+    }
+    llc_str type = {"none", 4};
+    if (err) err->message[0] = 0;
+    if (!gguf_get_str(g, "llama.rope.scaling.type", &type, err) && err && err->message[0]) return false;
+    if (!llc_str_eq(type, "none") && !llc_str_eq(type, "linear")) {
+        char shown[48];
+        return llc_fail(err, "llama.rope.scaling.type '%s' is not supported (llamac implements Llama 3's rope_freqs)",
+                        llc_clip(type.ptr, type.len, 32, shown, sizeof shown));
+    }
+    /* llama.cpp divides positions by the factor (rope.scale_linear is its older name); 0 and 1 leave them. */
+    static const char *const factors[] = {"llama.rope.scaling.factor", "llama.rope.scale_linear"};
+    for (int i = 0; i < 2; i++) {
+        float f = 0;
+        if (!opt_f32(g, factors[i], &f, err)) return false;
+        if (!(f == 0 || f == 1)) return llc_fail(err, "%s %g: linear rope scaling is not supported", factors[i], f);
+    }
+    float attn = 1;
+    if (!opt_f32(g, "llama.rope.scaling.attn_factor", &attn, err)) return false;
+    if (attn != 1) return llc_fail(err, "llama.rope.scaling.attn_factor %g is not supported (llamac computes 1)", attn);
+    return true;
+}
+
+static const char *const gguf_global[] = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight", NULL};
+static const char *const gguf_layer[] = {"attn_norm.weight", "ffn_norm.weight", "attn_q.weight", "attn_k.weight",
+                                         "attn_v.weight",    "attn_output.weight", "ffn_gate.weight", "ffn_up.weight",
+                                         "ffn_down.weight",  NULL};
+
 /* A vector of n floats (norm weights, rope factors): used in place when f32, converted otherwise. */
 static const float *bind_vector(llamac_model *m, const char *name, int64_t n, bool required, llamac_error *err) {
     const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
@@ -119,7 +163,12 @@ bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
     if (!opt_u32(g, "llama.vocab_size", &vocab_key, err)) return false;
     if (vocab_key != hp->n_vocab)
         return llc_fail(err, "%s: llama.vocab_size %d contradicts token_embd.weight's %d rows", path, vocab_key, hp->n_vocab);
-    if (!llc_hparams_validate(hp, err)) {
+    ok = llc_hparams_validate(hp, err) && refuse_unsupported(g, hp, err);
+    /* As llama.cpp, which refuses a file with tensors its model did not take. */
+    const llc_tensor_names names = {gguf_global, "blk.", gguf_layer};
+    for (uint64_t i = 0; ok && i < g->n_tensors; i++)
+        ok = llc_check_tensor_name(&names, g->tensors[i].name.ptr, g->tensors[i].name.len, hp->n_layers, err);
+    if (!ok) {
         llc_error_prefix(err, "%s", path);
         return false;
     }

@@ -10,6 +10,7 @@
  * rotates the same pairs transformers does (m->rope_half_split), which gives the same attention.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -54,9 +55,11 @@ static bool join(char *buf, size_t cap, const char *dir, const char *name, llama
     return true;
 }
 
-static bool file_exists(const char *path) {
+/* Whether anything is at path: an optional file that is there must then load (a directory, FIFO or
+ * dangling link in its place is reported, not taken for its absence). */
+static bool present(const char *path) {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return lstat(path, &st) == 0 || errno != ENOENT;
 }
 
 /* Reads and parses a small JSON file that must hold an object; NULL with err naming the file. */
@@ -171,6 +174,51 @@ static bool rope_scaling(llamac_model *m, const cJSON *cfg, const char *path, ll
     return true;
 }
 
+/* model_type and every name in architectures must say Llama (transformers builds the model from
+ * them; the weights of a Mixtral or a Mistral fit Llama's names and would run wrong). */
+static bool check_architecture(const cJSON *cfg, const char *path, llamac_error *err) {
+    const cJSON *arch = field(cfg, "architectures"), *type = field(cfg, "model_type");
+    if (!arch && !type) return llc_fail(err, "%s: neither architectures nor model_type says the model is Llama", path);
+    if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "llama")))
+        return llc_fail(err, "%s: model_type '%.40s' is not supported; llamac runs Llama (model_type llama)", path,
+                        cJSON_IsString(type) ? type->valuestring : "?");
+    if (arch && !cJSON_IsArray(arch)) return llc_fail(err, "%s: architectures is not a list", path);
+    for (const cJSON *a = arch ? arch->child : NULL; a; a = a->next) {
+        if (cJSON_IsString(a) && !strcmp(a->valuestring, "LlamaForCausalLM")) continue;
+        const char *name = cJSON_IsString(a) ? a->valuestring : "?";
+        bool moe = strstr(name, "Mixtral") || strstr(name, "Moe") || strstr(name, "MoE");
+        return llc_fail(err, "%s: architecture %.40s%s is not supported; llamac runs Llama (LlamaForCausalLM)", path, name,
+                        moe ? " (mixture of experts)" : "");
+    }
+    return true;
+}
+
+/* Keys other architectures share with LlamaConfig's file, each refused unless it holds its neutral
+ * value: null, false, 0, or (a factor) 1. */
+static bool refuse_unsupported(const cJSON *cfg, const char *path, llamac_error *err) {
+    static const char moe[] = "a mixture of experts is not supported; llamac runs dense Llama";
+    static const struct {
+        const char *key, *what;
+        double neutral;
+    } keys[] = {
+        {"num_local_experts", moe, 0},
+        {"num_experts", moe, 0},
+        {"num_experts_per_tok", moe, 0},
+        {"n_routed_experts", moe, 0},
+        {"sliding_window", "sliding-window attention is not supported", 0},
+        {"partial_rotary_factor", "rotating part of each head is not supported", 1},
+        {"quantization_config", "pre-quantized weights are not supported (llamac reads F32, F16 and BF16: see llamac quantize)", 0},
+    };
+    const cJSON *use_window = field(cfg, "use_sliding_window");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *v = field(cfg, keys[i].key);
+        if (!v || cJSON_IsFalse(v) || (cJSON_IsNumber(v) && v->valuedouble == keys[i].neutral)) continue;
+        if (!strcmp(keys[i].key, "sliding_window") && cJSON_IsFalse(use_window)) continue; /* Qwen2's switch */
+        return llc_fail(err, "%s: %s is set: %s", path, keys[i].key, keys[i].what);
+    }
+    return true;
+}
+
 static bool parse_config(llamac_model *m, const char *dir, id_list *eos, llamac_error *err) {
     char path[4096];
     if (!join(path, sizeof path, dir, "config.json", err)) return false;
@@ -179,17 +227,7 @@ static bool parse_config(llamac_model *m, const char *dir, id_list *eos, llamac_
     llc_hparams *hp = &m->hp;
     bool ok = true;
 
-    const cJSON *arch = field(cfg, "architectures"), *type = field(cfg, "model_type");
-    bool llama = cJSON_IsString(type) && !strcmp(type->valuestring, "llama");
-    if (cJSON_IsArray(arch))
-        for (const cJSON *a = arch->child; a; a = a->next)
-            if (cJSON_IsString(a) && !strcmp(a->valuestring, "LlamaForCausalLM")) llama = true;
-    if (!llama) {
-        const char *what = cJSON_IsString(type) ? type->valuestring
-                           : cJSON_IsArray(arch) && cJSON_IsString(arch->child) ? arch->child->valuestring : "(none)";
-        ok = llc_fail(err, "%s: model '%.40s' is not supported (llamac runs LlamaForCausalLM, model_type llama)", path, what);
-        goto done;
-    }
+    if (!(ok = check_architecture(cfg, path, err))) goto done;
 
     /* LlamaConfig's defaults for what may be left out; the sizes have none worth guessing. */
     hp->n_kv_heads = -1;
@@ -213,6 +251,7 @@ static bool parse_config(llamac_model *m, const char *dir, id_list *eos, llamac_
     m->tied = tied;
 
     /* What llamac's forward pass does not compute must not be silently skipped. */
+    if (!(ok = refuse_unsupported(cfg, path, err))) goto done;
     const cJSON *act = field(cfg, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu"))) {
         ok = llc_fail(err, "%s: hidden_act '%.32s' is not supported (llamac computes silu)", path,
@@ -260,16 +299,38 @@ done:
 static bool parse_generation_config(llamac_model *m, const char *dir, id_list *eos, llamac_error *err) {
     char path[4096];
     if (!join(path, sizeof path, dir, "generation_config.json", err)) return false;
-    if (!file_exists(path)) return true;
+    if (!present(path)) return true;
     cJSON *g = read_json(path, MAX_CONFIG_BYTES, err);
     if (!g) return false;
+    /* The ranges transformers' GenerationConfig and logits processors accept. llamac samples with
+     * temperature and top_p; the others are checked too, so a broken file is refused, not half-read. */
+    static const struct {
+        const char *key;
+        double lo, hi;
+        bool integral, above_lo; /* above_lo: lo itself is out of range */
+    } nums[] = {
+        {"temperature", 0, 100, false, false}, {"top_p", 0, 1, false, false},
+        {"top_k", 0, INT32_MAX, true, false},  {"min_p", 0, 1, false, false},
+        {"typical_p", 0, 1, false, true},      {"repetition_penalty", 0, 1e6, false, true},
+        {"max_length", 0, INT32_MAX, true, false}, {"max_new_tokens", 0, INT32_MAX, true, false},
+        {"num_beams", 1, INT32_MAX, true, false},
+    };
+    bool ok = true;
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0] && ok; i++) {
+        const cJSON *v = field(g, nums[i].key);
+        if (!v) continue;
+        double d = v->valuedouble;
+        if (!cJSON_IsNumber(v) || (nums[i].integral && d != floor(d)))
+            ok = llc_fail(err, "%s: %s is not %s", path, nums[i].key, nums[i].integral ? "an integer" : "a number");
+        else if (!(d >= nums[i].lo && d <= nums[i].hi) || (nums[i].above_lo && d == nums[i].lo))
+            ok = llc_fail(err, "%s: %s %g is out of range %s%g, %g]", path, nums[i].key, d, nums[i].above_lo ? "(" : "[",
+                          nums[i].lo, nums[i].hi);
+    }
     float temp = 0, top_p = 0;
     bool sample = false;
-    bool ok = get_float(g, "temperature", &temp, path, err) && get_float(g, "top_p", &top_p, path, err) &&
-              get_bool(g, "do_sample", &sample, path, err) && check_ids(g, "bos_token_id", m->hp.n_vocab, NULL, path, err) &&
-              check_ids(g, "eos_token_id", m->hp.n_vocab, eos, path, err);
-    if (ok && !(temp >= 0 && temp <= 100)) ok = llc_fail(err, "%s: temperature %g is out of range", path, temp);
-    if (ok && !(top_p >= 0 && top_p <= 1)) ok = llc_fail(err, "%s: top_p %g is out of range [0, 1]", path, top_p);
+    ok = ok && get_float(g, "temperature", &temp, path, err) && get_float(g, "top_p", &top_p, path, err) &&
+         get_bool(g, "do_sample", &sample, path, err) && check_ids(g, "bos_token_id", m->hp.n_vocab, NULL, path, err) &&
+         check_ids(g, "eos_token_id", m->hp.n_vocab, eos, path, err);
     if (ok && sample) {
         m->default_temperature = temp;
         m->default_top_p = top_p;
@@ -315,9 +376,9 @@ static bool open_weights(hf_load *L) {
     llamac_error *err = L->err;
     char path[4096];
     if (!join(path, sizeof path, L->dir, "model.safetensors.index.json", err)) return false;
-    if (!file_exists(path)) {
+    if (!present(path)) {
         if (!join(path, sizeof path, L->dir, "model.safetensors", err)) return false;
-        if (!file_exists(path))
+        if (!present(path))
             return llc_fail(err, "%s: no model.safetensors or model.safetensors.index.json (PyTorch .bin weights are not read)", L->dir);
         return open_shard(L, "model.safetensors");
     }
@@ -412,6 +473,39 @@ static const float *bind_vector(hf_load *L, const char *name, int64_t n) {
     return f;
 }
 
+static const char *const hf_global[] = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", NULL};
+/* inv_freq: a RoPE table older transformers saved with the weights, recomputed from rope_theta. */
+static const char *const hf_layer[] = {"input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",
+                                       "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                                       "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+                                       "self_attn.rotary_emb.inv_freq", NULL};
+
+/* Every tensor of every shard must be one llamac computes with; and a tied model's stored lm_head
+ * must be a copy of the embedding, since transformers would then use the embedding where a
+ * converter that keeps lm_head would not. */
+static bool check_tensors(hf_load *L) {
+    const llc_tensor_names names = {hf_global, "model.layers.", hf_layer};
+    const llc_st_tensor *emb = NULL, *head = NULL;
+    for (int i = 0; i < L->n_shards; i++) {
+        const llc_safetensors *st = &L->shards[i].st;
+        for (int k = 0; k < st->n_tensors; k++) {
+            const llc_st_tensor *t = &st->tensors[k];
+            if (!llc_check_tensor_name(&names, t->name, strlen(t->name), L->m->hp.n_layers, L->err)) {
+                llc_error_prefix(L->err, "%s/%s", L->dir, L->shards[i].file);
+                return false;
+            }
+            if (!strcmp(t->name, "model.embed_tokens.weight")) emb = t;
+            if (!strcmp(t->name, "lm_head.weight")) head = t;
+        }
+    }
+    if (L->m->tied && head && emb &&
+        (head->type != emb->type || head->nbytes != emb->nbytes || head->n_dims != emb->n_dims ||
+         memcmp(head->shape, emb->shape, sizeof head->shape) || memcmp(head->data, emb->data, (size_t)head->nbytes)))
+        return llc_fail(L->err, "%s/config.json: tie_word_embeddings is true, but lm_head.weight differs from model.embed_tokens.weight",
+                        L->dir);
+    return true;
+}
+
 static bool bind_weights(hf_load *L) {
     llamac_model *m = L->m;
     const llc_hparams *hp = &m->hp;
@@ -460,7 +554,7 @@ bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err) {
     id_list eos = {{0}, 0};
     if (!parse_config(m, dir, &eos, err) || !parse_generation_config(m, dir, &eos, err)) return false;
     hf_load L = {.m = m, .dir = dir, .err = err};
-    bool ok = open_weights(&L) && bind_weights(&L);
+    bool ok = open_weights(&L) && check_tensors(&L) && bind_weights(&L);
     for (int i = 0; i < L.n_shards; i++) llc_safetensors_free(&L.shards[i].st);
     free(L.shards);
     cJSON_Delete(L.index);
@@ -476,7 +570,7 @@ bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err) {
     llamac_error first = {{0}};
     for (int i = 0; i < 2 && !m->tok; i++) {
         if (!join(path, sizeof path, dir, names[i], err)) return false;
-        if (!file_exists(path)) continue;
+        if (!present(path)) continue;
         m->tok = llamac_tokenizer_load(path, first.message[0] ? NULL : &first);
     }
     if (!m->tok && first.message[0]) {

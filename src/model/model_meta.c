@@ -111,6 +111,28 @@ static bool read_params(const char *dir, meta_params *p, llamac_error *err) {
         if (!cJSON_IsBool(scaled)) ok = llc_fail(err, "%s: \"use_scaled_rope\" is not true or false", path);
         else p->use_scaled_rope = cJSON_IsTrue(scaled);
     }
+    /* Keys of Meta's later releases for what llamac's forward pass does not compute: refused unless
+     * they hold their neutral value (null, false, 0, an empty object). */
+    static const char moe[] = "a mixture of experts is not supported; llamac runs dense Llama";
+    static const struct {
+        const char *key, *what;
+    } unsupported[] = {
+        {"moe_args", moe}, {"moe", moe}, {"num_experts", moe},
+        {"use_qk_norm", "normalizing queries and keys (Llama 4) is not supported"},
+        {"nope_layer_interval", "layers without RoPE (Llama 4) are not supported"},
+        {"attention_chunk_size", "chunked attention (Llama 4) is not supported"},
+        {"vision_args", "a vision model is not supported"},
+        {"vision_chunk_size", "a vision model is not supported"},
+        {"vision_num_cross_attention_layers", "a vision model is not supported"},
+        {"quantization_args", "a quantized checkpoint is not supported (llamac reads float32, float16 and bfloat16)"},
+        {"lora_args", "LoRA adapters are not supported"},
+    };
+    for (size_t i = 0; ok && i < sizeof unsupported / sizeof unsupported[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, unsupported[i].key);
+        bool neutral = !v || cJSON_IsNull(v) || cJSON_IsFalse(v) || (cJSON_IsNumber(v) && v->valuedouble == 0) ||
+                       (cJSON_IsObject(v) && !v->child);
+        if (!neutral) ok = llc_fail(err, "%s: \"%s\" is set: %s", path, unsupported[i].key, unsupported[i].what);
+    }
     if (ok && p->vocab_size == 0) ok = llc_fail(err, "%s: \"vocab_size\" is 0", path);
     if (ok && p->n_kv_heads < 0) p->n_kv_heads = p->n_heads;
     cJSON_Delete(root);
@@ -301,6 +323,25 @@ static bool embedding_rows(meta_ctx *c, int64_t *vocab) {
     return true;
 }
 
+/* rope.freqs: Llama 2's RoPE table, saved with the weights and recomputed from rope_theta. */
+static const char *const meta_global[] = {"tok_embeddings.weight", "norm.weight", "output.weight", "rope.freqs", NULL};
+static const char *const meta_layer[] = {"attention_norm.weight", "ffn_norm.weight",     "attention.wq.weight",
+                                         "attention.wk.weight",   "attention.wv.weight", "attention.wo.weight",
+                                         "feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight", NULL};
+
+static bool check_tensor_names(meta_ctx *c) {
+    const llc_tensor_names names = {meta_global, "layers.", meta_layer};
+    for (int s = 0; s < c->n_shards; s++)
+        for (size_t i = 0; i < c->shards[s].n_tensors; i++) {
+            const llc_torch_tensor *t = &c->shards[s].tensors[i];
+            if (!llc_check_tensor_name(&names, t->name, t->name_len, c->m->hp.n_layers, c->err)) {
+                llc_error_prefix(c->err, "%s", c->paths[s]);
+                return false;
+            }
+        }
+    return true;
+}
+
 static bool load(meta_ctx *c) {
     llamac_model *m = c->m;
     meta_params p;
@@ -338,6 +379,8 @@ static bool load(meta_ctx *c) {
         llc_error_prefix(c->err, "%s/params.json", c->dir);
         return false;
     }
+
+    if (!check_tensor_names(c)) return false;
 
     int64_t dim = hp->dim, kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim;
     if (!(m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers))) return llc_fail(c->err, "out of memory");

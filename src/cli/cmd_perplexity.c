@@ -13,7 +13,7 @@
 
 static const char usage_text[] =
     "usage: llamac perplexity -m MODEL -f TEXT_FILE [--ctx N] [--kv-type T] [--tokenizer FILE] [--threads N] [--json]\n"
-    "  --ctx N     window size in tokens (default 512)\n"
+    "  --ctx N     window size in tokens (default 512; at most the model's context)\n"
     "  --kv-type T element type of the KV cache: f32 (default), f16, bf16, q8_0\n"
     "  --json      end with one JSON line: {\"ppl\", \"chunks\", \"ctx\", \"tokens\", \"scored\"}\n";
 
@@ -47,6 +47,14 @@ int cmd_perplexity(int argc, char **argv) {
     llamac_session *s = NULL;
     llamac_model *m = cli_load_model(model_path, tok_path);
     if (!m) goto done;
+    llamac_model_info info;
+    llamac_model_get_info(m, &info);
+    /* Longer windows than the model was trained on measure nothing it can do, at a cost that grows
+     * with the square of the window. */
+    if (n_ctx > info.n_ctx_train) {
+        cli_error("a window of --ctx %d tokens is longer than the model's context (%d)", n_ctx, info.n_ctx_train);
+        goto done;
+    }
     const llamac_tokenizer *tok = llamac_model_tokenizer(m);
     int n = cli_tokenize(tok, text, len, true, false, &ids);
     if (n < 0) goto done;
@@ -55,8 +63,6 @@ int cmd_perplexity(int argc, char **argv) {
         cli_error("%s has %d tokens, fewer than one window of --ctx %d", file, n, n_ctx);
         goto done;
     }
-    llamac_model_info info;
-    llamac_model_get_info(m, &info);
     llamac_error err = {{0}};
     llamac_session_params sp = {.n_ctx = n_ctx, .n_threads = n_threads, .kv_type = kv_type};
     if (!(s = llamac_session_create(m, &sp, &err))) {

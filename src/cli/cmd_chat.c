@@ -7,8 +7,9 @@
  * (<|eot_id|> for Llama 3; " </s>" for Llama 2), the new message and the assistant header. Answers are
  * kept as the ids that were sampled, so re-formatting reproduces the cache token for token.
  *
- * When the conversation no longer fits, the oldest turns (user message + answer) go, the system message
- * stays, and what remains is re-evaluated from the first position that changed.
+ * When the conversation no longer fits, the oldest turns (user message + answer) go until it takes at
+ * most half the context, the system message stays, and what remains is re-evaluated from the first
+ * position that changed; the next turns then fit and evaluate only their own tokens.
  *
  * Ctrl-C during an answer stops it after the current token; the cut answer stays in the conversation,
  * closed as the format closes any answer. Ctrl-C at the prompt drops the line being typed; a second

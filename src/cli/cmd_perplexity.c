@@ -69,13 +69,17 @@ int cmd_perplexity(int argc, char **argv) {
         cli_error("%s", err.message);
         goto done;
     }
-    logits = malloc((size_t)n_ctx * (size_t)info.n_vocab * sizeof *logits);
-    if (!logits) {
-        cli_error("out of memory for %d x %d logits", n_ctx, info.n_vocab);
-        goto done;
-    }
     int32_t bos = llamac_tokenizer_bos(tok);
     int first = n_ctx / 2;
+    /* Only the scored half needs its logits, a piece at a time: the buffer stays PIECE rows of n_vocab
+     * whatever the window (a whole window of 8192 would need 4 GiB with Llama 3's vocabulary). */
+    enum { PIECE = 128 };
+    int rows = n_ctx - 1 - first < PIECE ? n_ctx - 1 - first : PIECE; /* the last position predicts nothing */
+    logits = malloc((size_t)rows * (size_t)info.n_vocab * sizeof *logits);
+    if (!logits) {
+        cli_error("out of memory for %d x %d logits", rows, info.n_vocab);
+        goto done;
+    }
     double nll = 0;
     long scored = 0;
     double t0 = cli_now_ms();
@@ -84,20 +88,24 @@ int cmd_perplexity(int argc, char **argv) {
         int32_t saved = w[0];
         if (bos >= 0) w[0] = bos;
         llamac_session_truncate(s, 0);
-        int r = llamac_session_eval_all(s, w, n_ctx, logits, &err);
+        bool ok = llamac_session_eval(s, w, first, &err) != NULL;
         w[0] = saved;
-        if (r != 0) {
+        for (int j0 = first; ok && j0 < n_ctx - 1; j0 += rows) {
+            int k = n_ctx - 1 - j0 < rows ? n_ctx - 1 - j0 : rows;
+            if (!(ok = llamac_session_eval_all(s, w + j0, k, logits, &err) == 0)) break;
+            for (int j = j0; j < j0 + k; j++) {
+                const float *l = logits + (size_t)(j - j0) * info.n_vocab;
+                float max = l[0];
+                for (int i = 1; i < info.n_vocab; i++) max = l[i] > max ? l[i] : max;
+                double sum = 0;
+                for (int i = 0; i < info.n_vocab; i++) sum += exp((double)l[i] - max);
+                nll += -((double)l[w[j + 1]] - max - log(sum));
+                scored++;
+            }
+        }
+        if (!ok) {
             cli_error("%s", err.message);
             goto done;
-        }
-        for (int j = first; j < n_ctx - 1; j++) {
-            const float *l = logits + (size_t)j * info.n_vocab;
-            float max = l[0];
-            for (int i = 1; i < info.n_vocab; i++) max = l[i] > max ? l[i] : max;
-            double sum = 0;
-            for (int i = 0; i < info.n_vocab; i++) sum += exp((double)l[i] - max);
-            nll += -((double)l[w[j + 1]] - max - log(sum));
-            scored++;
         }
         printf("[%d]%.4f%s", c + 1, exp(nll / (double)scored), c + 1 < n_chunks ? "," : "\n");
         fflush(stdout);

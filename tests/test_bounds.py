@@ -38,7 +38,7 @@ def test_logits_bound():
     rc, out, err = run(["logits", "-m", STORIES, "--ids", ",".join(["1"] * 20), "--ctx", "16", "--top", "1"])
     check(rc == 1 and "20" in err and "16" in err, "logits: --ctx 16 with 20 ids should be an error: %d %r" % (rc, err))
     rc, out, err = run(["logits", "-m", STORIES, "--ids", ",".join(["1"] * 2100), "--ctx", "2100", "--top", "1", "-t", "1"])
-    check(rc == 0 and out.count(", ") >= 2099, "logits: --ctx 2100 should accept 2100 ids: %d %r" % (rc, err))
+    check(rc == 1 and "2100" in err and "2048" in err, "logits: --ctx over the model's context (2048) should be an error: %d %r" % (rc, err))
     rc, out, err = run(["logits", "-m", STORIES, "-p", "Once upon a time", "--top", "1"])
     check(rc == 0, "logits: a short prompt should work: %r" % err)
     text = os.path.join(tc.SHARED, "testdata", "text", "tinystory.txt")
@@ -66,6 +66,17 @@ def prefetch(texts):
             parts[-1].append(t)
     assert len(parts) == len(texts)
     tc._ref_cache.update(zip(texts, parts))
+
+
+def test_logits_raise_ctx(model):
+    """The synthetic Llama 3 model has a context of 131072: the default limit (4096) refuses 4100 ids,
+    --ctx 4100 accepts them."""
+    ids = ",".join(["1"] * 4100)
+    rc, out, err = run(["logits", "-m", model, "--ids", ids, "--top", "1", "-t", "2"])
+    check(rc == 1 and "4100" in err and "4096" in err and "131072" in err,
+          "logits: 4100 ids over the default context 4096 should be an error: %d %r" % (rc, err))
+    rc, out, err = run(["logits", "-m", model, "--ids", ids, "--top", "1", "-t", "2", "--ctx", "4100"], timeout=300)
+    check(rc == 0 and out.count(", ") >= 4099, "logits: --ctx 4100 should accept 4100 ids: %d %r" % (rc, err))
 
 
 def parse_chat(err):
@@ -180,6 +191,9 @@ def main():
     model = os.path.join(tc.TMP, "bounds-tiny.gguf")
     rc, _, err = run(["synth", "--preset", "tiny", "--type", "f32", "-o", model])
     if check(rc == 0, "synth: " + err):
+        t = time.time()
+        test_logits_raise_ctx(model)
+        print("logits --ctx %.1f s" % (time.time() - t))
         t = time.time()
         test_chat_eviction(model)
         print("chat eviction %.1f s" % (time.time() - t))

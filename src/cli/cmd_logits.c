@@ -11,7 +11,7 @@ static const char usage_text[] =
     "usage: llamac logits -m MODEL (-p PROMPT | --ids I,J,K) [--top K] [--no-bos] [--ctx N] [--kv-type T] [--tokenizer FILE] [--threads N]\n"
     "  prints {\"prompt_ids\": [...], \"logits\": [...]} — all n_vocab logits of the last position,\n"
     "  or with --top K the K largest as [id, logit] pairs\n"
-    "  -c, --ctx N   the most tokens accepted (default: the model's context, at most 4096)\n";
+    "  -c, --ctx N   the most tokens accepted (default: the model's context, at most 4096; at most the model's)\n";
 
 static int parse_ids(const char *s, int32_t **out) {
     int n = 0, cap = 16;
@@ -81,15 +81,20 @@ int cmd_logits(int argc, char **argv) {
         cli_error("the prompt is empty");
         goto done;
     }
-    /* As generate refuses a prompt that does not fit its context, before any work: the session is
-     * made exactly as long as the ids, so without this --ids could ask for any length. */
-    int ctx = n_ctx ? n_ctx : cli_default_ctx(m);
-    if (n > ctx) {
-        cli_error("the prompt has %d tokens but the context holds %d: use a shorter prompt or a larger --ctx", n, ctx);
-        goto done;
-    }
     llamac_model_info info;
     llamac_model_get_info(m, &info);
+    /* As generate refuses a prompt that does not fit its context, before any work: the session is
+     * made exactly as long as the ids, so without this --ids could ask for any length. */
+    if (n_ctx > info.n_ctx_train) {
+        cli_error("--ctx %d is longer than the model's context (%d)", n_ctx, info.n_ctx_train);
+        goto done;
+    }
+    int ctx = n_ctx ? n_ctx : cli_default_ctx(m);
+    if (n > ctx) {
+        cli_error("the prompt has %d tokens but the context holds %d: use a shorter prompt or a larger --ctx (at most %d)", n, ctx,
+                  info.n_ctx_train);
+        goto done;
+    }
     llamac_error err = {{0}};
     llamac_session_params sp = {.n_ctx = n, .n_threads = n_threads, .kv_type = kv_type};
     if (!(s = llamac_session_create(m, &sp, &err))) {

@@ -182,6 +182,12 @@ double cli_peak_rss_mb(void) {
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+int cli_default_ctx(const llamac_model *m) {
+    llamac_model_info in;
+    llamac_model_get_info(m, &in);
+    return in.n_ctx_train < 4096 ? in.n_ctx_train : 4096;
+}
+
 llamac_model *cli_load_model(const char *path, const char *tokenizer_path) {
     llamac_error err = {{0}};
     llamac_model_params mp = {.tokenizer_path = tokenizer_path};

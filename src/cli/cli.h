@@ -75,6 +75,9 @@ void cli_progress(const char *what, uint64_t done, uint64_t total, double t0_ms)
 double cli_peak_rss_mb(void);
 /* Loads a model, honouring an optional tokenizer file; prints the error itself. */
 llamac_model *cli_load_model(const char *path, const char *tokenizer_path);
+/* The context a session gets for --ctx 0: the model's training context, at most 4096 (as
+ * llamac_session_params.n_ctx = 0 does). */
+int cli_default_ctx(const llamac_model *m);
 /* Tokenizes text (growing the buffer as needed); returns the count or -1 after printing the error. */
 int cli_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool add_bos, bool special, int32_t **ids);
 /* Reads a whole file as text (limit 1 GiB); prints the error itself. */

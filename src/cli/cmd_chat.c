@@ -7,8 +7,9 @@
  * (<|eot_id|> for Llama 3; " </s>" for Llama 2), the new message and the assistant header. Answers are
  * kept as the ids that were sampled, so re-formatting reproduces the cache token for token.
  *
- * When the conversation no longer fits, the oldest turns (user message + answer) go, the system message
- * stays, and what remains is re-evaluated from the first position that changed.
+ * When the conversation no longer fits, the oldest turns (user message + answer) go until it takes at
+ * most half the context, the system message stays, and what remains is re-evaluated from the first
+ * position that changed; the next turns then fit and evaluate only their own tokens.
  *
  * Ctrl-C during an answer stops it after the current token; the cut answer stays in the conversation,
  * closed as the format closes any answer. Ctrl-C at the prompt drops the line being typed; a second
@@ -42,6 +43,8 @@ static const char usage_text[] =
     "                          sampling, as for llamac generate\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx N             context size in tokens (default: the model's, at most 4096)\n"
+    "  --verbose               after each turn's statistics, the ids it evaluated: where the prefill\n"
+    "                          started in the context, the prefilled ids, the answer's ids\n"
     CLI_KV_TYPE_HELP
     "  --dump-ids FILE         print the token ids of the conversation in FILE (a JSON array of\n"
     "                          {\"role\": …, \"content\": …}, or an array of such arrays: a line each) in the\n"
@@ -284,7 +287,7 @@ static bool blank(const char *s) {
 int cmd_chat(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *system = NULL, *format_name = NULL, *dump = NULL;
     int n_predict = -1, n_ctx = 0, n_threads = 0;
-    bool gen_prompt = true;
+    bool gen_prompt = true, verbose = false;
     cli_sampling smp_opts;
     cli_sampling_init(&smp_opts);
     cli_args a = {argc, 1, argv, false};
@@ -304,6 +307,8 @@ int cmd_chat(int argc, char **argv) {
             if (!(dump = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--no-generation-prompt")) {
             gen_prompt = false;
+        } else if (!strcmp(o, "--verbose")) {
+            verbose = true;
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, -1, 1 << 24, &n_predict)) return 2;
         } else {
@@ -427,14 +432,20 @@ int cmd_chat(int argc, char **argv) {
         int reserve = n_predict >= 0 ? (n_predict < ctx / 2 ? n_predict : ctx / 2) : ctx / 4;
         if (reserve < 1) reserve = 1;
         int drop = 0, n_full;
-        for (;;) {
-            if ((n_full = chat_format(&c, drop, true)) < 0) goto done;
-            if (n_full + reserve <= ctx || c.n_sys + drop + 1 >= c.n_msgs) break;
-            drop += 2; /* a turn: a user message and its answer */
+        if ((n_full = chat_format(&c, 0, true)) < 0) goto done;
+        /* Dropping turns shifts the positions of those kept, so they are evaluated again. Dropping just
+         * enough for this turn would make every later turn drop and re-evaluate again; down to half the
+         * context, the next turns fit and evaluate only their own tokens. */
+        if (n_full + reserve > ctx) {
+            while (c.n_sys + drop + 1 < c.n_msgs && (n_full + reserve > ctx || n_full > ctx / 2)) {
+                drop += 2; /* a turn: a user message and its answer */
+                if ((n_full = chat_format(&c, drop, true)) < 0) goto done;
+            }
         }
         if (n_full >= ctx) {
-            fprintf(stderr, "llamac: this message needs %d tokens with the system message and the chat format, but the "
-                            "context holds %d: skipped\n", n_full, ctx);
+            cli_error("this message needs %d tokens with the system message and the chat format, but the context "
+                      "holds %d: message skipped",
+                      n_full, ctx);
             message_free(&c.msgs[--c.n_msgs]);
             continue;
         }
@@ -519,6 +530,13 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "llamac: [prefill %d tok, %.1f tok/s | answer %d tok, %.1f tok/s, %s | context %d/%d]\n", n_new,
                 t_prefill > 0 ? n_new * 1000.0 / t_prefill : 0.0, n_gen,
                 t_gen > 0 && n_evals > 0 ? n_evals * 1000.0 / t_gen : 0.0, reason, n_cache, ctx);
+        if (verbose) {
+            fprintf(stderr, "llamac: [ids] prefill at %d:", common);
+            for (int i = common; i < n_full; i++) fprintf(stderr, " %d", c.full[i]);
+            fputs(" | answer:", stderr);
+            for (int i = 0; i < n_gen; i++) fprintf(stderr, " %d", kept[i]);
+            fputc('\n', stderr);
+        }
         g_interrupt = 0;
     }
     rc = 0;

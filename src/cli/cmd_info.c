@@ -80,7 +80,7 @@ int cmd_info(int argc, char **argv) {
     if (!m) return 1;
     llamac_model_info in;
     llamac_model_get_info(m, &in);
-    if (n_ctx == 0) n_ctx = in.n_ctx_train < 4096 ? in.n_ctx_train : 4096;
+    if (n_ctx == 0) n_ctx = cli_default_ctx(m);
     const llamac_tokenizer *tok = llamac_model_tokenizer(m);
     printf("model:          %s (%s)\n", in.name, in.format);
     printf("parameters:     %.2f M in %.2f MiB, weights mostly %s\n", (double)in.n_params / 1e6, (double)in.weight_bytes / 1048576.0,

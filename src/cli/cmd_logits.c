@@ -8,9 +8,10 @@
 #include "cli/cli.h"
 
 static const char usage_text[] =
-    "usage: llamac logits -m MODEL (-p PROMPT | --ids I,J,K) [--top K] [--no-bos] [--kv-type T] [--tokenizer FILE] [--threads N]\n"
+    "usage: llamac logits -m MODEL (-p PROMPT | --ids I,J,K) [--top K] [--no-bos] [--ctx N] [--kv-type T] [--tokenizer FILE] [--threads N]\n"
     "  prints {\"prompt_ids\": [...], \"logits\": [...]} — all n_vocab logits of the last position,\n"
-    "  or with --top K the K largest as [id, logit] pairs\n";
+    "  or with --top K the K largest as [id, logit] pairs\n"
+    "  -c, --ctx N   the most tokens accepted (default: the model's context, at most 4096; at most the model's)\n";
 
 static int parse_ids(const char *s, int32_t **out) {
     int n = 0, cap = 16;
@@ -47,11 +48,11 @@ static int by_logit_desc(const void *a, const void *b) {
 
 int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *ids_arg = NULL, *v;
-    int top = 0, n_threads = 0;
+    int top = 0, n_threads = 0, n_ctx = 0;
     bool bos = true;
     cli_args a = {argc, 1, argv, false};
     llamac_kv_type kv_type = LLAMAC_KV_F32;
-    const cli_common common = {&model_path, &tok_path, &n_threads, NULL, &kv_type};
+    const cli_common common = {&model_path, &tok_path, &n_threads, &n_ctx, &kv_type};
     for (; a.i < argc; a.i++) {
         const char *o = argv[a.i];
         CLI_COMMON_OPTIONS(a, common, usage_text)
@@ -82,6 +83,18 @@ int cmd_logits(int argc, char **argv) {
     }
     llamac_model_info info;
     llamac_model_get_info(m, &info);
+    /* As generate refuses a prompt that does not fit its context, before any work: the session is
+     * made exactly as long as the ids, so without this --ids could ask for any length. */
+    if (n_ctx > info.n_ctx_train) {
+        cli_error("--ctx %d is longer than the model's context (%d)", n_ctx, info.n_ctx_train);
+        goto done;
+    }
+    int ctx = n_ctx ? n_ctx : cli_default_ctx(m);
+    if (n > ctx) {
+        cli_error("the prompt has %d tokens but the context holds %d: use a shorter prompt or a larger --ctx (at most %d)", n, ctx,
+                  info.n_ctx_train);
+        goto done;
+    }
     llamac_error err = {{0}};
     llamac_session_params sp = {.n_ctx = n, .n_threads = n_threads, .kv_type = kv_type};
     if (!(s = llamac_session_create(m, &sp, &err))) {

@@ -13,7 +13,7 @@
 
 static const char usage_text[] =
     "usage: llamac perplexity -m MODEL -f TEXT_FILE [--ctx N] [--kv-type T] [--tokenizer FILE] [--threads N] [--json]\n"
-    "  --ctx N     window size in tokens (default 512)\n"
+    "  --ctx N     window size in tokens (default 512; at most the model's context)\n"
     "  --kv-type T element type of the KV cache: f32 (default), f16, bf16, q8_0\n"
     "  --json      end with one JSON line: {\"ppl\", \"chunks\", \"ctx\", \"tokens\", \"scored\"}\n";
 
@@ -47,6 +47,14 @@ int cmd_perplexity(int argc, char **argv) {
     llamac_session *s = NULL;
     llamac_model *m = cli_load_model(model_path, tok_path);
     if (!m) goto done;
+    llamac_model_info info;
+    llamac_model_get_info(m, &info);
+    /* Longer windows than the model was trained on measure nothing it can do, at a cost that grows
+     * with the square of the window. */
+    if (n_ctx > info.n_ctx_train) {
+        cli_error("a window of --ctx %d tokens is longer than the model's context (%d)", n_ctx, info.n_ctx_train);
+        goto done;
+    }
     const llamac_tokenizer *tok = llamac_model_tokenizer(m);
     int n = cli_tokenize(tok, text, len, true, false, &ids);
     if (n < 0) goto done;
@@ -55,21 +63,23 @@ int cmd_perplexity(int argc, char **argv) {
         cli_error("%s has %d tokens, fewer than one window of --ctx %d", file, n, n_ctx);
         goto done;
     }
-    llamac_model_info info;
-    llamac_model_get_info(m, &info);
     llamac_error err = {{0}};
     llamac_session_params sp = {.n_ctx = n_ctx, .n_threads = n_threads, .kv_type = kv_type};
     if (!(s = llamac_session_create(m, &sp, &err))) {
         cli_error("%s", err.message);
         goto done;
     }
-    logits = malloc((size_t)n_ctx * (size_t)info.n_vocab * sizeof *logits);
-    if (!logits) {
-        cli_error("out of memory for %d x %d logits", n_ctx, info.n_vocab);
-        goto done;
-    }
     int32_t bos = llamac_tokenizer_bos(tok);
     int first = n_ctx / 2;
+    /* Only the scored half needs its logits, a piece at a time: the buffer stays PIECE rows of n_vocab
+     * whatever the window (a whole window of 8192 would need 4 GiB with Llama 3's vocabulary). */
+    enum { PIECE = 128 };
+    int rows = n_ctx - 1 - first < PIECE ? n_ctx - 1 - first : PIECE; /* the last position predicts nothing */
+    logits = malloc((size_t)rows * (size_t)info.n_vocab * sizeof *logits);
+    if (!logits) {
+        cli_error("out of memory for %d x %d logits", rows, info.n_vocab);
+        goto done;
+    }
     double nll = 0;
     long scored = 0;
     double t0 = cli_now_ms();
@@ -78,20 +88,24 @@ int cmd_perplexity(int argc, char **argv) {
         int32_t saved = w[0];
         if (bos >= 0) w[0] = bos;
         llamac_session_truncate(s, 0);
-        int r = llamac_session_eval_all(s, w, n_ctx, logits, &err);
+        bool ok = llamac_session_eval(s, w, first, &err) != NULL;
         w[0] = saved;
-        if (r != 0) {
+        for (int j0 = first; ok && j0 < n_ctx - 1; j0 += rows) {
+            int k = n_ctx - 1 - j0 < rows ? n_ctx - 1 - j0 : rows;
+            if (!(ok = llamac_session_eval_all(s, w + j0, k, logits, &err) == 0)) break;
+            for (int j = j0; j < j0 + k; j++) {
+                const float *l = logits + (size_t)(j - j0) * info.n_vocab;
+                float max = l[0];
+                for (int i = 1; i < info.n_vocab; i++) max = l[i] > max ? l[i] : max;
+                double sum = 0;
+                for (int i = 0; i < info.n_vocab; i++) sum += exp((double)l[i] - max);
+                nll += -((double)l[w[j + 1]] - max - log(sum));
+                scored++;
+            }
+        }
+        if (!ok) {
             cli_error("%s", err.message);
             goto done;
-        }
-        for (int j = first; j < n_ctx - 1; j++) {
-            const float *l = logits + (size_t)j * info.n_vocab;
-            float max = l[0];
-            for (int i = 1; i < info.n_vocab; i++) max = l[i] > max ? l[i] : max;
-            double sum = 0;
-            for (int i = 0; i < info.n_vocab; i++) sum += exp((double)l[i] - max);
-            nll += -((double)l[w[j + 1]] - max - log(sum));
-            scored++;
         }
         printf("[%d]%.4f%s", c + 1, exp(nll / (double)scored), c + 1 < n_chunks ? "," : "\n");
         fflush(stdout);

@@ -189,6 +189,10 @@ def main():
         ("duplicate keys", [{"prompt": "a"}], '{"prompt": "a", "max_tokens": 2, "max_tokens": 9}\n', (":2:", 'duplicate key "max_tokens"')),
         ("a string line", [], '"prompt"\n', (":1:", "JSON object")),
         ("nested too deep", [], '{"prompt": "a", "messages": ' + "[" * 65 + "]" * 65 + "}\n", (":1:", "nested deeper than 64")),
+        # a field llamac does not know is refused, not run with the defaults
+        ("a misspelt field", [{"prompt": "a"}, {"prompt": "b", "max_tokenz": 5}], None, (":2:", 'unknown field "max_tokenz"')),
+        ("an unsupported field", [{"prompt": "a", "n": 2}], None, (":1:", 'unknown field "n"')),
+        ("an extra message field", [{"messages": [{"role": "user", "content": "hi", "name": "x"}]}], None, (":1:", "nothing else")),
         # limits, named in the message
         ("65 stop strings", [{"prompt": "a", "stop": ["s%d" % i for i in range(65)]}], None, (":1:", "65 strings", "at most 64")),
         ("a stop string of 257 bytes", [{"prompt": "a", "stop": ["s", "x" * 257]}], None, (":1:", "256 bytes")),

@@ -170,6 +170,19 @@ static int submit_line(llamac_engine *e, const llamac_tokenizer *tok, const line
         line_error(lc, "expected a JSON object, got %s", cJSON_IsArray(o) ? "an array" : "a value");
         goto done;
     }
+    /* a misspelt or unsupported field ("max_tokenz", "n") would otherwise run with the defaults */
+    static const char *const known[] = {"prompt", "messages", "max_tokens", "temperature", "top_p",
+                                        "top_k",  "min_p",    "seed",       "stop"};
+    const cJSON *field;
+    cJSON_ArrayForEach(field, o) {
+        size_t k = 0;
+        while (k < sizeof known / sizeof *known && strcmp(field->string, known[k]) != 0) k++;
+        if (k == sizeof known / sizeof *known) {
+            line_error(lc, "unknown field \"%.64s\" (a request takes prompt or messages, max_tokens, temperature, "
+                           "top_p, top_k, min_p, seed, stop)", field->string);
+            goto done;
+        }
+    }
     llamac_request rq = {.max_tokens = n_new, .sampling = smp->sp};
     rq.sampling.seed = smp->sp.seed + (uint64_t)index;
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt");
@@ -274,8 +287,8 @@ static int submit_line(llamac_engine *e, const llamac_tokenizer *tok, const line
         cJSON_ArrayForEach(m, messages) {
             const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
             const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-            if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
-                line_error(lc, "message %d needs \"role\" and \"content\" strings", i);
+            if (!cJSON_IsString(role) || !cJSON_IsString(content) || cJSON_GetArraySize(m) != 2) {
+                line_error(lc, "message %d needs \"role\" and \"content\" strings and nothing else", i);
                 goto done;
             }
             msgs[i++] = (llamac_chat_message){role->valuestring, content->valuestring, NULL, 0};

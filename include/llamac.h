@@ -269,6 +269,8 @@ typedef struct llamac_event {
                            * string is held back until it cannot); valid until the next step */
     size_t text_len;
     llamac_finish finish; /* not LLAMAC_RUNNING: the request's last event */
+    int cached_tokens;    /* of the request's prompt, the tokens the prefix cache supplied when it was first
+                           * admitted (not computed); 0 before that */
 } llamac_event;
 
 typedef struct llamac_engine_stats {

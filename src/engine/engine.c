@@ -43,6 +43,7 @@ typedef struct rq {
     int n_prompt, n_gen, cap;
     int max_new;            /* most generated tokens */
     bool ignore_eog, admitted_once;
+    int n_cached;           /* prompt tokens the prefix cache gave at the first admission */
     llamac_sampler *smp;
     llamac_detokenizer dt;
     char **stop;
@@ -432,13 +433,14 @@ void llamac_engine_get_stats(const llamac_engine *e, llamac_engine_stats *out) {
 
 /* ---- events ---- */
 
-static bool emit(llamac_engine *e, int id, int32_t token, const char *text, size_t len, llamac_finish finish) {
+static bool emit(llamac_engine *e, const rq *r, int32_t token, const char *text, size_t len, llamac_finish finish) {
     if (!events_reserve(e, e->n_ev + 1)) return false;
     if (!grow((void **)&e->arena, &e->cap_arena, e->n_arena + len + 1, 1)) return false;
     memcpy(e->arena + e->n_arena, text, len);
     e->arena[e->n_arena + len] = 0;
     e->ev_off[e->n_ev] = e->n_arena;
-    e->ev[e->n_ev++] = (llamac_event){.request = id, .token = token, .text = NULL, .text_len = len, .finish = finish};
+    e->ev[e->n_ev++] = (llamac_event){.request = r->id, .token = token, .text = NULL, .text_len = len, .finish = finish,
+                                      .cached_tokens = r->n_cached};
     e->n_arena += len + 1;
     return true;
 }
@@ -490,7 +492,7 @@ static bool emit_text(llamac_engine *e, rq *r, int32_t token, llamac_finish fini
     bool stopped = stop_scan(r, &cut);
     if (stopped) finish = LLAMAC_FINISH_STOP;
     else if (finish != LLAMAC_RUNNING) cut = r->n_held;
-    if (!emit(e, r->id, token, r->held, cut, finish)) return false;
+    if (!emit(e, r, token, r->held, cut, finish)) return false;
     if (finish != LLAMAC_RUNNING) {
         r->n_held = 0;
         r->done = true;
@@ -580,7 +582,8 @@ static void admit(llamac_engine *e, int budget, int reserved) {
         if (!r->admitted_once) {
             r->admitted_once = true;
             e->st.prompt_tokens += (uint64_t)r->n_prompt;
-            e->st.prompt_tokens_cached += (uint64_t)(matched < r->n_prompt ? matched : r->n_prompt);
+            r->n_cached = matched < r->n_prompt ? matched : r->n_prompt;
+            e->st.prompt_tokens_cached += (uint64_t)r->n_cached;
         }
         r->chunk = chunk;
         budget -= chunk;
@@ -701,7 +704,7 @@ const llamac_event *llamac_engine_step(llamac_engine *e, int *n_events, llamac_e
     finish_done(e);
     for (int i = 0; i < e->cancelled.n; i++) {
         rq *r = e->cancelled.v[i];
-        if (!emit(e, r->id, -1, "", 0, LLAMAC_FINISH_CANCELLED)) goto oom;
+        if (!emit(e, r, -1, "", 0, LLAMAC_FINISH_CANCELLED)) goto oom;
         rq_free(e, r);
     }
     e->cancelled.n = 0;

@@ -634,6 +634,8 @@ static enum MHD_Result send_error(conn *c, struct MHD_Connection *con, const api
     if (b.oom) r = MHD_NO;
     else if (e->status == 429)
         r = send_buf(c, con, e->status, "application/json", b.p, b.n, "Retry-After", "1");
+    else if (e->status == 413) /* the rest of the body is not worth reading */
+        r = send_buf(c, con, e->status, "application/json", b.p, b.n, "Connection", "close");
     else if (e->status == 405)
         r = send_buf(c, con, e->status, "application/json", b.p, b.n, "Allow", c->early_msg[0] ? c->early_msg : "GET, POST");
     else
@@ -1758,6 +1760,14 @@ int llc_serve(const llamac_model *model, const llc_server_params *params, llamac
         snprintf(err->message, sizeof err->message, "out of memory");
         return -1;
     }
+    /* SIGTERM and SIGINT go to this thread's sigwait: every thread started from here on (the forward
+     * pass's workers, the engine's, MHD's) blocks them */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     s->m = model;
     s->tok = llamac_model_tokenizer(model);
     s->p = *params;
@@ -1814,13 +1824,6 @@ int llc_serve(const llamac_model *model, const llc_server_params *params, llamac
     pthread_cond_init(&s->engine_cv, &s->cattr);
     mu_init = true;
 
-    /* SIGTERM and SIGINT go to this thread's sigwait: every thread started from here blocks them */
-    sigset_t sigs, old;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, &old);
-    signal(SIGPIPE, SIG_IGN);
 
     if (pthread_create(&engine_thread, NULL, engine_main, s)) {
         snprintf(err->message, sizeof err->message, "cannot start the engine thread");
@@ -1877,8 +1880,9 @@ int llc_serve(const llamac_model *model, const llc_server_params *params, llamac
         }
         pthread_mutex_unlock(&s->mu);
         if (!busy) break;
+        /* a second signal: no more waiting for the running requests */
         struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
+        if (sigtimedwait(&sigs, NULL, &ts) > 0 && !cancelled) deadline = now_s();
     }
     pthread_mutex_lock(&s->mu);
     s->stopping = true;

@@ -156,6 +156,32 @@ def test_sampling(srv):
     check(st == 200 and js["prompt"] == text.lstrip(" ") or js["prompt"] == text, "/detokenize gives the text back")
     st, js, _ = srv.post("/v1/completions", {"prompt": ref["prompt_ids"], "max_tokens": 60, "temperature": 0})
     check(st == 200 and js["choices"][0]["text"] == text, "a prompt of token ids equals the same prompt as text")
+    # logprobs: the tokens are generate's ids one by one, the greedy one is the most likely
+    st, js, _ = srv.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 60, "temperature": 0, "logprobs": 3})
+    def detok(ids):
+        return srv.post("/detokenize", {"tokens": ids})[1]["prompt"]
+
+    def piece(before, i):  # the text token i adds after the ids before (SentencePiece drops a leading space at the start)
+        return detok(before + [i])[len(detok(before)):]
+
+    pieces = [piece(ref["prompt_ids"] + ref["ids"][:k], i) for k, i in enumerate(ref["ids"])]
+    lp = js["choices"][0]["logprobs"] if st == 200 else {}
+    check(st == 200 and lp["tokens"] == pieces and "".join(lp["tokens"]) == text, "logprobs' tokens are llamac generate's, token for token")
+    check(st == 200 and all(len(t) == 3 and max(t.values()) == l for t, l in zip(lp["top_logprobs"], lp["token_logprobs"])) and
+          all(l <= 0 for l in lp["token_logprobs"]), "greedy tokens are the most likely of their top 3, logprobs <= 0")
+    # logit_bias and penalties change the greedy answer as their definitions say
+    first = ref["ids"][0]
+    st, js, _ = srv.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 1, "temperature": 0, "logit_bias": {str(first): -100},
+                                             "logprobs": 2})
+    check(st == 200 and js["choices"][0]["logprobs"]["tokens"][0] != pieces[0], "logit_bias -100 on the greedy token: another one")
+    st, js, _ = srv.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0, "logit_bias": {"300": 100},
+                                             "ignore_eos": True})
+    p300 = piece(ref["prompt_ids"], 300)
+    check(st == 200 and js["choices"][0]["text"] == p300 * 4, "logit_bias +100 forces a token")
+    st, js, _ = srv.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0, "frequency_penalty": 2,
+                                             "presence_penalty": 2, "logprobs": 0})
+    toks = js["choices"][0]["logprobs"]["tokens"] if st == 200 else []
+    check(st == 200 and toks[0] == pieces[0] and js["choices"][0]["text"] != text, "penalties leave the first token, change the rest")
     st, js, _ = srv.post("/v1/completions", {"prompt": ["Once upon a time", "The little dog"], "max_tokens": 5, "temperature": 0})
     check(st == 200 and len(js["choices"]) == 2 and js["choices"][0]["text"] == generate(STORIES, "Once upon a time", 5)["text"] and
           js["choices"][1]["text"] == generate(STORIES, "The little dog", 5)["text"], "an array of prompts gives one choice each")
@@ -191,6 +217,11 @@ def test_errors(srv):
         ({"prompt": "x", "stop": ["a"] * 17}, "stop"), ({"prompt": "x", "seed": 1.5}, "seed"), ({"prompt": "x", "stream": "yes"}, "stream"),
         ({"prompt": "x", "stream_options": {"include_usage": True}}, "stream_options"),
         ({"prompt": "x", "frobnicate": 1}, "frobnicate"), ({"prompt": "x", "suffix": "y"}, "suffix"),
+        ({"prompt": "x", "presence_penalty": 3}, "presence_penalty"), ({"prompt": "x", "frequency_penalty": "a"}, "frequency_penalty"),
+        ({"prompt": "x", "logit_bias": {"abc": 1}}, "logit_bias"), ({"prompt": "x", "logit_bias": {"1": 200}}, "logit_bias"),
+        ({"prompt": "x", "logit_bias": {"99999": 1}}, "logit_bias"), ({"prompt": "x", "logit_bias": [1]}, "logit_bias"),
+        ({"prompt": "x", "logprobs": 21}, "logprobs"), ({"prompt": "x", "logprobs": True}, "logprobs"),
+        ({"prompt": "x", "logprobs": 1, "echo": True}, "echo"),
         ({"prompt": "x", "max_tokens": 100000}, "prompt"), ({"prompt": "x " * 3000}, "prompt"),
         ({"prompt": "x", "model": 5}, "model"),
     ]
@@ -207,7 +238,9 @@ def test_errors(srv):
                        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "an image part"),
                        ({"messages": "hi"}, "messages a string"), ({}, "no messages"),
                        ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, "tools"),
-                       ({"messages": [{"role": "user", "content": "x", "name": "bob"}]}, "a message name")]:
+                       ({"messages": [{"role": "user", "content": "x", "name": "bob"}]}, "a message name"),
+                       ({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, "top_logprobs without logprobs"),
+                       ({"messages": [{"role": "user", "content": "x"}], "logprobs": 1}, "logprobs not a boolean")]:
         st, js, _ = srv.post(CH, body)
         check(is_error(js, 400, st), "chat, %s: 400 (got %d)" % (what, st))
     st, js, _ = srv.post(CH, {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 3})

@@ -218,6 +218,15 @@ static void histo_add(histo *h, double v) {
 
 /* ---- requests ---------------------------------------------------------------------------------- */
 
+/* A token's log-probabilities as the engine reported them, kept until formatted. */
+typedef struct lp_rec {
+    int32_t token;
+    float logprob;
+    int n_top;
+    int32_t top_ids[LLAMAC_MAX_TOP_LOGPROBS];
+    float top_logprobs[LLAMAC_MAX_TOP_LOGPROBS];
+} lp_rec;
+
 struct server;
 
 typedef struct choice {
@@ -228,6 +237,7 @@ typedef struct choice {
     uint64_t seed;
     /* written by the engine thread, read under s->mu */
     sbuf out;              /* released text not yet taken by the connection thread */
+    sbuf lp;               /* lp_rec of the tokens not yet taken (with logprobs) */
     int n_tokens, cached;
     int finish;            /* llamac_finish */
     bool done;
@@ -250,6 +260,8 @@ typedef struct greq {
     llamac_request base;   /* sampling, max_tokens, stop, ignore_eog; prompt per choice */
     char **stop;
     int n_stop;
+    int32_t *bias_ids;
+    float *bias;
     bool submitted, failed, cancel, cancel_sent, in_engine;
     char error[600];
     double t_arrival;
@@ -302,7 +314,12 @@ static void s_log(server *s, const char *fmt, ...) {
 
 static void greq_free(greq *r) {
     if (!r) return;
-    for (int i = 0; i < r->n_choices; i++) free(r->ch[i].out.p);
+    for (int i = 0; i < r->n_choices; i++) {
+        free(r->ch[i].out.p);
+        free(r->ch[i].lp.p);
+    }
+    free(r->bias_ids);
+    free(r->bias);
     free(r->ch);
     for (int i = 0; i < r->n_prompts; i++) {
         free(r->pr[i].ids);
@@ -418,6 +435,12 @@ static void dispatch(server *s, const llamac_event *ev, int n, double t_step, do
             else histo_add(&s->itl, t - c->t_last);
             c->n_tokens++;
             c->t_last = t;
+            if (r->base.logprobs && c->lp.n + sizeof(lp_rec) <= MAX_PENDING) {
+                lp_rec rec = {.token = ev[k].token, .logprob = ev[k].logprob, .n_top = ev[k].n_top};
+                memcpy(rec.top_ids, ev[k].top_ids, sizeof rec.top_ids);
+                memcpy(rec.top_logprobs, ev[k].top_logprobs, sizeof rec.top_logprobs);
+                sb_add(&c->lp, (const char *)&rec, sizeof rec);
+            }
         }
         c->cached = ev[k].cached_tokens;
         if (ev[k].text_len) {
@@ -515,7 +538,8 @@ typedef struct conn {
     /* streaming */
     sbuf out;
     size_t out_off;
-    sbuf *take;              /* per choice: text taken, not yet formatted */
+    sbuf *take, *take_lp;    /* per choice: text and logprobs taken, not yet formatted */
+    size_t *text_offset;     /* per choice: bytes of tokens streamed (completions' text_offset) */
     bool *fin_sent;
     int *fin;
     bool started, finished;
@@ -909,29 +933,56 @@ static bool sampling_params(server *s, const cJSON *o, greq *r, api_err *e) {
             return fail(e, 400, "repetition_penalty", "'repetition_penalty' must be a number in (0, 100]");
         sp.repeat_penalty = (float)v->valuedouble;
     }
-    static const char *const zero_only[] = {"presence_penalty", "frequency_penalty"};
+    static const char *const penalties[] = {"presence_penalty", "frequency_penalty"};
     for (int i = 0; i < 2; i++)
-        if ((v = field(o, zero_only[i]))) {
+        if ((v = field(o, penalties[i]))) {
             if (!cJSON_IsNumber(v) || !(v->valuedouble >= -2 && v->valuedouble <= 2))
-                return fail(e, 400, zero_only[i], "'%s' must be a number in [-2, 2]", zero_only[i]);
-            if (v->valuedouble != 0) return fail(e, 400, zero_only[i], "'%s' is not supported by this server (only 0)", zero_only[i]);
+                return fail(e, 400, penalties[i], "'%s' must be a number in [-2, 2]", penalties[i]);
+            if (i == 0) r->base.presence_penalty = (float)v->valuedouble;
+            else r->base.frequency_penalty = (float)v->valuedouble;
         }
     if ((v = field(o, "logit_bias"))) {
-        if (!cJSON_IsObject(v)) return fail(e, 400, "logit_bias", "'logit_bias' must be an object");
-        if (v->child) return fail(e, 400, "logit_bias", "'logit_bias' is not supported by this server");
+        if (!cJSON_IsObject(v)) return fail(e, 400, "logit_bias", "'logit_bias' must be an object of token ids to numbers");
+        int nb = cJSON_GetArraySize(v);
+        if (nb > 1024) return fail(e, 400, "logit_bias", "'logit_bias' holds at most 1024 tokens");
+        if (nb) {
+            r->bias_ids = malloc((size_t)nb * sizeof *r->bias_ids);
+            r->bias = malloc((size_t)nb * sizeof *r->bias);
+            if (!r->bias_ids || !r->bias) return fail(e, 500, NULL, "out of memory");
+        }
+        const cJSON *it;
+        int k = 0;
+        cJSON_ArrayForEach(it, v) {
+            char *end;
+            errno = 0;
+            long id = strtol(it->string, &end, 10);
+            if (!it->string[0] || *end || errno || id < 0 || id >= s->n_vocab || it->string[0] == '+' || it->string[0] == ' ')
+                return fail(e, 400, "logit_bias", "'logit_bias' keys must be token ids in [0, %d) (got \"%.40s\")", s->n_vocab, it->string);
+            if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100 && it->valuedouble <= 100))
+                return fail(e, 400, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
+            r->bias_ids[k] = (int32_t)id;
+            r->bias[k++] = (float)it->valuedouble;
+        }
+        r->base.logit_bias_ids = r->bias_ids;
+        r->base.logit_bias = r->bias;
+        r->base.n_logit_bias = k;
     }
     if (r->chat) {
         if ((v = field(o, "logprobs"))) {
             if (!cJSON_IsBool(v)) return fail(e, 400, "logprobs", "'logprobs' must be a boolean");
-            if (cJSON_IsTrue(v)) return fail(e, 400, "logprobs", "'logprobs' is not supported by this server");
+            r->base.logprobs = cJSON_IsTrue(v);
         }
         if ((v = field(o, "top_logprobs"))) {
-            if (!is_int(v, 0, 20)) return fail(e, 400, "top_logprobs", "'top_logprobs' must be an integer in [0, 20]");
-            if (v->valuedouble != 0) return fail(e, 400, "top_logprobs", "'top_logprobs' is not supported by this server");
+            if (!is_int(v, 0, LLAMAC_MAX_TOP_LOGPROBS))
+                return fail(e, 400, "top_logprobs", "'top_logprobs' must be an integer in [0, %d]", LLAMAC_MAX_TOP_LOGPROBS);
+            if (!r->base.logprobs) return fail(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            r->base.top_logprobs = (int)v->valuedouble;
         }
     } else if ((v = field(o, "logprobs"))) {
-        if (!is_int(v, 0, 20)) return fail(e, 400, "logprobs", "'logprobs' must be an integer in [0, 20]");
-        return fail(e, 400, "logprobs", "'logprobs' is not supported by this server");
+        if (!is_int(v, 0, LLAMAC_MAX_TOP_LOGPROBS))
+            return fail(e, 400, "logprobs", "'logprobs' must be an integer in [0, %d]", LLAMAC_MAX_TOP_LOGPROBS);
+        r->base.logprobs = true;
+        r->base.top_logprobs = (int)v->valuedouble;
     }
     /* seed: any 64-bit integer as the clients send it; without one, a fresh one per request */
     uint64_t seed;
@@ -1015,6 +1066,7 @@ static bool sampling_params(server *s, const cJSON *o, greq *r, api_err *e) {
     if (!r->chat && (v = field(o, "echo"))) {
         if (!cJSON_IsBool(v)) return fail(e, 400, "echo", "'echo' must be a boolean");
         r->echo = cJSON_IsTrue(v);
+        if (r->echo && r->base.logprobs) return fail(e, 400, "echo", "'echo' together with 'logprobs' is not supported by this server");
     }
     if (!r->chat && (v = field(o, "suffix"))) return fail(e, 400, "suffix", "'suffix' is not supported by this server");
     if (!r->chat && (v = field(o, "best_of"))) {
@@ -1113,6 +1165,83 @@ static void usage_json(sbuf *b, const greq *r) {
               prompt_tokens, completion, prompt_tokens + completion, cached);
 }
 
+/* A token's text as a JSON string: its bytes, with bytes that are not valid UTF-8 on their own (a
+ * piece of a character) as U+FFFD, so the JSON stays valid; the exact bytes go in "bytes". */
+static void token_json(sbuf *b, const llamac_tokenizer *tok, int32_t id, bool with_bytes) {
+    const char *p = NULL;
+    size_t n = llamac_token_bytes(tok, id, &p);
+    sbuf t = {0};
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)p[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        bool ok = len && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)p[i + k] >> 6) == 2;
+        if (ok) {
+            sb_add(&t, p + i, len);
+            i += len;
+        } else {
+            sb_str(&t, "\xef\xbf\xbd");
+            i++;
+        }
+    }
+    sb_str(b, with_bytes ? "\"token\":" : "");
+    sb_json_str(b, t.p ? t.p : "", t.n);
+    b->oom |= t.oom;
+    free(t.p);
+    if (with_bytes) {
+        sb_str(b, ",\"bytes\":[");
+        for (size_t i = 0; i < n; i++) sb_printf(b, "%s%u", i ? "," : "", (unsigned char)p[i]);
+        sb_str(b, "]");
+    }
+}
+
+static double finite_lp(float x) { return isfinite(x) ? x : -9999.0; }
+
+/* The logprobs object of n records: chat's {"content": [...]} or completions' parallel lists. */
+static void logprobs_json(sbuf *b, const llamac_tokenizer *tok, bool chat, const lp_rec *rec, size_t n, size_t *text_offset) {
+    if (chat) {
+        sb_str(b, "{\"content\":[");
+        for (size_t i = 0; i < n; i++) {
+            sb_str(b, i ? ",{" : "{");
+            token_json(b, tok, rec[i].token, true);
+            sb_printf(b, ",\"logprob\":%.9g,\"top_logprobs\":[", finite_lp(rec[i].logprob));
+            for (int k = 0; k < rec[i].n_top; k++) {
+                sb_str(b, k ? ",{" : "{");
+                token_json(b, tok, rec[i].top_ids[k], true);
+                sb_printf(b, ",\"logprob\":%.9g}", finite_lp(rec[i].top_logprobs[k]));
+            }
+            sb_str(b, "]}");
+        }
+        sb_str(b, "],\"refusal\":null}");
+        return;
+    }
+    sb_str(b, "{\"tokens\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) sb_str(b, ",");
+        token_json(b, tok, rec[i].token, false);
+    }
+    sb_str(b, "],\"token_logprobs\":[");
+    for (size_t i = 0; i < n; i++) sb_printf(b, "%s%.9g", i ? "," : "", finite_lp(rec[i].logprob));
+    sb_str(b, "],\"top_logprobs\":[");
+    for (size_t i = 0; i < n; i++) {
+        sb_str(b, i ? ",{" : "{");
+        for (int k = 0; k < rec[i].n_top; k++) {
+            if (k) sb_str(b, ",");
+            token_json(b, tok, rec[i].top_ids[k], false);
+            sb_printf(b, ":%.9g", finite_lp(rec[i].top_logprobs[k]));
+        }
+        sb_str(b, "}");
+    }
+    /* byte offsets of the tokens in the completion's text */
+    sb_str(b, "],\"text_offset\":[");
+    for (size_t i = 0; i < n; i++) {
+        const char *p;
+        sb_printf(b, "%s%zu", i ? "," : "", *text_offset);
+        *text_offset += llamac_token_bytes(tok, rec[i].token, &p);
+    }
+    sb_str(b, "]}");
+}
+
 static const char *finish_name(int f) { return f == LLAMAC_FINISH_LENGTH ? "length" : "stop"; }
 
 /* Queues r for the engine thread and waits until it is submitted. Returns false (e set) when the
@@ -1208,7 +1337,14 @@ static enum MHD_Result finish_plain(conn *c, struct MHD_Connection *con) {
             }
             sb_str(&b, ",");
         }
-        sb_printf(&b, "\"logprobs\":null,\"finish_reason\":\"%s\"}", finish_name(ch->finish));
+        sb_str(&b, "\"logprobs\":");
+        if (r->base.logprobs) {
+            size_t off = 0;
+            logprobs_json(&b, s->tok, r->chat, (const lp_rec *)ch->lp.p, ch->lp.n / sizeof(lp_rec), &off);
+        } else {
+            sb_str(&b, "null");
+        }
+        sb_printf(&b, ",\"finish_reason\":\"%s\"}", finish_name(ch->finish));
     }
     sb_str(&b, "],\"usage\":");
     usage_json(&b, r);
@@ -1219,7 +1355,7 @@ static enum MHD_Result finish_plain(conn *c, struct MHD_Connection *con) {
 }
 
 /* One SSE event for choice i: text and/or its finish reason. */
-static void sse_chunk(conn *c, int i, const char *text, size_t n, const char *finish, bool role) {
+static void sse_chunk(conn *c, int i, const char *text, size_t n, const char *finish, bool role, const sbuf *lp) {
     greq *r = c->req;
     sbuf *b = &c->out;
     sb_str(b, "data: ");
@@ -1238,7 +1374,10 @@ static void sse_chunk(conn *c, int i, const char *text, size_t n, const char *fi
         sb_json_str(b, text ? text : "", text ? n : 0);
         sb_str(b, ",");
     }
-    sb_str(b, "\"logprobs\":null,\"finish_reason\":");
+    sb_str(b, "\"logprobs\":");
+    if (lp && r->base.logprobs) logprobs_json(b, c->s->tok, r->chat, (const lp_rec *)lp->p, lp->n / sizeof(lp_rec), &c->text_offset[i]);
+    else sb_str(b, "null");
+    sb_str(b, ",\"finish_reason\":");
     if (finish) sb_printf(b, "\"%s\"", finish);
     else sb_str(b, "null");
     sb_str(b, "}]");
@@ -1254,10 +1393,10 @@ static bool sse_fill(conn *c) {
     if (!c->started) {
         c->started = true;
         for (int i = 0; i < r->n_choices; i++) {
-            if (r->chat) sse_chunk(c, i, NULL, 0, NULL, true);
+            if (r->chat) sse_chunk(c, i, NULL, 0, NULL, true, NULL);
             else if (r->echo) {
                 const char *t = r->pr[r->ch[i].prompt_i].text;
-                sse_chunk(c, i, t, strlen(t), NULL, false);
+                sse_chunk(c, i, t, strlen(t), NULL, false, NULL);
             }
         }
     }
@@ -1269,6 +1408,10 @@ static bool sse_fill(conn *c) {
             sb_add(&c->take[i], ch->out.p, ch->out.n);
             ch->out.n = 0;
         }
+        if (ch->lp.n) {
+            sb_add(&c->take_lp[i], ch->lp.p, ch->lp.n);
+            ch->lp.n = 0;
+        }
         c->fin[i] = ch->done ? ch->finish : LLAMAC_RUNNING;
     }
     all_done = r->n_done == r->n_choices;
@@ -1276,14 +1419,15 @@ static bool sse_fill(conn *c) {
     pthread_mutex_unlock(&s->mu);
     if (failed) return false;
     for (int i = 0; i < r->n_choices; i++) {
-        if (c->take[i].n) {
-            sse_chunk(c, i, c->take[i].p, c->take[i].n, NULL, false);
+        if (c->take[i].n || c->take_lp[i].n) {
+            sse_chunk(c, i, c->take[i].p ? c->take[i].p : "", c->take[i].n, NULL, false, &c->take_lp[i]);
             c->take[i].n = 0;
+            c->take_lp[i].n = 0;
         }
         if (c->fin[i] != LLAMAC_RUNNING && !c->fin_sent[i]) {
             if (c->fin[i] == LLAMAC_FINISH_CANCELLED) return false;
             c->fin_sent[i] = true;
-            sse_chunk(c, i, NULL, 0, finish_name(c->fin[i]), false);
+            sse_chunk(c, i, NULL, 0, finish_name(c->fin[i]), false, NULL);
         }
     }
     if (all_done) {
@@ -1319,7 +1463,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (c->out.n) continue;
         pthread_mutex_lock(&s->mu);
         bool idle = true;
-        for (int i = 0; i < c->req->n_choices && idle; i++) idle = !c->req->ch[i].out.n && !(c->req->ch[i].done && !c->fin_sent[i]);
+        for (int i = 0; i < c->req->n_choices && idle; i++) idle = !c->req->ch[i].out.n && !c->req->ch[i].lp.n && !(c->req->ch[i].done && !c->fin_sent[i]);
         if (idle && !s->stopping) timed_wait(s, &c->req->cv, WAIT_SLICE_MS);
         bool stopping = s->stopping;
         pthread_mutex_unlock(&s->mu);
@@ -1333,6 +1477,8 @@ static enum MHD_Result start_stream(conn *c, struct MHD_Connection *con) {
     greq *r = c->req;
     int n = r->n_choices;
     c->take = calloc((size_t)n, sizeof *c->take);
+    c->take_lp = calloc((size_t)n, sizeof *c->take_lp);
+    c->text_offset = calloc((size_t)n, sizeof *c->text_offset);
     c->fin_sent = calloc((size_t)n, sizeof *c->fin_sent);
     c->fin = calloc((size_t)n, sizeof *c->fin);
     sbuf p = {0};
@@ -1341,7 +1487,7 @@ static enum MHD_Result start_stream(conn *c, struct MHD_Connection *con) {
     sb_json_str(&p, s->p.model_name, strlen(s->p.model_name));
     sb_printf(&p, ",\"system_fingerprint\":\"%s\",\"choices\":[", s->fingerprint);
     c->prefix = p.p;
-    if (!c->take || !c->fin_sent || !c->fin || p.oom) return MHD_NO;
+    if (!c->take || !c->take_lp || !c->text_offset || !c->fin_sent || !c->fin || p.oom) return MHD_NO;
     c->last_write = now_s();
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, c, NULL);
     if (!resp) return MHD_NO;
@@ -1727,6 +1873,10 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls, 
     }
     if (c->take)
         for (int i = 0; i < c->req->n_choices; i++) free(c->take[i].p);
+    if (c->take_lp)
+        for (int i = 0; i < c->req->n_choices; i++) free(c->take_lp[i].p);
+    free(c->take_lp);
+    free(c->text_offset);
     greq_free(dead);
     free(c->take);
     free(c->fin_sent);

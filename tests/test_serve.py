@@ -30,6 +30,7 @@ from serve_util import HANG, LLAMAC, SHARED, Server  # noqa: E402
 import subprocess  # noqa: E402
 
 TMP = os.environ.get("LLAMAC_TMP") or tempfile.gettempdir()
+os.makedirs(TMP, exist_ok=True)
 STORIES = os.path.join(SHARED, "models", "stories260K", "stories260K.gguf")
 GOLDEN = os.path.join(SHARED, "testdata", "golden", "stories260K-greedy.jsonl")
 failures = []

@@ -258,7 +258,20 @@ typedef struct llamac_request {
      * llamac generate prints it). separate_text: decode the new tokens as a text of their own, as a
      * chat answer is (SentencePiece then drops the leading space of the first piece). */
     bool separate_text;
+    /* OpenAI's penalties over the tokens generated so far (not the prompt), applied to the logits before
+     * sampling: logit[t] -= frequency_penalty x count(t) + presence_penalty x (count(t) > 0). 0: off. */
+    float presence_penalty, frequency_penalty;
+    /* Added to the logits of the given ids before sampling (copied); ids inside the vocabulary. */
+    const int32_t *logit_bias_ids;
+    const float *logit_bias;
+    int n_logit_bias;
+    /* Each token's event carries its log-probability under the model (log-softmax of the raw logits:
+     * before bias, penalties and temperature) and the top_logprobs most likely tokens' (at most
+     * LLAMAC_MAX_TOP_LOGPROBS). */
+    bool logprobs;
+    int top_logprobs;
 } llamac_request;
+#define LLAMAC_MAX_TOP_LOGPROBS 20
 
 typedef enum llamac_finish {
     LLAMAC_RUNNING = 0,
@@ -274,6 +287,14 @@ typedef struct llamac_event {
                            * string is held back until it cannot); valid until the next step */
     size_t text_len;
     llamac_finish finish; /* not LLAMAC_RUNNING: the request's last event */
+    int cached_tokens;    /* of the request's prompt, the tokens the prefix cache supplied when it was first
+                           * admitted (not computed); 0 before that */
+    /* With llamac_request.logprobs, for a token: its log-probability, and the n_top most likely tokens
+     * with theirs, most likely first. */
+    float logprob;
+    int n_top;
+    int32_t top_ids[LLAMAC_MAX_TOP_LOGPROBS];
+    float top_logprobs[LLAMAC_MAX_TOP_LOGPROBS];
 } llamac_event;
 
 typedef struct llamac_engine_stats {

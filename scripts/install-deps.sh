@@ -3,7 +3,7 @@
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libcjson-dev libcmocka-dev
+      libcjson-dev libcmocka-dev libmicrohttpd-dev
       python3 python3-numpy python3-sentencepiece python3-regex python3-jinja2)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -29,8 +29,8 @@ if ! node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)'; then
 fi
 # From the npm registry, pinned by each folder's package-lock.json: npm tiktoken (tests/node), the
 # tokenizer tests' reference; node-llama-cpp's prebuilt llama.cpp (tests/llamacpp), the peer the tests
-# and benchmarks compare with.
-for sub in node llamacpp; do
+# and benchmarks compare with; the official openai client (tests/server), which drives llamac serve.
+for sub in node llamacpp server; do
   dir="$(cd "$(dirname "$0")/../tests/$sub" && pwd)"
   if [ ! -d "$dir/node_modules" ]; then
     echo "install-deps: npm ci in tests/$sub"

@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -68,6 +69,25 @@ int cli_common_option(cli_args *a, const cli_common *c, const char *usage) {
         return 1;
     }
     return 0;
+}
+
+/* "2G", "512M", "64K", "1000000": bytes. */
+bool cli_size(const char *opt, const char *v, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*v)) return cli_usage("option %s expects a size such as 2G, 512M or 1000000, got '%s'", opt, v), false;
+    double x = strtod(v, &end);
+    uint64_t mul = 1;
+    if (*end == 'K' || *end == 'k') mul = 1ull << 10, end++;
+    else if (*end == 'M' || *end == 'm') mul = 1ull << 20, end++;
+    else if (*end == 'G' || *end == 'g') mul = 1ull << 30, end++;
+    else if (*end == 'T' || *end == 't') mul = 1ull << 40, end++;
+    if (*end == 'i' && mul > 1) end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || errno || !isfinite(x) || x * (double)mul < 1 || x * (double)mul > 1e18)
+        return cli_usage("option %s expects a size such as 2G, 512M or 1000000, got '%s'", opt, v), false;
+    *out = (uint64_t)(x * (double)mul);
+    return true;
 }
 
 bool cli_int(const char *opt, const char *v, long min, long max, int *out) {

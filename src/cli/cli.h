@@ -46,6 +46,8 @@ const char *cli_value(cli_args *a, const char *opt);
 bool cli_int(const char *opt, const char *v, long min, long max, int *out);
 bool cli_u64(const char *opt, const char *v, uint64_t *out);
 bool cli_float(const char *opt, const char *v, double min, double max, float *out);
+/* A byte size: "2G", "512M", "64K", "1000000" (K/M/G/T, optionally followed by i and B). */
+bool cli_size(const char *opt, const char *v, uint64_t *out);
 
 /* Sampling options shared by generate and chat: --temp --top-k --top-p --min-p --repeat-penalty
  * --repeat-last-n --seed. Returns 1 if argument a->i was one (its value consumed), 0 if not, -1 after
@@ -102,6 +104,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_bench_tokenizer(int argc, char **argv);
 
 #endif

@@ -52,25 +52,6 @@ typedef struct result {
     bool done;
 } result;
 
-/* "2G", "512M", "64K", "1000000": bytes. */
-static bool parse_size(const char *opt, const char *v, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!isdigit((unsigned char)*v)) return cli_usage("option %s expects a size such as 2G, 512M or 1000000, got '%s'", opt, v), false;
-    double x = strtod(v, &end);
-    uint64_t mul = 1;
-    if (*end == 'K' || *end == 'k') mul = 1ull << 10, end++;
-    else if (*end == 'M' || *end == 'm') mul = 1ull << 20, end++;
-    else if (*end == 'G' || *end == 'g') mul = 1ull << 30, end++;
-    else if (*end == 'T' || *end == 't') mul = 1ull << 40, end++;
-    if (*end == 'i' && mul > 1) end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end || errno || !isfinite(x) || x * (double)mul < 1 || x * (double)mul > 1e18)
-        return cli_usage("option %s expects a size such as 2G, 512M or 1000000, got '%s'", opt, v), false;
-    *out = (uint64_t)(x * (double)mul);
-    return true;
-}
-
 static bool result_add(result *r, const char *s, size_t n) {
     if (r->len + n + 1 > r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 256;
@@ -344,7 +325,7 @@ int cmd_batch(int argc, char **argv) {
         } else if (!strcmp(o, "-n") || !strcmp(o, "--n-predict")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1 << 24, &n_new)) return 2;
         } else if (!strcmp(o, "--kv-mem")) {
-            if (!(v = cli_value(&a, o)) || !parse_size(o, v, &ep.kv_mem)) return 2;
+            if (!(v = cli_value(&a, o)) || !cli_size(o, v, &ep.kv_mem)) return 2;
         } else if (!strcmp(o, "--kv-tokens")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1 << 30, &ep.kv_tokens)) return 2;
         } else if (!strcmp(o, "--max-seqs")) {

@@ -14,6 +14,7 @@ static const struct {
 } commands[] = {
     {"generate", cmd_generate, "generate text from a prompt"},
     {"batch", cmd_batch, "complete many requests from a JSONL file together (continuous batching)"},
+    {"serve", cmd_serve, "serve the model over HTTP, OpenAI-compatible (continuous batching)"},
     {"chat", cmd_chat, "chat with a model in the terminal (Llama 3 and Llama 2 formats)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"info", cmd_info, "show a model's hyperparameters, tensors and memory needs"},

@@ -29,6 +29,7 @@
  * text and the events.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,13 @@ typedef struct rq {
     int n_prompt, n_gen, cap;
     int max_new;            /* most generated tokens */
     bool ignore_eog, admitted_once;
+    int n_cached;           /* prompt tokens the prefix cache gave at the first admission */
+    float presence, frequency;
+    int32_t *bias_ids;
+    float *bias;
+    int n_bias;
+    bool logprobs;
+    int top_logprobs;
     llamac_sampler *smp;
     llamac_detokenizer dt;
     char **stop;
@@ -83,6 +91,8 @@ struct llamac_engine {
     size_t n_arena, cap_arena;
     char *piece;
     size_t piece_cap;
+    float *adj;           /* logits after bias and penalties (n_vocab) */
+    uint32_t *mark, stamp; /* tokens seen in this sampling (n_vocab), by stamp */
     llamac_engine_stats st;
     double waste_sum;
     uint64_t waste_n;
@@ -154,6 +164,8 @@ static void rq_free(llamac_engine *e, rq *r) {
     free(r->stop_len);
     free(r->held);
     free(r->tok);
+    free(r->bias_ids);
+    free(r->bias);
     llamac_sampler_free(r->smp);
     free(r);
 }
@@ -327,6 +339,8 @@ void llamac_engine_free(llamac_engine *e) {
     free(e->ev_off);
     free(e->arena);
     free(e->piece);
+    free(e->adj);
+    free(e->mark);
     free(e);
 }
 
@@ -369,6 +383,37 @@ int llamac_engine_submit(llamac_engine *e, const llamac_request *r, llamac_error
             return -1;
         }
     }
+    if (!isfinite(r->presence_penalty) || !isfinite(r->frequency_penalty) || fabsf(r->presence_penalty) > 1e6f ||
+        fabsf(r->frequency_penalty) > 1e6f) {
+        llc_fail(err, "presence and frequency penalties must be finite");
+        return -1;
+    }
+    if (r->n_logit_bias < 0 || r->n_logit_bias > e->n_vocab || (r->n_logit_bias > 0 && (!r->logit_bias_ids || !r->logit_bias))) {
+        llc_fail(err, "bad logit bias list");
+        return -1;
+    }
+    for (int i = 0; i < r->n_logit_bias; i++)
+        if (r->logit_bias_ids[i] < 0 || r->logit_bias_ids[i] >= e->n_vocab || !isfinite(r->logit_bias[i])) {
+            llc_fail(err, "logit bias %d: token %d outside the vocabulary [0, %d) or a bias not finite", i, (int)r->logit_bias_ids[i],
+                     e->n_vocab);
+            return -1;
+        }
+    if (r->top_logprobs < 0 || r->top_logprobs > LLAMAC_MAX_TOP_LOGPROBS) {
+        llc_fail(err, "top_logprobs must be in [0, %d] (got %d)", LLAMAC_MAX_TOP_LOGPROBS, r->top_logprobs);
+        return -1;
+    }
+    if ((r->presence_penalty != 0 || r->frequency_penalty != 0 || r->n_logit_bias) && !e->adj) {
+        /* scratch for requests that change the logits, allocated by the first such request */
+        e->adj = malloc((size_t)e->n_vocab * sizeof *e->adj);
+        e->mark = calloc((size_t)e->n_vocab, sizeof *e->mark);
+        if (!e->adj || !e->mark) {
+            free(e->adj);
+            free(e->mark);
+            e->adj = NULL;
+            e->mark = NULL;
+            goto oom;
+        }
+    }
     if (e->next_id == INT_MAX) {
         llc_fail(err, "too many requests for one engine");
         return -1;
@@ -389,6 +434,18 @@ int llamac_engine_submit(llamac_engine *e, const llamac_request *r, llamac_error
     q->n_prompt = r->n_prompt;
     q->max_new = r->max_tokens > 0 ? r->max_tokens : INT_MAX;
     q->ignore_eog = r->ignore_eog;
+    q->presence = r->presence_penalty;
+    q->frequency = r->frequency_penalty;
+    q->logprobs = r->logprobs;
+    q->top_logprobs = r->logprobs ? r->top_logprobs : 0;
+    if (r->n_logit_bias) {
+        q->bias_ids = malloc((size_t)r->n_logit_bias * sizeof *q->bias_ids);
+        q->bias = malloc((size_t)r->n_logit_bias * sizeof *q->bias);
+        if (!q->bias_ids || !q->bias) goto oom_q;
+        memcpy(q->bias_ids, r->logit_bias_ids, (size_t)r->n_logit_bias * sizeof *q->bias_ids);
+        memcpy(q->bias, r->logit_bias, (size_t)r->n_logit_bias * sizeof *q->bias);
+        q->n_bias = r->n_logit_bias;
+    }
     if (r->n_stop) {
         q->stop = calloc((size_t)r->n_stop, sizeof *q->stop);
         q->stop_len = calloc((size_t)r->n_stop, sizeof *q->stop_len);
@@ -441,13 +498,14 @@ void llamac_engine_get_stats(const llamac_engine *e, llamac_engine_stats *out) {
 
 /* ---- events ---- */
 
-static bool emit(llamac_engine *e, int id, int32_t token, const char *text, size_t len, llamac_finish finish) {
+static bool emit(llamac_engine *e, const rq *r, int32_t token, const char *text, size_t len, llamac_finish finish) {
     if (!events_reserve(e, e->n_ev + 1)) return false;
     if (!grow((void **)&e->arena, &e->cap_arena, e->n_arena + len + 1, 1)) return false;
     memcpy(e->arena + e->n_arena, text, len);
     e->arena[e->n_arena + len] = 0;
     e->ev_off[e->n_ev] = e->n_arena;
-    e->ev[e->n_ev++] = (llamac_event){.request = id, .token = token, .text = NULL, .text_len = len, .finish = finish};
+    e->ev[e->n_ev++] = (llamac_event){.request = r->id, .token = token, .text = NULL, .text_len = len, .finish = finish,
+                                      .cached_tokens = r->n_cached};
     e->n_arena += len + 1;
     return true;
 }
@@ -499,7 +557,7 @@ static bool emit_text(llamac_engine *e, rq *r, int32_t token, llamac_finish fini
     bool stopped = stop_scan(r, &cut);
     if (stopped) finish = LLAMAC_FINISH_STOP;
     else if (finish != LLAMAC_RUNNING) cut = r->n_held;
-    if (!emit(e, r->id, token, r->held, cut, finish)) return false;
+    if (!emit(e, r, token, r->held, cut, finish)) return false;
     if (finish != LLAMAC_RUNNING) {
         r->n_held = 0;
         r->done = true;
@@ -589,7 +647,8 @@ static void admit(llamac_engine *e, int budget, int reserved) {
         if (!r->admitted_once) {
             r->admitted_once = true;
             e->st.prompt_tokens += (uint64_t)r->n_prompt;
-            e->st.prompt_tokens_cached += (uint64_t)(matched < r->n_prompt ? matched : r->n_prompt);
+            r->n_cached = matched < r->n_prompt ? matched : r->n_prompt;
+            e->st.prompt_tokens_cached += (uint64_t)r->n_cached;
         }
         r->chunk = chunk;
         budget -= chunk;
@@ -636,10 +695,57 @@ static bool finish_done(llamac_engine *e) {
     return true;
 }
 
+/* The logits r samples from: the model's, or a copy with its bias and penalties applied. */
+static const float *adjusted(llamac_engine *e, const rq *r, const float *logits) {
+    if (!r->n_bias && r->presence == 0 && r->frequency == 0) return logits;
+    memcpy(e->adj, logits, (size_t)e->n_vocab * sizeof *e->adj);
+    for (int i = 0; i < r->n_bias; i++) e->adj[r->bias_ids[i]] += r->bias[i];
+    if (r->n_gen) {
+        if (++e->stamp == 0) { /* wrapped: old marks could look current */
+            memset(e->mark, 0, (size_t)e->n_vocab * sizeof *e->mark);
+            e->stamp = 1;
+        }
+        for (int i = 0; i < r->n_gen; i++) {
+            int32_t t = r->tok[r->n_prompt + i];
+            e->adj[t] -= r->frequency;
+            if (e->mark[t] != e->stamp) {
+                e->mark[t] = e->stamp;
+                e->adj[t] -= r->presence;
+            }
+        }
+    }
+    return e->adj;
+}
+
+/* The log-probability of t and the k most likely tokens' under the model's logits, into ev. */
+static void logprobs(const llamac_engine *e, const float *l, int32_t t, int k, llamac_event *ev) {
+    int n = e->n_vocab;
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (l[i] > max) max = l[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)l[i] - max);
+    double lse = max + log(sum);
+    ev->logprob = (float)(l[t] - lse);
+    /* the k largest by insertion: k is at most 20 */
+    int m = 0;
+    for (int i = 0; i < n && k > 0; i++) {
+        if (m == k && !(l[i] > l[ev->top_ids[k - 1]])) continue;
+        int j = m < k ? m++ : k - 1;
+        while (j > 0 && l[i] > l[ev->top_ids[j - 1]]) {
+            ev->top_ids[j] = ev->top_ids[j - 1];
+            j--;
+        }
+        ev->top_ids[j] = i;
+    }
+    ev->n_top = m;
+    for (int i = 0; i < m; i++) ev->top_logprobs[i] = (float)(l[ev->top_ids[i]] - lse);
+}
+
 /* Samples the next token of r from logits and emits its event. */
 static bool advance(llamac_engine *e, rq *r, const float *logits) {
     if (e->hook) e->hook(e->hook_ctx, r->id, known(r) - 1, logits, e->n_vocab);
-    int32_t t = llamac_sampler_sample(r->smp, logits);
+    int32_t t = llamac_sampler_sample(r->smp, adjusted(e, r, logits));
     if (!r->ignore_eog && llamac_tokenizer_is_eog(e->tok, t)) return emit_text(e, r, -1, LLAMAC_FINISH_STOP);
     if (known(r) == r->cap) {
         int cap = r->cap * 2;
@@ -656,7 +762,9 @@ static bool advance(llamac_engine *e, rq *r, const float *logits) {
     llamac_finish f = LLAMAC_RUNNING;
     /* the next step would compute this token at position known - 1: it must be inside the context */
     if (r->n_gen >= r->max_new || known(r) - 1 >= e->n_ctx) f = LLAMAC_FINISH_LENGTH;
-    return emit_text(e, r, t, f);
+    if (!emit_text(e, r, t, f)) return false;
+    if (r->logprobs) logprobs(e, logits, t, r->top_logprobs, &e->ev[e->n_ev - 1]);
+    return true;
 }
 
 const llamac_event *llamac_engine_step(llamac_engine *e, int *n_events, llamac_error *err) {
@@ -710,7 +818,7 @@ const llamac_event *llamac_engine_step(llamac_engine *e, int *n_events, llamac_e
     finish_done(e);
     for (int i = 0; i < e->cancelled.n; i++) {
         rq *r = e->cancelled.v[i];
-        if (!emit(e, r->id, -1, "", 0, LLAMAC_FINISH_CANCELLED)) goto oom;
+        if (!emit(e, r, -1, "", 0, LLAMAC_FINISH_CANCELLED)) goto oom;
         rq_free(e, r);
     }
     e->cancelled.n = 0;

@@ -949,6 +949,122 @@ static void test_forward_rejects_bad_batch(void **state) {
     llc_forward_free(f);
 }
 
+
+/* Runs one request alone; its tokens and events' logprobs into tok/lp/top (top 5 ids per token). */
+static int run_one(const llamac_request *r, int32_t *tok, float *lp, int32_t (*top)[5], float (*toplp)[5], int cap) {
+    llamac_engine_params ep = {.n_threads = 1};
+    llamac_error err = {{0}};
+    llamac_engine *e = llamac_engine_create(M, &ep, &err);
+    assert_non_null(e);
+    assert_int_equal(llamac_engine_submit(e, r, &err), 0);
+    int n = 0;
+    while (llamac_engine_pending(e) > 0) {
+        int ne;
+        const llamac_event *ev = llamac_engine_step(e, &ne, &err);
+        assert_non_null(ev);
+        for (int k = 0; k < ne; k++) {
+            if (ev[k].token < 0 || n >= cap) continue;
+            tok[n] = ev[k].token;
+            if (lp) {
+                lp[n] = ev[k].logprob;
+                assert_int_equal(ev[k].n_top, r->top_logprobs);
+                for (int i = 0; i < ev[k].n_top && i < 5; i++) top[n][i] = ev[k].top_ids[i], toplp[n][i] = ev[k].top_logprobs[i];
+            }
+            n++;
+        }
+    }
+    llamac_engine_stats st;
+    llamac_engine_get_stats(e, &st);
+    assert_int_equal(st.kv_blocks_used, 0);
+    llamac_engine_free(e);
+    return n;
+}
+
+/* OpenAI's logit adjustments and logprobs against a session's logits with the formulas applied here:
+ * logprobs are the log-softmax of the model's logits (top ones in order), logit_bias is added,
+ * frequency/presence penalties subtract count x f + (count > 0) x p over the generated tokens only;
+ * greedy picks the argmax of the result. */
+static void test_logit_adjustments(void **state) {
+    (void)state;
+    int32_t prompt[64];
+    int np = tokenize("Once upon a time, there was a little", prompt, 64);
+    enum { N = 24 };
+    struct {
+        float freq, pres;
+        int n_bias;
+        int32_t bias_id[2];
+        float bias[2];
+    } cases[] = {{0, 0, 0, {0}, {0}}, {0.7f, 0.4f, 0, {0}, {0}}, {0, 1.5f, 0, {0}, {0}}, {0, 0, 2, {300, 17}, {6.0f, -3.0f}},
+                 {0.3f, 0, 1, {298}, {-1e9f}}};
+    float *l = malloc((size_t)NV * sizeof *l);
+    assert_non_null(l);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        llamac_request r = {.prompt = prompt, .n_prompt = np, .max_tokens = N, .sampling = llamac_sampler_defaults(),
+                            .ignore_eog = true, .presence_penalty = cases[c].pres, .frequency_penalty = cases[c].freq,
+                            .logit_bias_ids = cases[c].bias_id, .logit_bias = cases[c].bias, .n_logit_bias = cases[c].n_bias,
+                            .logprobs = true, .top_logprobs = 5};
+        r.sampling.temperature = 0;
+        int32_t tok[N], top[N][5];
+        float lp[N], toplp[N][5];
+        assert_int_equal(run_one(&r, tok, lp, top, toplp, N), N);
+        /* the reference: a session, the adjustments applied here */
+        llamac_session_params sp = {.n_ctx = 256, .n_threads = 1};
+        llamac_error err = {{0}};
+        llamac_session *s = llamac_session_create(M, &sp, &err);
+        assert_non_null(s);
+        const float *logits = llamac_session_eval(s, prompt, np, &err);
+        int count[1024] = {0};
+        assert_true(NV <= 1024);
+        for (int i = 0; i < N; i++) {
+            assert_non_null(logits);
+            double max = -INFINITY, sum = 0;
+            for (int v = 0; v < NV; v++) max = logits[v] > max ? logits[v] : max;
+            for (int v = 0; v < NV; v++) sum += exp((double)logits[v] - max);
+            double lse = max + log(sum);
+            for (int v = 0; v < NV; v++) {
+                l[v] = logits[v];
+                for (int b = 0; b < cases[c].n_bias; b++)
+                    if (cases[c].bias_id[b] == v) l[v] += cases[c].bias[b];
+                l[v] -= (float)count[v] * cases[c].freq + (count[v] > 0 ? cases[c].pres : 0.0f);
+            }
+            int best = 0;
+            for (int v = 1; v < NV; v++)
+                if (l[v] > l[best]) best = v;
+            assert_int_equal(tok[i], best);
+            assert_true(fabs(lp[i] - ((double)logits[best] - lse)) < 1e-3);
+            for (int k = 0; k < 5; k++) {
+                int32_t id = top[i][k];
+                assert_true(fabs(toplp[i][k] - ((double)logits[id] - lse)) < 1e-3);
+                if (k) assert_true(logits[top[i][k - 1]] >= logits[id]);
+                int above = 0; /* exactly k tokens are more likely than the k-th */
+                for (int v = 0; v < NV; v++) above += logits[v] > logits[id];
+                assert_true(above <= k);
+            }
+            count[best]++;
+            logits = llamac_session_eval(s, &tok[i], 1, &err);
+        }
+        llamac_session_free(s);
+    }
+    free(l);
+    /* bad requests are refused */
+    llamac_engine *e = llamac_engine_create(M, &(llamac_engine_params){.n_threads = 1}, NULL);
+    assert_non_null(e);
+    llamac_error err = {{0}};
+    int32_t bad_id = NV;
+    float b = 1;
+    llamac_request r = {.prompt = prompt, .n_prompt = np, .sampling = llamac_sampler_defaults(), .logit_bias_ids = &bad_id,
+                        .logit_bias = &b, .n_logit_bias = 1};
+    assert_int_equal(llamac_engine_submit(e, &r, &err), -1);
+    r.n_logit_bias = 0;
+    r.top_logprobs = 21;
+    r.logprobs = true;
+    assert_int_equal(llamac_engine_submit(e, &r, &err), -1);
+    r.top_logprobs = 0;
+    r.presence_penalty = NAN;
+    assert_int_equal(llamac_engine_submit(e, &r, &err), -1);
+    llamac_engine_free(e);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mixed_lengths),
@@ -964,6 +1080,7 @@ int main(void) {
         cmocka_unit_test(test_forward_failure),
         cmocka_unit_test(test_kv_types),
         cmocka_unit_test(test_forward_rejects_bad_batch),
+        cmocka_unit_test(test_logit_adjustments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -46,6 +46,10 @@ const char *cli_value(cli_args *a, const char *opt);
 bool cli_int(const char *opt, const char *v, long min, long max, int *out);
 bool cli_u64(const char *opt, const char *v, uint64_t *out);
 bool cli_float(const char *opt, const char *v, double min, double max, float *out);
+/* A comma-separated list of at most CLI_MAX_LIST integers in [min, max] into out; returns the count, or -1
+ * after reporting a usage error. */
+#define CLI_MAX_LIST 16
+int cli_int_list(const char *opt, const char *v, int min, int max, int *out);
 
 /* Sampling options shared by generate and chat: --temp --top-k --top-p --min-p --repeat-penalty
  * --repeat-last-n --seed. Returns 1 if argument a->i was one (its value consumed), 0 if not, -1 after
@@ -99,5 +103,6 @@ int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_bench_tokenizer(int argc, char **argv);
+int cmd_bench_serve(int argc, char **argv);
 
 #endif

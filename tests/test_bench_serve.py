@@ -2,7 +2,8 @@
 """llamac bench-serve against a scripted fake OpenAI-compatible server (http.server on a free loopback port).
 
 The fake server streams a known number of chunks with known minimum delays, so the expected counts are
-exact: requests, failures (one HTTP 500, one invalid JSON event, one line over the parser's bound), output
+exact: requests, failures (an HTTP 500, an invalid JSON event, a line over the parser's bound, far more chunks
+than max_tokens, an SSE error field), output
 tokens (from usage.completion_tokens when the stream has it, else one per chunk), prompt lengths (its
 /tokenize counts words of more than 6 letters as two tokens, so the client must correct its prompts).
 Latencies are only checked against lower bounds the server enforces (first-chunk delay, gaps) and for
@@ -41,7 +42,7 @@ class State:
 
     def reset(self, script=None, tokenize=True, usage=True):
         with self.lock:
-            self.script = script or {}  # completion request index -> "500" | "badjson" | "longline"
+            self.script = script or {}  # request index -> "500" | "badjson" | "longline" | "chatty" | "error"
             self.tokenize = tokenize
             self.usage = usage
             self.requests = []  # parsed bodies of /v1/completions and /v1/chat/completions, in arrival order
@@ -115,6 +116,15 @@ class Handler(BaseHTTPRequestHandler):
             self.send("data: " + json.dumps(self.chunk(chat, " a")) + "\n\n")
             self.send("data: {\"choices\": [ not json\n\n")
             return
+        if kind == "chatty":  # far more text chunks than max_tokens
+            for k in range(3 * max_tokens + 20):
+                self.send("data: " + json.dumps(self.chunk(chat, "z")) + "\n\n")
+            self.send("data: [DONE]\n\n")
+            return
+        if kind == "error":  # llama.cpp's server reports a failure mid-stream as an "error" field
+            self.send("data: " + json.dumps(self.chunk(chat, " a")) + "\n\n")
+            self.send("error: {\"code\": 500, \"message\": \"scripted mid-stream error\"}\n\n")
+            return
         if kind == "longline":
             self.send("data: " + json.dumps(self.chunk(chat, " a")) + "\n\n")
             self.send("data: \"" + "x" * (1536 * 1024))  # over the 1 MiB bound, no newline
@@ -164,9 +174,10 @@ thread.start()
 url = "http://127.0.0.1:%d" % server.server_address[1]
 try:
     # 1. completions, one level of concurrency 4: 12 requests of which #2 gets a 500, #5 an invalid JSON
-    # event and #7 an endless line; the model name comes from /v1/models; prompts corrected via /tokenize.
+    # event, #7 an endless line, #9 too many chunks, #10 an error field; the model name comes from
+    # /v1/models; prompts corrected via /tokenize.
     IN, OUT = 20, 6
-    STATE.reset(script={2: "500", 5: "badjson", 7: "longline"})
+    STATE.reset(script={2: "500", 5: "badjson", 7: "longline", 9: "chatty", 10: "error"})
     jpath = os.path.join(TMP, "bench_serve.json")
     if os.path.exists(jpath):
         os.remove(jpath)
@@ -187,22 +198,24 @@ try:
     check(doc.get("model") == "fake-model", "model from GET /v1/models: %r" % doc.get("model"))
     check(doc.get("input_len_exact") is True, "input length exact through /tokenize")
     check(r.get("num_prompts") == 12 and r.get("max_concurrency") == 4, "12 prompts at concurrency 4")
-    check(r.get("completed") == 9 and r.get("failed") == 3, "9 succeed, 3 fail: %s/%s" % (r.get("completed"), r.get("failed")))
-    check(r.get("total_output_tokens") == 9 * OUT, "output tokens from usage = 9 x %d: %s" % (OUT, r.get("total_output_tokens")))
+    check(r.get("completed") == 7 and r.get("failed") == 5, "7 succeed, 5 fail: %s/%s" % (r.get("completed"), r.get("failed")))
+    check(r.get("total_output_tokens") == 7 * OUT, "output tokens from usage = 7 x %d: %s" % (OUT, r.get("total_output_tokens")))
     reqs = STATE.requests
     check(len(reqs) == 12, "the server saw 12 requests: %d" % len(reqs))
     prompt_tokens = [fake_tokens(b["prompt"]) for b in reqs]
     check(all(t == IN for t in prompt_tokens), "every prompt is exactly %d tokens by the server's count: %s" % (IN, prompt_tokens))
     check(len({b["prompt"] for b in reqs}) == 12, "every prompt differs")
-    check(r.get("total_input_tokens") == 9 * (IN + 1), "input tokens from usage.prompt_tokens: %s" % r.get("total_input_tokens"))
+    check(r.get("total_input_tokens") == 7 * (IN + 1), "input tokens from usage.prompt_tokens: %s" % r.get("total_input_tokens"))
     check(all(b.get("model") == "fake-model" and b.get("max_tokens") == OUT and b.get("ignore_eos") is True and
               b.get("stream") is True and b.get("stream_options") == {"include_usage": True} for b in reqs),
           "requests carry model, max_tokens, ignore_eos, stream, stream_options.include_usage")
     errs = " | ".join(e["message"] for e in r.get("errors", []))
-    check(sum(e["count"] for e in r.get("errors", [])) == 3, "3 errors counted: %s" % errs)
+    check(sum(e["count"] for e in r.get("errors", [])) == 5, "5 errors counted: %s" % errs)
     check("HTTP status 500" in errs and "scripted failure" in errs, "the 500 is reported with its body")
     check("not a JSON object" in errs, "the invalid event is reported")
     check("longer than" in errs, "the over-long line is reported")
+    check("text chunks for" in errs, "the excess of chunks is reported")
+    check("scripted mid-stream error" in errs, "the error field is reported")
     check(r.get("mean_ttft_ms", 0) >= FIRST_DELAY * 1000 and r.get("median_ttft_ms", 0) >= FIRST_DELAY * 1000,
           "TTFT >= the scripted first delay (%.1f ms)" % r.get("median_ttft_ms", 0))
     min_e2e = (FIRST_DELAY + (OUT - 2) * GAP) * 1000  # OUT - 1 chunks: OUT - 2 gaps

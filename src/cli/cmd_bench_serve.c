@@ -315,10 +315,14 @@ static char *make_prompt(const bench *b, uint64_t seed, int want, int *tokens) {
 /* ---- the streamed response ---- */
 
 static void note_text(request *r, double t) {
+    /* Every chunk with text holds at least one token, so a stream with many more than max_tokens of them is
+     * broken; the bound also caps the ITL record. */
+    if (r->chunks >= 2 * r->b->o.output_len + 16)
+        return set_err(r, "malformed stream: more than %d text chunks for %d tokens", r->chunks, r->b->o.output_len);
     if (r->chunks == 0) {
         r->ttft = t - r->t_start;
     } else {
-        if (r->n_itl == r->cap_itl) { /* more chunks than --output-len: a chatty server; rare */
+        if (r->n_itl == r->cap_itl) { /* past the first 4096 tokens */
             int cap = r->cap_itl ? 2 * r->cap_itl : 64;
             double *p = realloc(r->itl, (size_t)cap * sizeof *p);
             if (!p) return set_err(r, "out of memory");

@@ -40,10 +40,10 @@ class State:
         self.lock = threading.Lock()
         self.reset()
 
-    def reset(self, script=None, tokenize=True, usage=True):
+    def reset(self, script=None, tokenize="llamacpp", usage=True):
         with self.lock:
             self.script = script or {}  # request index -> "500" | "badjson" | "longline" | "chatty" | "error"
-            self.tokenize = tokenize
+            self.tokenize = tokenize  # /tokenize dialect: "llamacpp", "vllm" or None (404)
             self.usage = usage
             self.requests = []  # parsed bodies of /v1/completions and /v1/chat/completions, in arrival order
 
@@ -82,6 +82,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/tokenize":
             if not STATE.tokenize:
                 return self.reply_json(404, {"error": "no tokenizer"})
+            # Each dialect strict like the real servers: the other's fields are refused.
+            if STATE.tokenize == "vllm":
+                if set(body) != {"model", "prompt", "add_special_tokens"} or body["add_special_tokens"] is not False:
+                    return self.reply_json(400, {"error": "unexpected fields %s" % sorted(body)})
+                n = fake_tokens(body["prompt"])
+                return self.reply_json(200, {"count": n, "max_model_len": 4096, "tokens": list(range(n))})
+            if set(body) != {"content", "add_special"} or body["add_special"] is not False:
+                return self.reply_json(400, {"error": "unexpected fields %s" % sorted(body)})
             return self.reply_json(200, {"tokens": list(range(fake_tokens(body["content"])))})
         chat = self.path == "/v1/chat/completions"
         if not chat and self.path != "/v1/completions":
@@ -226,7 +234,7 @@ try:
 
     # 2. chat, no /tokenize, no usage in the stream, a warm-up request, Poisson arrivals, two levels; JSON on
     # stdout (tables then on stderr).
-    STATE.reset(tokenize=False, usage=False)
+    STATE.reset(tokenize=None, usage=False)
     p = run(["--url", url, "--endpoint", "chat", "--model", "m", "--concurrency", "1,3", "--num-prompts", "5",
              "--input-len", "8", "--output-len", "4", "--request-rate", "200", "--seed", "1", "--json", "-"])
     check(p.returncode == 0, "chat run exits 0 (%s)" % p.stderr.strip()[-300:])
@@ -248,11 +256,19 @@ try:
               (x.get("max_concurrency"), x.get("total_output_tokens")))
         check(x.get("median_ttft_ms", 0) >= FIRST_DELAY * 1000, "c=%s: TTFT >= first delay" % x.get("max_concurrency"))
         check_ordered(x, "chat c=%s" % x.get("max_concurrency"))
+
+    # 3. vLLM's /tokenize dialect also gives exact prompts.
+    STATE.reset(tokenize="vllm")
+    p = run(["--url", url, "--concurrency", "2", "--num-prompts", "4", "--warmup", "0", "--input-len", "12",
+             "--output-len", "3", "--json", "-"])
+    check(p.returncode == 0, "vLLM-dialect run exits 0 (%s)" % p.stderr.strip()[-300:])
+    prompt_tokens = [fake_tokens(b["prompt"]) for b in STATE.requests]
+    check(prompt_tokens == [12] * 4, "vLLM /tokenize: every prompt is exactly 12 tokens: %s" % prompt_tokens)
 finally:
     server.shutdown()
     server.server_close()
 
-# 3. Nothing listening: every request fails, counted, and the exit status says so.
+# 4. Nothing listening: every request fails, counted, and the exit status says so.
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 dead = "http://127.0.0.1:%d" % s.getsockname()[1]

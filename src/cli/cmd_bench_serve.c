@@ -55,6 +55,7 @@ static const char usage_text[] =
 #define MAX_ERROR_KINDS 8
 
 typedef enum { EP_COMPLETIONS, EP_CHAT } endpoint_kind;
+enum { TOK_NONE, TOK_VLLM, TOK_LLAMACPP }; /* dialects of POST /tokenize */
 
 typedef struct options {
     const char *url, *model, *api_key, *json_path;
@@ -103,7 +104,7 @@ struct bench {
     char *base, *model;
     char completions_url[1024], models_url[1024], tokenize_url[1024];
     struct curl_slist *headers;
-    bool have_tokenize;
+    int tokenize; /* TOK_*: the dialect the server answered */
 };
 
 /* ---- small pieces ---- */
@@ -233,15 +234,19 @@ static char *first_model(const bench *b, char *why, size_t why_cap) {
     return name;
 }
 
-/* Token count of text by POST /tokenize, or -1. Both dialects are sent: llama.cpp's {"content"} and vLLM's
- * {"model", "prompt"}; the answer is {"tokens": [...]} (both) and/or {"count": N} (vLLM). */
-static int server_count_tokens(const bench *b, const char *text) {
+/* Token count of text by POST /tokenize, or -1. Servers speak one of two dialects: vLLM's {"model",
+ * "prompt"} answered by {"count": N, "tokens": [...]}, and llama.cpp's {"content"} answered by {"tokens":
+ * [...]}; both strict about unknown fields. Either way without BOS or other special tokens. */
+static int server_count_tokens(const bench *b, int dialect, const char *text) {
     cJSON *q = cJSON_CreateObject();
-    cJSON_AddStringToObject(q, "model", b->model);
-    cJSON_AddStringToObject(q, "content", text);
-    cJSON_AddStringToObject(q, "prompt", text);
-    cJSON_AddBoolToObject(q, "add_special", false);
-    cJSON_AddBoolToObject(q, "add_special_tokens", false);
+    if (dialect == TOK_VLLM) {
+        cJSON_AddStringToObject(q, "model", b->model);
+        cJSON_AddStringToObject(q, "prompt", text);
+        cJSON_AddBoolToObject(q, "add_special_tokens", false);
+    } else {
+        cJSON_AddStringToObject(q, "content", text);
+        cJSON_AddBoolToObject(q, "add_special", false);
+    }
     char *body = cJSON_PrintUnformatted(q);
     cJSON_Delete(q);
     if (!body) return -1;
@@ -285,7 +290,7 @@ static char *make_prompt(const bench *b, uint64_t seed, int want, int *tokens) {
     for (int iter = 0; iter < 16; iter++) {
         char *t = words_text(w, n);
         if (!t) break;
-        int c = b->have_tokenize ? server_count_tokens(b, t) : -1;
+        int c = b->tokenize ? server_count_tokens(b, b->tokenize, t) : -1;
         if (c < 0) { /* no tokenizer: about one token per word */
             free(best);
             best = t, best_tokens = n;
@@ -758,7 +763,7 @@ static bool write_json(const bench *b, const result *rs, int n, double mean_prom
     cJSON_AddStringToObject(root, "endpoint", b->ep == EP_CHAT ? "chat" : "completions");
     cJSON_AddNumberToObject(root, "input_len", b->o.input_len);
     cJSON_AddNumberToObject(root, "output_len", b->o.output_len);
-    cJSON_AddBoolToObject(root, "input_len_exact", b->have_tokenize);
+    cJSON_AddBoolToObject(root, "input_len_exact", b->tokenize != TOK_NONE);
     cJSON_AddNumberToObject(root, "mean_prompt_tokens_planned", mean_prompt_tokens);
     if (isinf(b->o.rate))
         cJSON_AddStringToObject(root, "request_rate", "inf");
@@ -929,8 +934,11 @@ static bool setup(bench *b) {
         return cli_error("cannot read the model name from GET %s (%s); give --model", b->models_url, why), false;
     }
     if (!b->model) return cli_error("out of memory"), false;
-    b->have_tokenize = server_count_tokens(b, "hello world") > 0;
-    if (!b->have_tokenize)
+    if (server_count_tokens(b, TOK_VLLM, "hello world") > 0)
+        b->tokenize = TOK_VLLM;
+    else if (server_count_tokens(b, TOK_LLAMACPP, "hello world") > 0)
+        b->tokenize = TOK_LLAMACPP;
+    if (!b->tokenize)
         fprintf(stderr, "bench-serve: the server has no POST /tokenize: prompts are about %d tokens (%d words); "
                         "the totals count the server's usage.prompt_tokens\n",
                 b->o.input_len, b->o.input_len);

@@ -3,7 +3,7 @@
 
 The fake server streams a known number of chunks with known minimum delays, so the expected counts are
 exact: requests, failures (an HTTP 500, an invalid JSON event, a line over the parser's bound, far more chunks
-than max_tokens, an SSE error field), output
+than max_tokens, an SSE error field, random bytes), output
 tokens (from usage.completion_tokens when the stream has it, else one per chunk), prompt lengths (its
 /tokenize counts words of more than 6 letters as two tokens, so the client must correct its prompts).
 Latencies are only checked against lower bounds the server enforces (first-chunk delay, gaps) and for
@@ -11,6 +11,7 @@ ordering (p99 >= median); never against an upper bound, the machine may be loade
 """
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -133,6 +134,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send("data: " + json.dumps(self.chunk(chat, " a")) + "\n\n")
             self.send("error: {\"code\": 500, \"message\": \"scripted mid-stream error\"}\n\n")
             return
+        if kind == "garbage":  # random bytes with SSE-looking pieces, NULs and line ends mixed in
+            rng = random.Random(5)
+            parts = [b"data: ", b"\n", b"\r\n", b"\0", b":", b"{", b"event: error\n", b"data: [DONE]\n\n"]
+            out = b"".join(rng.choice(parts) if rng.random() < 0.3 else bytes([rng.randrange(256)]) for _ in range(20000))
+            self.wfile.write(out)
+            return
         if kind == "longline":
             self.send("data: " + json.dumps(self.chunk(chat, " a")) + "\n\n")
             self.send("data: \"" + "x" * (1536 * 1024))  # over the 1 MiB bound, no newline
@@ -182,10 +189,10 @@ thread.start()
 url = "http://127.0.0.1:%d" % server.server_address[1]
 try:
     # 1. completions, one level of concurrency 4: 12 requests of which #2 gets a 500, #5 an invalid JSON
-    # event, #7 an endless line, #9 too many chunks, #10 an error field; the model name comes from
+    # event, #7 an endless line, #9 too many chunks, #10 an error field, #11 random bytes; the model name comes from
     # /v1/models; prompts corrected via /tokenize.
     IN, OUT = 20, 6
-    STATE.reset(script={2: "500", 5: "badjson", 7: "longline", 9: "chatty", 10: "error"})
+    STATE.reset(script={2: "500", 5: "badjson", 7: "longline", 9: "chatty", 10: "error", 11: "garbage"})
     jpath = os.path.join(TMP, "bench_serve.json")
     if os.path.exists(jpath):
         os.remove(jpath)
@@ -206,19 +213,19 @@ try:
     check(doc.get("model") == "fake-model", "model from GET /v1/models: %r" % doc.get("model"))
     check(doc.get("input_len_exact") is True, "input length exact through /tokenize")
     check(r.get("num_prompts") == 12 and r.get("max_concurrency") == 4, "12 prompts at concurrency 4")
-    check(r.get("completed") == 7 and r.get("failed") == 5, "7 succeed, 5 fail: %s/%s" % (r.get("completed"), r.get("failed")))
-    check(r.get("total_output_tokens") == 7 * OUT, "output tokens from usage = 7 x %d: %s" % (OUT, r.get("total_output_tokens")))
+    check(r.get("completed") == 6 and r.get("failed") == 6, "6 succeed, 6 fail: %s/%s" % (r.get("completed"), r.get("failed")))
+    check(r.get("total_output_tokens") == 6 * OUT, "output tokens from usage = 6 x %d: %s" % (OUT, r.get("total_output_tokens")))
     reqs = STATE.requests
     check(len(reqs) == 12, "the server saw 12 requests: %d" % len(reqs))
     prompt_tokens = [fake_tokens(b["prompt"]) for b in reqs]
     check(all(t == IN for t in prompt_tokens), "every prompt is exactly %d tokens by the server's count: %s" % (IN, prompt_tokens))
     check(len({b["prompt"] for b in reqs}) == 12, "every prompt differs")
-    check(r.get("total_input_tokens") == 7 * (IN + 1), "input tokens from usage.prompt_tokens: %s" % r.get("total_input_tokens"))
+    check(r.get("total_input_tokens") == 6 * (IN + 1), "input tokens from usage.prompt_tokens: %s" % r.get("total_input_tokens"))
     check(all(b.get("model") == "fake-model" and b.get("max_tokens") == OUT and b.get("ignore_eos") is True and
               b.get("stream") is True and b.get("stream_options") == {"include_usage": True} for b in reqs),
           "requests carry model, max_tokens, ignore_eos, stream, stream_options.include_usage")
     errs = " | ".join(e["message"] for e in r.get("errors", []))
-    check(sum(e["count"] for e in r.get("errors", [])) == 5, "5 errors counted: %s" % errs)
+    check(sum(e["count"] for e in r.get("errors", [])) == 6, "6 errors counted: %s" % errs)
     check("HTTP status 500" in errs and "scripted failure" in errs, "the 500 is reported with its body")
     check("not a JSON object" in errs, "the invalid event is reported")
     check("longer than" in errs, "the over-long line is reported")

@@ -353,6 +353,7 @@ static void on_event(request *r, double t) {
     const bench *b = r->b;
     char *d = r->data.p;
     d[r->data.n] = 0;
+    if (memchr(d, 0, r->data.n)) return set_err(r, "malformed stream: a NUL byte in an event");
     if (r->event_error) return set_err(r, "server sent an error event: %.*s", ERR_BODY_BYTES, d);
     if (r->done) return set_err(r, "data after [DONE]");
     if (!strcmp(d, "[DONE]")) {

@@ -4,7 +4,8 @@
 #
 #   scripts/bench-serve-peer.sh LLAMA_SERVER_BINARY MODEL.gguf [bench-serve options]
 #
-# Default sweep: --concurrency 1,4,16,64 --input-len 128 --output-len 32 (num-prompts 2 x concurrency).
+# Default sweep: --concurrency 1,4,16,64 --input-len 64 --output-len 32 (num-prompts 2 x concurrency; about
+# 10 minutes per server for a 1B Q4_0 model on 2 busy cores).
 # Options after MODEL go to bench-serve and replace those defaults one by one.
 # Environment: THREADS (default 2) for both servers, SLOTS (default 64) parallel sequences of each,
 # LLAMAC (default build/llamac), OUT (default bench-serve-peer.out: tables and JSON files go there),
@@ -30,7 +31,7 @@ mkdir -p "$OUT"
 
 # The servers' context depends on the lengths, so the script reads them: the caller's lengths and levels
 # replace the defaults by name; other options pass through to bench-serve.
-declare -A opt=([--concurrency]="1,4,16,64" [--input-len]=128 [--output-len]=32)
+declare -A opt=([--concurrency]="1,4,16,64" [--input-len]=64 [--output-len]=32)
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,14 +48,20 @@ free_port() {
 }
 
 SERVER_PID=""
+CLIENT_PID=""
 stop_server() {
+  if [ -n "$CLIENT_PID" ]; then
+    kill "$CLIENT_PID" 2>/dev/null || true
+    CLIENT_PID=""
+  fi
   if [ -n "$SERVER_PID" ]; then
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
   fi
 }
-trap stop_server EXIT INT TERM
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
 
 # Waits until GET /v1/models answers 200 (both servers answer 503 or nothing while loading).
 wait_ready() {
@@ -74,7 +81,12 @@ wait_ready() {
 run_side() {
   local name="$1" url="$2"
   echo "== $name: $LLAMAC bench-serve --url $url ${BENCH_ARGS[*]}"
-  "$LLAMAC" bench-serve --url "$url" "${BENCH_ARGS[@]}" --json "$OUT/$name.json" | tee "$OUT/$name.txt"
+  # In the background, so a SIGINT/SIGTERM reaches the trap at once rather than after the sweep.
+  "$LLAMAC" bench-serve --url "$url" "${BENCH_ARGS[@]}" --json "$OUT/$name.json" >"$OUT/$name.txt" &
+  CLIENT_PID=$!
+  wait "$CLIENT_PID" || echo "bench-serve-peer: bench-serve exited with status $?" >&2
+  CLIENT_PID=""
+  cat "$OUT/$name.txt"
 }
 
 echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"

@@ -35,7 +35,7 @@ static const char usage_text[] =
     "  --input-len N         prompt tokens (default 128): random common words, adjusted to exactly N tokens\n"
     "                        through the server's POST /tokenize when it has one, else about N\n"
     "  --output-len N        tokens to generate per request (default 64; ignore_eos is set)\n"
-    "  --num-prompts N       requests per level (default 2 x the concurrency, at least 8; 64 when unbounded)\n"
+    "  --num-prompts N       requests per level (default 2 x the concurrency; 64 when unbounded)\n"
     "  --concurrency LIST    levels of the sweep: most requests in flight at once (default 1,4,16,64;\n"
     "                        unbounded when only --request-rate is given)\n"
     "  --request-rate R      requests per second, Poisson arrivals (default inf: all at once, within the\n"
@@ -900,7 +900,7 @@ static int parse_options(int argc, char **argv, options *o) {
 static int level_prompts(const options *o, int concurrency) {
     if (o->num_prompts) return o->num_prompts;
     if (concurrency == 0) return 64;
-    return 2 * concurrency > 8 ? 2 * concurrency : 8;
+    return 2 * concurrency;
 }
 
 static bool setup(bench *b) {

@@ -3,7 +3,7 @@
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libcjson-dev libcmocka-dev libmicrohttpd-dev
+      libcjson-dev libcmocka-dev libmicrohttpd-dev libcurl4-openssl-dev
       python3 python3-numpy python3-sentencepiece python3-regex python3-jinja2)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -138,6 +138,20 @@ bool cli_float(const char *opt, const char *v, double min, double max, float *ou
     return true;
 }
 
+int cli_int_list(const char *opt, const char *v, int min, int max, int *out) {
+    int n = 0;
+    char buf[256];
+    if (strlen(v) >= sizeof buf) return cli_usage("option %s: list longer than %zu characters", opt, sizeof buf - 1), -1;
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == CLI_MAX_LIST) return cli_usage("option %s: at most %d values", opt, CLI_MAX_LIST), -1;
+        if (!cli_int(opt, tok, min, max, &out[n])) return -1;
+        n++;
+    }
+    if (n == 0) return cli_usage("option %s needs at least one value", opt), -1;
+    return n;
+}
+
 void cli_sampling_init(cli_sampling *s) {
     s->sp = llamac_sampler_defaults();
     s->temp_given = s->top_p_given = s->seed_given = false;

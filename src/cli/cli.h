@@ -48,6 +48,10 @@ bool cli_u64(const char *opt, const char *v, uint64_t *out);
 bool cli_float(const char *opt, const char *v, double min, double max, float *out);
 /* A byte size: "2G", "512M", "64K", "1000000" (K/M/G/T, optionally followed by i and B). */
 bool cli_size(const char *opt, const char *v, uint64_t *out);
+/* A comma-separated list of at most CLI_MAX_LIST integers in [min, max] into out; returns the count, or -1
+ * after reporting a usage error. */
+#define CLI_MAX_LIST 16
+int cli_int_list(const char *opt, const char *v, int min, int max, int *out);
 
 /* Sampling options shared by generate and chat: --temp --top-k --top-p --min-p --repeat-penalty
  * --repeat-last-n --seed. Returns 1 if argument a->i was one (its value consumed), 0 if not, -1 after
@@ -106,5 +110,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_bench_tokenizer(int argc, char **argv);
+int cmd_bench_serve(int argc, char **argv);
 
 #endif

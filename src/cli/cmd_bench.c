@@ -33,20 +33,8 @@ static const char usage_text[] =
     "  --peer CMD  a peer's benchmark command run between repetitions, its output printed after ours\n"
     "  --json      one JSON object per line and configuration; --csv, --md (default) tables\n";
 
-#define MAX_LIST 16
-
-static int parse_list(const char *opt, const char *v, int min, int max, int *out) {
-    int n = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", v);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == MAX_LIST) return cli_usage("option %s: at most %d values", opt, MAX_LIST), -1;
-        if (!cli_int(opt, tok, min, max, &out[n])) return -1;
-        n++;
-    }
-    if (n == 0) return cli_usage("option %s needs at least one value", opt), -1;
-    return n;
-}
+#define MAX_LIST CLI_MAX_LIST
+#define parse_list cli_int_list
 
 typedef struct stats {
     double mean, sd;

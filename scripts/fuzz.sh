@@ -14,7 +14,7 @@
 #
 # Options (bounded run and --long):
 #   --seconds S   time per target (default: bounded run FUZZ_SECONDS for e2e targets, FUZZ_FAST_SECONDS
-#                 for fast ones; --long 3600)
+#                 for fast ones; --long 3600); 0 skips fuzzing (--long --merge --seconds 0: merge only)
 #   --runs N      stop each target after N inputs (-runs=N), within the time limit
 #   --timeout S   per-input limit (default FUZZ_TIMEOUT, 60)
 # Options for --long:
@@ -22,8 +22,9 @@
 #                 ${XDG_CACHE_HOME:-~/.cache}/llamac-fuzz/corpus); the seeds are added to it at every start
 #   --fork N      libFuzzer's fork mode with N worker processes
 #   --keep-going  with --fork: a crash, timeout or OOM is recorded and the campaign goes on
-#   --merge       afterwards, add to fuzz/corpus/TARGET the campaign inputs that reach coverage the
-#                 seeds do not (smallest first; existing seeds are never removed)
+#   --merge       afterwards, add to fuzz/corpus/TARGET the campaign inputs (of at most
+#                 FUZZ_MERGE_MAX_BYTES, default 4096) that reach coverage the seeds do not (smallest
+#                 first; existing seeds are never removed)
 #   -- FLAGS      passed to libFuzzer as they are (e.g. -jobs=4 -workers=2, -max_len=4096)
 #
 # Environment:
@@ -53,6 +54,7 @@ OUT=${FUZZ_OUT:-$BUILD/fuzz-out}
 NICE=${FUZZ_NICE:-10}
 JOBS=${FUZZ_JOBS:-2}
 TIMEOUT=${FUZZ_TIMEOUT:-60}
+MERGE_MAX=${FUZZ_MERGE_MAX_BYTES:-4096}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
@@ -78,7 +80,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-for n in "$seconds" "$runs" "$fork" "$TIMEOUT"; do
+for n in "$seconds" "$runs" "$fork" "$TIMEOUT" "$MERGE_MAX"; do
     [[ -z $n || $n =~ ^[0-9]+$ ]] || { echo "fuzz.sh: not a whole number: $n" >&2; exit 2; }
 done
 if [ $long -eq 0 ] && { [ -n "$fork" ] || [ $merge -eq 1 ] || [ $keep_going -eq 1 ]; }; then
@@ -195,11 +197,15 @@ for t in "${targets[@]}"; do
     if [ -n "$fork" ]; then flags+=(-fork="$fork"); fi
     if [ $keep_going -eq 1 ]; then flags+=(-ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1); fi
     n_before=$(find "$corpus" -type f | wc -l)
-    echo "fuzz.sh: fuzz_$t ($speed) for ${secs}s${runs:+ or $runs runs} ($n_before inputs in $corpus)"
     start_mark="$work/start-$t"
     touch "$start_mark"
     rc=0
-    (cd "$rundir" && nice -n "$NICE" "$bin" "$corpus" "${flags[@]}" "${extra[@]}") >"$log" 2>&1 || rc=$?
+    if [ "$secs" -gt 0 ]; then
+        echo "fuzz.sh: fuzz_$t ($speed) for ${secs}s${runs:+ or $runs runs} ($n_before inputs in $corpus)"
+        (cd "$rundir" && nice -n "$NICE" "$bin" "$corpus" "${flags[@]}" "${extra[@]}") >"$log" 2>&1 || rc=$?
+    else
+        log=/dev/null # --seconds 0: no fuzzing (with --long --merge: only the merge), last run's log kept
+    fi
     grep -E "^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)" "$log" |
         sed 's/^/  /' || true
 
@@ -244,15 +250,20 @@ for t in "${targets[@]}"; do
             mkdir -p "$base" "fuzz/corpus/$t"
             add_seeds "$t" "$base"
             ls "$base" | sort >"$work/before-$t"
+            # Only small inputs are candidates, so the repository corpus stays small.
+            cand="$work/candidates-$t"
+            mkdir -p "$cand"
+            find "$corpus" -maxdepth 1 -type f -size -$((MERGE_MAX + 1))c -exec cp -t "$cand" {} +
             nice -n "$NICE" "$bin" -merge=1 -timeout="$TIMEOUT" -rss_limit_mb=2048 -max_len=65536 \
-                "$base" "$corpus" >"$OUT/fuzz_$t.merge.log" 2>&1 ||
+                "$base" "$cand" >"$OUT/fuzz_$t.merge.log" 2>&1 ||
                 { echo "fuzz.sh: merge failed, see $OUT/fuzz_$t.merge.log" >&2; status=1; continue; }
             added=0 bytes=0
             while read -r f; do
                 cp "$base/$f" "fuzz/corpus/$t/$f"
                 added=$((added + 1)) bytes=$((bytes + $(stat -c %s "$base/$f")))
             done < <(ls "$base" | sort | comm -13 "$work/before-$t" -)
-            echo "  merged into fuzz/corpus/$t: $added inputs, $bytes bytes (now $(du -sh "fuzz/corpus/$t" | cut -f1))"
+            echo "  merged into fuzz/corpus/$t: $added inputs of at most $MERGE_MAX bytes, $bytes bytes" \
+                 "(now $(du -sb "fuzz/corpus/$t" | cut -f1) bytes)"
         fi
     fi
 done

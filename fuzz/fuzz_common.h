@@ -11,7 +11,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "formats/gguf.h"
+#include "formats/pickle.h"
+#include "formats/safetensors.h"
+#include "formats/zip.h"
 #include "llamac.h"
+
+/* libFuzzer's entry points. One-time setup belongs in LLVMFuzzerInitialize: it runs before the
+ * per-input timeout starts counting, so a slow setup (big tokenizers under ASan on a busy machine)
+ * cannot be blamed on the first input. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static volatile uint8_t fuzz_sink;
 
@@ -188,6 +198,147 @@ static inline void exercise_model(const char *path, const char *tokenizer_path, 
         }
     }
     llamac_model_free(m);
+}
+
+/* ---- what a parser promises once it accepts the bytes (shared by the fast and end-to-end targets) ---- */
+
+/* Every kv through the printer, the typed getters and the array accessors; out is /dev/null. */
+static inline void check_gguf_kvs(const gguf_file *g, FILE *out) {
+    char key[256];
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const gguf_kv *kv = &g->kv[i];
+        gguf_print_value(out, kv);
+        touch(kv->key.ptr, kv->key.len);
+        (void)gguf_type_name(kv->type);
+        if (kv->type == GGUF_STRING) touch(kv->v.str.ptr, kv->v.str.len);
+        if (kv->type == GGUF_ARRAY) {
+            uint64_t n = kv->v.arr.n;
+            touch(kv->v.arr.data, kv->v.arr.nbytes);
+            if (kv->v.arr.type == GGUF_STRING) {
+                /* validated at open: n strings exist, so n * 8 <= file size */
+                llc_str *s = malloc((n ? n : 1) * sizeof *s);
+                if (!s) abort();
+                gguf_arr_strings(kv, s);
+                for (uint64_t j = 0; j < n; j++) touch(s[j].ptr, s[j].len);
+                free(s);
+            } else if (kv->v.arr.type != GGUF_ARRAY) {
+                uint64_t lim = n < 64 ? n : 64;
+                for (uint64_t j = 0; j < lim; j++) (void)gguf_arr_num(kv, j);
+                if (n) (void)gguf_arr_num(kv, n - 1);
+                (void)gguf_arr_num(kv, n); /* out of range: must return 0, not read */
+            }
+        }
+        /* the typed getters, on a NUL-terminated copy of the key */
+        if (kv->key.len < sizeof key && !memchr(kv->key.ptr, 0, kv->key.len)) {
+            memcpy(key, kv->key.ptr, kv->key.len);
+            key[kv->key.len] = 0;
+            llamac_error err = {{0}};
+            uint32_t u;
+            float f;
+            llc_str s;
+            bool b;
+            if (gguf_find(g, key) == NULL) abort(); /* keys are unique, so the first match exists */
+            gguf_get_u32(g, key, &u, &err);
+            gguf_get_f32(g, key, &f, &err);
+            if (gguf_get_str(g, key, &s, &err)) touch(s.ptr, s.len);
+            gguf_get_bool(g, key, &b, &err);
+            for (uint32_t t = 0; t < GGUF_NTYPES; t++) (void)gguf_get_arr(g, key, t, &err);
+        }
+    }
+}
+
+/* Every tensor lies inside the bytes and is found by its (unique) name. */
+static inline void check_gguf_tensors(const gguf_file *g) {
+    char name[256];
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        touch(t->name.ptr, t->name.len);
+        touch(t->data, t->nbytes);
+        if (t->name.len < sizeof name && !memchr(t->name.ptr, 0, t->name.len)) {
+            memcpy(name, t->name.ptr, t->name.len);
+            name[t->name.len] = 0;
+            if (gguf_find_tensor(g, name) != t) abort();
+        }
+    }
+}
+
+/* Tensors inside the data section, found by name, sharing no byte. */
+static inline void check_safetensors(const llc_safetensors *st, const uint8_t *data, size_t size) {
+    const uint8_t *lo = data + st->data_offset, *hi = data + size;
+    for (int i = 0; i < st->n_tensors; i++) {
+        const llc_st_tensor *t = &st->tensors[i];
+        if (t->data < lo || t->nbytes > (uint64_t)(hi - t->data)) abort();
+        touch(t->data, t->nbytes);
+        touch(t->name, strlen(t->name));
+        if (llc_safetensors_find(st, t->name) != t) abort();
+        /* sorted by name, so overlapping neighbours in memory need not be neighbours here: check all
+         * pairs for the small inputs a fuzzer makes */
+        for (int j = i + 1; j < st->n_tensors && st->n_tensors <= 256; j++) {
+            const llc_st_tensor *u = &st->tensors[j];
+            if (t->nbytes && u->nbytes && t->data < u->data + u->nbytes && u->data < t->data + t->nbytes) abort();
+        }
+    }
+}
+
+/* Every entry's bytes inside the input, every lookup by name finding its entry. */
+static inline void check_zip(const llc_zip *z, const uint8_t *data, size_t size) {
+    for (size_t i = 0; i < z->n_entries; i++) {
+        const llc_zip_entry *e = &z->entries[i];
+        if (e->data < data || e->size > size || e->data + e->size > data + size) abort();
+        touch(e->data, e->size);
+        touch(e->name, e->name_len);
+        if (llc_zip_find(z, e->name, e->name_len) != e) abort();
+    }
+    (void)llc_zip_find(z, "", 0);
+}
+
+static inline void check_torch(const llc_torch_file *f, const uint8_t *data, size_t size) {
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const llc_torch_tensor *t = &f->tensors[i];
+        if (t->data < data || t->nbytes > size || t->data + t->nbytes > data + size) abort();
+        touch(t->data, t->nbytes);
+        char name[128];
+        if (t->name_len < sizeof name && !memchr(t->name, 0, t->name_len)) {
+            memcpy(name, t->name, t->name_len);
+            name[t->name_len] = 0;
+            if (llc_torch_find(f, name) != t) abort();
+        }
+    }
+}
+
+/* Descriptions that hold together: inside their storage, shape matching the count, names unique and
+ * sorted, names and keys pointing into the pickle. */
+static inline void check_pickle(const llc_pickle_tensors *t, const uint8_t *data, size_t size) {
+    for (size_t i = 0; i < t->n; i++) {
+        const llc_pickle_tensor *p = &t->v[i];
+        if (p->name < (const char *)data || p->name + p->name_len > (const char *)data + size) abort();
+        if (p->key < (const char *)data || p->key + p->key_len > (const char *)data + size) abort();
+        touch(p->name, p->name_len);
+        touch(p->key, p->key_len);
+        if (p->offset > p->storage_numel || p->n_elements > p->storage_numel - p->offset) abort();
+        if (p->n_dims < 0 || p->n_dims > LLC_TORCH_MAX_DIMS || p->elem_size == 0 || !p->dtype) abort();
+        uint64_t n = 1;
+        for (int d = 0; d < p->n_dims; d++) n *= (uint64_t)p->shape[d];
+        if (n != p->n_elements) abort();
+        if (i > 0) {
+            size_t a = t->v[i - 1].name_len, b = p->name_len, m = a < b ? a : b;
+            int c = memcmp(t->v[i - 1].name, p->name, m);
+            if (c > 0 || (c == 0 && a >= b)) abort();
+        }
+    }
+}
+
+/* A vocabulary a loader accepted, cheaply (the fast targets): sizes, specials and every id's bytes. */
+static inline void check_tokenizer_cheap(const llamac_tokenizer *tok) {
+    int n_vocab = llamac_tokenizer_n_vocab(tok);
+    if (n_vocab <= 0) abort();
+    int32_t bos = llamac_tokenizer_bos(tok), eos = llamac_tokenizer_eos(tok);
+    if (bos < -1 || bos >= n_vocab || eos < -1 || eos >= n_vocab) abort();
+    for (int32_t id = 0; id < n_vocab; id++) {
+        const char *b;
+        size_t n = llamac_token_bytes(tok, id, &b);
+        touch(b, n);
+    }
 }
 
 #endif

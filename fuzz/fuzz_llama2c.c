@@ -8,6 +8,8 @@
  *      few tokens and sampled from.
  * (safetensors, zip and pickle have their own targets: fuzz_safetensors.c, fuzz_zip.c, fuzz_pickle.c.)
  *
+ *   FUZZ: speed=e2e dict=llama2c,json,hf_json seeds=llama2c
+ *
  *   scripts/fuzz.sh            (builds with clang -fsanitize=fuzzer,address,undefined and runs it)
  *   build-fuzz/fuzz_llama2c CORPUS_DIR -max_total_time=60
  */
@@ -20,18 +22,17 @@
 #include "llamac.h"
 #include "tokenizer/tokenizer.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 static fuzz_memfile input_file, tok_file;
 
-static void make_fixed_tokenizer(void) { memfile_set_mini_tokenizer(&tok_file); }
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    memfile_init(&input_file, "fuzz_input");
+    memfile_init(&tok_file, "fuzz_tok");
+    memfile_set_mini_tokenizer(&tok_file);
+    return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (input_file.path[0] == 0) {
-        memfile_init(&input_file, "fuzz_input");
-        memfile_init(&tok_file, "fuzz_tok");
-        make_fixed_tokenizer();
-    }
     memfile_set(&input_file, data, size);
 
     llamac_error err = {{0}};

@@ -4,6 +4,8 @@
  * model of 32 tokens, dim 16, GQA 2/1, untied, llama3 rope scaling), run for a few tokens and sampled
  * from when it loads.
  *
+ *   FUZZ: speed=e2e dict=json,safetensors seeds=safetensors
+ *
  *   scripts/fuzz.sh safetensors    (builds with clang -fsanitize=fuzzer,address,undefined and runs it)
  *   build-fuzz/fuzz_safetensors CORPUS_DIR -max_total_time=60
  *
@@ -21,8 +23,6 @@
 #include "formats/safetensors.h"
 #include "fuzz_common.h"
 #include "llamac.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char folder[256], weights_path[300], config_path[300];
 static fuzz_memfile tok_file;
@@ -52,7 +52,8 @@ static void cleanup(void) {
     rmdir(folder);
 }
 
-static void setup(void) {
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(folder, sizeof folder, "%s/llamac-fuzz-st.XXXXXX", base);
     if (!mkdtemp(folder)) abort();
@@ -61,31 +62,17 @@ static void setup(void) {
     write_file(config_path, config_json, strlen(config_json));
     write_tokenizer();
     atexit(cleanup);
-    (void)exercise_tokenizer; /* fuzz_common.h's, used by the other targets */
+    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!folder[0]) setup();
     llc_safetensors st;
     llamac_error err = {{0}};
     if (!llc_safetensors_parse(data, size, &st, &err)) {
         check_message(&err);
         return 0;
     }
-    const uint8_t *lo = data + st.data_offset, *hi = data + size;
-    for (int i = 0; i < st.n_tensors; i++) {
-        const llc_st_tensor *t = &st.tensors[i];
-        if (t->data < lo || t->nbytes > (uint64_t)(hi - t->data)) abort();
-        touch(t->data, t->nbytes);
-        touch(t->name, strlen(t->name));
-        if (llc_safetensors_find(&st, t->name) != t) abort();
-        /* sorted by name, so overlapping neighbours in memory need not be neighbours here: check all
-         * pairs for the small inputs a fuzzer makes */
-        for (int j = i + 1; j < st.n_tensors && st.n_tensors <= 256; j++) {
-            const llc_st_tensor *u = &st.tensors[j];
-            if (t->nbytes && u->nbytes && t->data < u->data + u->nbytes && u->data < t->data + t->nbytes) abort();
-        }
-    }
+    check_safetensors(&st, data, size);
     int n = st.n_tensors;
     llc_safetensors_free(&st);
     if (n > 0) {

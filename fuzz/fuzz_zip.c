@@ -8,6 +8,8 @@
  *      (a 1-layer model of dim 8 with a 32-token vocabulary) and, when they load, a few tokens are
  *      run and sampled.
  *
+ *   FUZZ: speed=e2e dict=zip,pickle seeds=zip
+ *
  *   scripts/fuzz.sh zip
  *   build-fuzz/fuzz_zip fuzz/corpus/zip -max_total_time=60
  */
@@ -20,8 +22,6 @@
 #include "formats/pickle.h"
 #include "formats/zip.h"
 #include "fuzz_common.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64];
 static char pth[128];
@@ -42,7 +42,8 @@ static void cleanup(void) {
 }
 
 /* The folder: params.json of a model the seeds match, and a 32-token llama2.c tokenizer. */
-static void setup(void) {
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
     snprintf(dir, sizeof dir, "/tmp/llamac-fuzz-zip.XXXXXX");
     if (!mkdtemp(dir)) abort();
     char p[128];
@@ -75,21 +76,14 @@ static void setup(void) {
     write_file(tok, buf, n);
     snprintf(pth, sizeof pth, "%s/consolidated.00.pth", dir);
     atexit(cleanup);
+    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!dir[0]) setup();
     llamac_error err = {{0}};
     llc_zip z;
     if (llc_zip_open(&z, data, size, "fuzz.pth", &err)) {
-        for (size_t i = 0; i < z.n_entries; i++) {
-            const llc_zip_entry *e = &z.entries[i];
-            if (e->data < data || e->size > size || e->data + e->size > data + size) abort();
-            touch(e->data, e->size);
-            touch(e->name, e->name_len);
-            if (llc_zip_find(&z, e->name, e->name_len) != e) abort();
-        }
-        (void)llc_zip_find(&z, "", 0);
+        check_zip(&z, data, size);
         llc_zip_close(&z);
     } else {
         check_message(&err);
@@ -98,17 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     llc_torch_file f;
     err.message[0] = 0;
     if (llc_torch_open(&f, data, size, "fuzz.pth", &err)) {
-        for (size_t i = 0; i < f.n_tensors; i++) {
-            const llc_torch_tensor *t = &f.tensors[i];
-            if (t->data < data || t->nbytes > size || t->data + t->nbytes > data + size) abort();
-            touch(t->data, t->nbytes);
-            char name[128];
-            if (t->name_len < sizeof name && !memchr(t->name, 0, t->name_len)) {
-                memcpy(name, t->name, t->name_len);
-                name[t->name_len] = 0;
-                if (llc_torch_find(&f, name) != t) abort();
-            }
-        }
+        check_torch(&f, data, size);
         llc_torch_close(&f);
     } else {
         check_message(&err);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the suite on a Release build (gcc), again under AddressSanitizer +
 # UndefinedBehaviorSanitizer (clang), a warning check with the other compiler, and a short fuzz run.
-#   bash scripts/test.sh            # everything (FUZZ_SECONDS=30 per fuzz target by default)
+#   bash scripts/test.sh            # everything (fuzzing: FUZZ_SECONDS=30 per end-to-end target and
+#                                   # FUZZ_FAST_SECONDS=10 per parse-only one, about 4 minutes in all)
 #   QUICK=1 bash scripts/test.sh    # only the Release suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ cmake --build build-asan -j"$JOBS"
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$JOBS")
 
 if [ -f scripts/fuzz.sh ]; then
-  echo "== fuzzing (${FUZZ_SECONDS:=30} s per target)"
-  FUZZ_SECONDS=$FUZZ_SECONDS bash scripts/fuzz.sh
+  echo "== fuzzing (${FUZZ_SECONDS:=30} s per end-to-end target, ${FUZZ_FAST_SECONDS:=10} s per fast one)"
+  FUZZ_SECONDS=$FUZZ_SECONDS FUZZ_FAST_SECONDS=$FUZZ_FAST_SECONDS bash scripts/fuzz.sh
 fi
 echo "test: all passed"

@@ -1,0 +1,41 @@
+/*
+ * Fast libFuzzer target: GGUF bytes -> the reader only (header, kvs, tensor infos), then every kv
+ * through the printer, the typed getters and the array accessors, and every tensor's bytes and lookup.
+ * No tokenizer, no model: thousands of inputs per second, so the parser gets the depth that
+ * fuzz_gguf.c (the whole load) cannot.
+ *
+ *   FUZZ: speed=fast dict=gguf seeds=gguf_parse,gguf
+ *
+ *   scripts/fuzz.sh gguf_parse
+ *   build-fuzz/fuzz_gguf_parse CORPUS_DIR
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "formats/gguf.h"
+#include "fuzz_common.h"
+
+static FILE *devnull;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    devnull = fopen("/dev/null", "w");
+    if (!devnull) abort();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    llamac_error err = {{0}};
+    gguf_file *g = gguf_open_memory(data, size, &err);
+    if (!g) {
+        check_message(&err);
+        return 0;
+    }
+    /* (a file without tensors may end before its data section's padding) */
+    if ((g->n_tensors && g->data_offset > size) || g->alignment == 0 || (g->alignment & (g->alignment - 1))) abort();
+    check_gguf_kvs(g, devnull);
+    check_gguf_tensors(g);
+    gguf_close(g);
+    return 0;
+}

@@ -18,8 +18,9 @@ int llc_open_regular(const char *path, llamac_error *err) {
         return -1;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        int e = errno;
+    int stat_failed = fstat(fd, &st) != 0;
+    if (stat_failed || !S_ISREG(st.st_mode)) {
+        int e = stat_failed ? errno : 0; /* errno is stale when fstat succeeded */
         bool is_dir = e == 0 && S_ISDIR(st.st_mode);
         close(fd);
         if (e) llc_fail(err, "%s: %s", path, strerror(e));

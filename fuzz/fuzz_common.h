@@ -306,6 +306,27 @@ static inline void check_torch(const llc_torch_file *f, const uint8_t *data, siz
     }
 }
 
+/* The bytes as a zip directory, then as a PyTorch checkpoint: opened, checked, closed (the fast zip
+ * target does only this; the end-to-end one goes on to load them as a Meta model). */
+static inline void parse_zip_and_torch(const uint8_t *data, size_t size) {
+    llamac_error err = {{0}};
+    llc_zip z;
+    if (llc_zip_open(&z, data, size, "fuzz.pth", &err)) {
+        check_zip(&z, data, size);
+        llc_zip_close(&z);
+    } else {
+        check_message(&err);
+    }
+    llc_torch_file f;
+    err.message[0] = 0;
+    if (llc_torch_open(&f, data, size, "fuzz.pth", &err)) {
+        check_torch(&f, data, size);
+        llc_torch_close(&f);
+    } else {
+        check_message(&err);
+    }
+}
+
 /* Descriptions that hold together: inside their storage, shape matching the count, names unique and
  * sorted, names and keys pointing into the pickle. */
 static inline void check_pickle(const llc_pickle_tensors *t, const uint8_t *data, size_t size) {

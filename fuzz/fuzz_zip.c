@@ -80,24 +80,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    llamac_error err = {{0}};
-    llc_zip z;
-    if (llc_zip_open(&z, data, size, "fuzz.pth", &err)) {
-        check_zip(&z, data, size);
-        llc_zip_close(&z);
-    } else {
-        check_message(&err);
-    }
-
-    llc_torch_file f;
-    err.message[0] = 0;
-    if (llc_torch_open(&f, data, size, "fuzz.pth", &err)) {
-        check_torch(&f, data, size);
-        llc_torch_close(&f);
-    } else {
-        check_message(&err);
-    }
-
+    parse_zip_and_torch(data, size);
     write_file(pth, data, size);
     exercise_model(dir, tok, size);
     return 0;

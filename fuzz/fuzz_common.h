@@ -362,4 +362,14 @@ static inline void check_tokenizer_cheap(const llamac_tokenizer *tok) {
     }
 }
 
+/* A tokenizer parser's verdict: refused with a proper message, or accepted and then checked and freed. */
+static inline void check_tokenizer_result(llamac_tokenizer *tok, const llamac_error *err) {
+    if (!tok) {
+        check_message(err);
+        return;
+    }
+    check_tokenizer_cheap(tok);
+    llamac_tokenizer_free(tok);
+}
+
 #endif

@@ -38,11 +38,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     llc_hf_vocab_free(&v);
 
     llamac_tokenizer *tok = llc_tokenizer_from_hf_json(data, size, "fuzz.json", &err);
-    if (!tok) {
-        check_message(&err);
-        return 0;
-    }
-    check_tokenizer_cheap(tok);
-    llamac_tokenizer_free(tok);
+    check_tokenizer_result(tok, &err);
     return 0;
 }

@@ -15,11 +15,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     llamac_error err = {{0}};
     llamac_tokenizer *tok = llc_tokenizer_from_spm_model(data, size, "fuzz", &err);
-    if (!tok) {
-        check_message(&err);
-        return 0;
-    }
-    check_tokenizer_cheap(tok);
-    llamac_tokenizer_free(tok);
+    check_tokenizer_result(tok, &err);
     return 0;
 }

@@ -422,12 +422,12 @@ def gguf_to_meta(gguf_path, out_dir, kind, n_shards=1, llama2=False, tie_as_view
     n_kv = g.get("llama.attention.head_count_kv", n_heads)
     ffn = g.get("llama.feed_forward_length")
     params = {"dim": dim, "n_layers": n_layers, "n_heads": n_heads, "norm_eps": 1e-5,
-              "rope_theta": float(g.get("llama.rope.freq_base"))}
+              "rope_theta": float(g.get("llama.rope.freq_base", 10000.0))}  # GGUF default
     if not (llama2 and n_kv == n_heads):
         params["n_kv_heads"] = n_kv
     params["vocab_size"] = -1 if llama2 else full["tok_embeddings.weight"].shape[0]
     # multiple_of / ffn_dim_multiplier for the GGUF's feed-forward size, found independently
-    for mo in (256, 64, 32, 16, 8, 1):
+    for mo in (256, 64, 32, 16, 8, 4, 2, 1):
         found = None
         for mult in [None] + [round(x * 0.05, 2) for x in range(2, 80)]:
             q = dict(params, multiple_of=mo)

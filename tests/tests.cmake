@@ -32,3 +32,16 @@ foreach(src ${LLAMAC_SH_TESTS})
   add_test(NAME sh_${name} COMMAND bash ${src} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(sh_${name} PROPERTIES ENVIRONMENT "${LLAMAC_TEST_ENV}")
 endforeach()
+
+# The Python package (python/llamac) over libllamac.so, with Debian's pytest. Under the sanitizers the
+# library's runtime comes from a preload (python itself is not instrumented) and leak detection is off
+# (CPython keeps its own objects at exit); the package's leak test measures the RSS instead.
+set(LLAMAC_PY_PKG_ENV "${LLAMAC_TEST_ENV};PYTHONPATH=${CMAKE_SOURCE_DIR}/python;LLAMAC_LIB=$<TARGET_FILE:llamac_shared>;PYTHONDONTWRITEBYTECODE=1")
+if(LLAMAC_SANITIZE)
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libclang_rt.asan-x86_64.so
+                  OUTPUT_VARIABLE LLAMAC_ASAN_RT OUTPUT_STRIP_TRAILING_WHITESPACE)
+  list(APPEND LLAMAC_PY_PKG_ENV "LD_PRELOAD=${LLAMAC_ASAN_RT}" "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1")
+endif()
+add_test(NAME python_package COMMAND ${LLAMAC_PYTHON} -m pytest -q -p no:cacheprovider python/tests
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(python_package PROPERTIES ENVIRONMENT "${LLAMAC_PY_PKG_ENV}")

@@ -11,6 +11,10 @@ import sys
 
 import pytest
 
+# Under the sanitizers the test process preloads the ASan runtime for libllamac.so; the CLI and server it starts
+# carry their own (statically linked) and refuse a second one.
+os.environ.pop("LD_PRELOAD", None)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests"))      # serve_util

@@ -295,15 +295,18 @@ class Detokenizer:
         return self._buf.raw[:n]
 
 
-def _logits_out(ptr, n_rows, n_vocab):
+def _logits_out(ptr, n_rows, n_vocab, matrix=False):
     n = n_rows * n_vocab
     if _np is not None:
         a = _np.ctypeslib.as_array(ptr, (n,)).copy()
-        return a if n_rows == 1 else a.reshape(n_rows, n_vocab)
-    buf = (c_float * n)()
-    ctypes.memmove(buf, ptr, n * 4)
-    m = memoryview(buf).cast("B").cast("f")
-    return m if n_rows == 1 else m.cast("B").cast("f", (n_rows, n_vocab))
+        return a.reshape(n_rows, n_vocab) if matrix else a
+    # Without numpy: a memoryview of floats per position (memoryviews cannot index rows of a 2-D view).
+    rows = []
+    for r in range(n_rows):
+        buf = (c_float * n_vocab)()
+        ctypes.memmove(buf, ctypes.cast(ptr, c_void_p).value + 4 * r * n_vocab, n_vocab * 4)
+        rows.append(memoryview(buf).cast("B").cast("f"))
+    return rows if matrix else rows[0]
 
 
 class Session(_Handle):
@@ -349,13 +352,14 @@ class Session(_Handle):
         return _logits_out(p, 1, self.model.n_vocab)
 
     def eval_all(self, ids):
-        """Like eval, but the logits of every token: shape (len(ids), n_vocab)."""
+        """Like eval, but the logits of every token: an array of shape (len(ids), n_vocab) (without numpy, a
+        list of memoryviews, one per token)."""
         arr, n = self._ids(ids)
         out = (c_float * (n * self.model.n_vocab))()
         err = N.Error()
         if N.lib.llamac_session_eval_all(self.ptr, arr, n, out, byref(err)) < 0:
             raise N.fail(err)
-        return _logits_out(ctypes.cast(out, ctypes.POINTER(c_float)), n, self.model.n_vocab)
+        return _logits_out(ctypes.cast(out, ctypes.POINTER(c_float)), n, self.model.n_vocab, matrix=True)
 
     def truncate(self, pos=0):
         """Forgets every position from pos on (0: start over)."""

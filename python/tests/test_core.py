@@ -4,6 +4,7 @@ References: SentencePiece (tokenizer), llama2.c's golden outputs (greedy text), 
 pass of tests/ref (logits), and `llamac logits` (the same numbers through the CLI)."""
 import json
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +164,27 @@ def test_close_is_safe(tmp):
     m.close()
     s.close()  # twice: nothing happens
     del s, e, m
+
+
+def test_without_numpy():
+    """numpy is optional: logits are then a memoryview of floats, with the same values."""
+    code = r"""
+import sys
+sys.modules["numpy"] = None  # import numpy fails
+import llamac
+m = llamac.Model(sys.argv[1])
+s = llamac.Session(m, n_ctx=32)
+last = s.eval([1, 403, 407])
+assert isinstance(last, memoryview) and last.format == "f" and len(last) == 512, last
+s.truncate(0)
+rows = s.eval_all([1, 403, 407])
+assert len(rows) == 3 and all(len(r) == 512 for r in rows)
+assert list(rows[2]) == list(last)
+assert llamac.Sampler(m, temperature=0).sample(last) == max(range(512), key=lambda i: last[i])
+print(" ".join(repr(x) for x in last))
+"""
+    out = subprocess.run([sys.executable, "-c", code, GGUF], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    with llamac.Model(GGUF) as m, llamac.Session(m, n_ctx=32) as s:
+        want = s.eval([1, 403, 407])
+    np.testing.assert_array_equal(np.array([float(x) for x in out.stdout.split()], dtype=np.float32), want)

@@ -12,7 +12,8 @@
   status in OpenAI's error shape, and the server keeps serving;
 * robustness: a client leaving mid-stream cancels its request (metrics: nothing running, no KV in
   use), a full queue answers 429 with Retry-After, an API key is required (401), SIGTERM lets a
-  running stream finish and exits 0, SIGTERM with --timeout 0 cancels and exits 0.
+  running stream finish and exits 0, SIGTERM with --timeout 0 cancels and exits 0, a stream queued
+  behind another gets `: keep-alive` comments before its first event.
 """
 
 import json

@@ -601,11 +601,11 @@ typedef struct api_err {
     char msg[700];
 } api_err;
 
-static bool fail(api_err *e, int status, const char *param, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void set_msg(api_err *e, const char *fmt, va_list ap) {
     if (vsnprintf(e->msg, sizeof e->msg, fmt, ap) >= (int)sizeof e->msg) e->msg[utf8_whole(e->msg, strlen(e->msg))] = 0;
 }
 
+static bool fail(api_err *e, int status, const char *param, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static bool fail(api_err *e, int status, const char *param, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -12,7 +12,8 @@
   status in OpenAI's error shape, and the server keeps serving;
 * robustness: a client leaving mid-stream cancels its request (metrics: nothing running, no KV in
   use), a full queue answers 429 with Retry-After, an API key is required (401), SIGTERM lets a
-  running stream finish and exits 0, SIGTERM with --timeout 0 cancels and exits 0.
+  running stream finish and exits 0, SIGTERM with --timeout 0 cancels and exits 0, a stream queued
+  behind another gets `: keep-alive` comments before its first event.
 """
 
 import json
@@ -246,6 +247,24 @@ def test_errors(srv):
         check(is_error(js, 400, st), "chat, %s: 400 (got %d)" % (what, st))
     st, js, _ = srv.post(CH, {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 3})
     check(st == 200 and js["object"] == "chat.completion", "chat content as text parts is accepted")
+    # An error message or param cut to its size must not cut a UTF-8 character (JSON's encoding) in two:
+    # the model name is quoted in a message of 700 bytes, an unknown key in a param of 96, a logit_bias
+    # key in 40 bytes; the ASCII bytes before the two-byte characters put each cut mid-character.
+    for body, status, param in [({"prompt": "x", "model": "a" + "\u00e9" * 400}, 404, "model"),
+                                ({"prompt": "x", "ab" + "\u00e9" * 60: 1}, 400, None),
+                                ({"prompt": "x", "logit_bias": {"a" + "\u00e9" * 30: 1}}, 400, "logit_bias")]:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        out = srv.raw(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+        head, _, answer = out.partition(b"\r\n\r\n")
+        try:
+            js = json.loads(answer.decode("utf-8"))
+        except ValueError:
+            js = None
+        got = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
+        want = param if param else "ab" + "\u00e9" * 46
+        check(is_error(js, status, got, want), "a cut message or param stays UTF-8: %d naming %r (got %d %r)" %
+              (status, want[:8], got, answer[-60:]))
     # content types, routes, methods
     st, h, data = srv.request("POST", C, b'{"prompt":"x"}', {"Content-Type": "text/plain"})
     check(is_error(json.loads(data), 415, st), "text/plain body: 415")
@@ -408,11 +427,14 @@ def test_drain():
         srv.kill()
 
 
-def test_chat_llama3():
+def synth_tiny_llama3():
+    """A synthetic model with Llama 3's vocabulary (128256: every token costs a big output matmul)."""
     model = os.path.join(TMP, "serve_tiny_l3.gguf")
     p = subprocess.run([LLAMAC, "synth", "--preset", "tiny", "--type", "f32", "-o", model], capture_output=True, timeout=HANG)
-    if not check(p.returncode == 0, "synth tiny"):
-        return
+    return model if check(p.returncode == 0, "synth tiny") else None
+
+
+def test_chat_llama3(model):
     with Server(model) as srv:
         for system, user in [("Be brief.", "Tell a story about a cat"), (None, "Hello there")]:
             ref = generate(model, user, 20, ["--chat"] + (["--system", system] if system else []))
@@ -423,6 +445,50 @@ def test_chat_llama3():
                   "Llama 3 chat %r equals llamac generate --chat" % user)
             st, js, _ = srv.post("/tokenize", {"messages": msgs})
             check(st == 200 and js["tokens"] == ref["prompt_ids"], "/tokenize of messages equals generate --chat's prompt")
+
+
+def dechunk(raw):
+    """The body of a raw HTTP/1.1 response with chunked transfer encoding."""
+    _, _, rest = raw.partition(b"\r\n\r\n")
+    body = b""
+    while rest:
+        size, _, rest = rest.partition(b"\r\n")
+        n = int(size.split(b";")[0], 16)
+        if n == 0:
+            break
+        body, rest = body + rest[:n], rest[n + 2:]
+    return body
+
+
+def test_keepalive(model):
+    """A stream that waits must get `: keep-alive` comments: with one sequence at a time, B waits
+    behind A, which runs until B's first comment has arrived (it is cancelled then), so B's stream
+    holds a comment before its data however fast or slow the machine; without the comments B's first
+    data would come after A's 4000 tokens."""
+    with Server(model, "--max-seqs", "1", "--keepalive", "0.05") as srv:
+        a, _ = open_stream(srv, {"prompt": "Once upon a time", "max_tokens": 4000, "temperature": 0, "ignore_eos": True})
+        data = json.dumps({"prompt": "Hello", "max_tokens": 5, "temperature": 0, "ignore_eos": True, "stream": True}).encode()
+        b = socket.create_connection(("127.0.0.1", srv.port), timeout=HANG)
+        b.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" %
+                  (len(data), data))
+        got = b""
+        while b": keep-alive" not in got and b"data: " not in got:
+            k = b.recv(4096)
+            if not k:
+                break
+            got += k
+        a.close()
+        raw = got + read_all(b)
+        b.close()
+        body = dechunk(raw).decode()
+        first_comment, first_data = body.find(": keep-alive\n\n"), body.find("data: ")
+        check(raw.startswith(b"HTTP/1.1 200") and 0 <= first_comment < first_data,
+              "a queued stream gets ': keep-alive' comments before its data (%r)" % body[:80])
+        ev = sse_events(body.encode())
+        texts = [json.loads(e)["choices"][0]["text"] for e in ev[:-1]]
+        check(ev[-1:] == ["[DONE]"] and len(texts) >= 5, "the stream with comments still parses as events and ends with [DONE]")
+        m = srv.wait_idle()
+        check(m.get("llamac:kv_cache_blocks_used") == 0, "after the keep-alive streams: no KV in use")
 
 
 def main():
@@ -440,7 +506,10 @@ def main():
     test_queue_full()
     test_api_key()
     test_drain()
-    test_chat_llama3()
+    tiny_l3 = synth_tiny_llama3()
+    if tiny_l3:
+        test_chat_llama3(tiny_l3)
+        test_keepalive(tiny_l3)
     print("%d failed" % len(failures))
     sys.exit(1 if failures else 0)
 

@@ -124,6 +124,17 @@ static void sb_json_str(sbuf *b, const char *s, size_t n) {
     if (b->p) b->p[b->n] = 0;
 }
 
+/* The length of s[0..n) without a UTF-8 sequence cut short at its end: a message or a quote cut to a
+ * size must stay valid UTF-8 (JSON's encoding) when what it quotes was. */
+static size_t utf8_whole(const char *s, size_t n) {
+    size_t j = n;
+    while (j > 0 && n - j < 4 && ((unsigned char)s[j - 1] & 0xC0) == 0x80) j--;
+    if (j == 0) return n;
+    unsigned char lead = (unsigned char)s[j - 1];
+    size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return want > n - (j - 1) ? j - 1 : n;
+}
+
 /* Compares a secret in time that depends on the secret's length only, not on where it differs. */
 static bool secret_equal(const char *given, size_t n_given, const char *secret) {
     size_t n = strlen(secret);
@@ -350,6 +361,15 @@ static greq *choice_done(server *s, choice *c, int finish) {
     return greq_unref(r);
 }
 
+/* What the engine is asked for one choice. */
+static llamac_request choice_request(const greq *r, const choice *c) {
+    llamac_request q = r->base;
+    q.prompt = r->pr[c->prompt_i].ids;
+    q.n_prompt = r->pr[c->prompt_i].n;
+    q.sampling.seed = c->seed;
+    return q;
+}
+
 static void submit_request(server *s, greq *r) {
     llamac_error err = {{0}};
     r->in_engine = true;
@@ -360,10 +380,7 @@ static void submit_request(server *s, greq *r) {
             greq_free(choice_done(s, c, LLAMAC_FINISH_CANCELLED));
             continue;
         }
-        llamac_request q = r->base;
-        q.prompt = r->pr[c->prompt_i].ids;
-        q.n_prompt = r->pr[c->prompt_i].n;
-        q.sampling.seed = c->seed;
+        llamac_request q = choice_request(r, c);
         int id = llamac_engine_submit(s->e, &q, &err);
         if (id < 0) {
             r->failed = true;
@@ -584,34 +601,44 @@ typedef struct api_err {
     char msg[700];
 } api_err;
 
+static void set_msg(api_err *e, const char *fmt, va_list ap) {
+    if (vsnprintf(e->msg, sizeof e->msg, fmt, ap) >= (int)sizeof e->msg) e->msg[utf8_whole(e->msg, strlen(e->msg))] = 0;
+}
+
 static bool fail(api_err *e, int status, const char *param, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static bool fail(api_err *e, int status, const char *param, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    set_msg(e, fmt, ap);
     va_end(ap);
     e->status = status;
     e->param = NULL;
     if (param) { /* a copy: the name may live in the request's JSON, freed before the answer */
-        snprintf(e->param_buf, sizeof e->param_buf, "%s", param);
+        int k = (int)utf8_whole(param, strnlen(param, sizeof e->param_buf - 1));
+        snprintf(e->param_buf, sizeof e->param_buf, "%.*s", k, param);
         e->param = e->param_buf;
     }
     return false;
 }
 
+/* An error's body in OpenAI's shape. */
+static void error_json(sbuf *b, const api_err *e) {
+    sb_str(b, "{\"error\":{\"message\":");
+    sb_json_str(b, e->msg, strlen(e->msg));
+    sb_str(b, ",\"type\":");
+    sb_json_str(b, error_type(e->status), strlen(error_type(e->status)));
+    sb_str(b, ",\"param\":");
+    if (e->param) sb_json_str(b, e->param, strlen(e->param));
+    else sb_str(b, "null");
+    sb_str(b, ",\"code\":");
+    if (e->code) sb_json_str(b, e->code, strlen(e->code));
+    else sb_str(b, "null");
+    sb_str(b, "}}");
+}
+
 static enum MHD_Result send_error(conn *c, struct MHD_Connection *con, const api_err *e) {
     sbuf b = {0};
-    sb_str(&b, "{\"error\":{\"message\":");
-    sb_json_str(&b, e->msg, strlen(e->msg));
-    sb_str(&b, ",\"type\":");
-    sb_json_str(&b, error_type(e->status), strlen(error_type(e->status)));
-    sb_str(&b, ",\"param\":");
-    if (e->param) sb_json_str(&b, e->param, strlen(e->param));
-    else sb_str(&b, "null");
-    sb_str(&b, ",\"code\":");
-    if (e->code) sb_json_str(&b, e->code, strlen(e->code));
-    else sb_str(&b, "null");
-    sb_str(&b, "}}");
+    error_json(&b, e);
     enum MHD_Result r;
     if (b.oom) r = MHD_NO;
     else if (e->status == 429)
@@ -633,7 +660,7 @@ static enum MHD_Result send_error_f(conn *c, struct MHD_Connection *con, int sta
     api_err e = {.status = status, .param = param, .code = code};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.msg, sizeof e.msg, fmt, ap);
+    set_msg(&e, fmt, ap);
     va_end(ap);
     return send_error(c, con, &e);
 }
@@ -915,7 +942,8 @@ static bool sampling_params(server *s, const cJSON *o, greq *r, api_err *e) {
             errno = 0;
             long id = strtol(it->string, &end, 10);
             if (!it->string[0] || *end || errno || id < 0 || id >= s->n_vocab || it->string[0] == '+' || it->string[0] == ' ')
-                return fail(e, 400, "logit_bias", "'logit_bias' keys must be token ids in [0, %d) (got \"%.40s\")", s->n_vocab, it->string);
+                return fail(e, 400, "logit_bias", "'logit_bias' keys must be token ids in [0, %d) (got \"%.*s\")", s->n_vocab,
+                            (int)utf8_whole(it->string, strnlen(it->string, 40)), it->string);
             if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100 && it->valuedouble <= 100))
                 return fail(e, 400, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
             r->bias_ids[k] = (int32_t)id;
@@ -1110,6 +1138,19 @@ static greq *parse_generation(server *s, const cJSON *o, bool chat, api_err *e) 
 bad:
     greq_free(r);
     return NULL;
+}
+
+/* A generation body (bytes as received) into a new request (NULL with e set). */
+static greq *generation_from_body(server *s, const char *body, size_t n, bool chat, api_err *e) {
+    llamac_error jerr = {{0}};
+    cJSON *o = json_parse_strict(body ? body : "", n, &jerr);
+    if (!o) {
+        fail(e, 400, NULL, "%s", jerr.message);
+        return NULL;
+    }
+    greq *r = parse_generation(s, o, chat, e);
+    cJSON_Delete(o);
+    return r;
 }
 
 /* ---- generation: hand-over, waiting, responses ------------------------------------------------- */
@@ -1468,12 +1509,8 @@ static enum MHD_Result start_stream(conn *c, struct MHD_Connection *con) {
 
 static enum MHD_Result handle_generation(conn *c, struct MHD_Connection *con, bool chat) {
     server *s = c->s;
-    llamac_error jerr = {{0}};
-    cJSON *o = json_parse_strict(c->body.p ? c->body.p : "", c->body.n, &jerr);
-    if (!o) return send_error_f(c, con, 400, NULL, NULL, "%s", jerr.message);
     api_err e = {0};
-    greq *r = parse_generation(s, o, chat, &e);
-    cJSON_Delete(o);
+    greq *r = generation_from_body(s, c->body.p, c->body.n, chat, &e);
     if (!r) return send_error(c, con, &e);
     response_id(s, r);
     if (!hand_over(s, r, &e)) {
@@ -1504,78 +1541,74 @@ static enum MHD_Result handle_models(conn *c, struct MHD_Connection *con, const 
     return r;
 }
 
-static enum MHD_Result handle_tokenize(conn *c, struct MHD_Connection *con) {
-    server *s = c->s;
+/* /tokenize: the answer's JSON into out, or false with e set. */
+static bool tokenize_answer(server *s, const char *body, size_t n, sbuf *out, api_err *e) {
     llamac_error jerr = {{0}};
-    cJSON *o = json_parse_strict(c->body.p ? c->body.p : "", c->body.n, &jerr);
-    if (!o) return send_error_f(c, con, 400, NULL, NULL, "%s", jerr.message);
+    cJSON *o = json_parse_strict(body ? body : "", n, &jerr);
+    if (!o) return fail(e, 400, NULL, "%s", jerr.message);
     static const char *const keys[] = {"model", "prompt", "messages", "add_special_tokens", "add_generation_prompt", NULL};
-    api_err e = {0};
     prompt p = {0};
-    enum MHD_Result res;
     const cJSON *prompt_v = cJSON_GetObjectItemCaseSensitive(o, "prompt"), *msgs = cJSON_GetObjectItemCaseSensitive(o, "messages");
     const cJSON *v;
-    bool ok = known_keys(o, keys, &e) && check_model(s, o, &e);
-    if (ok && !!prompt_v == !!msgs) ok = fail(&e, 400, "prompt", "give 'prompt' (a string) or 'messages', one of them");
+    bool ok = known_keys(o, keys, e) && check_model(s, o, e);
+    if (ok && !!prompt_v == !!msgs) ok = fail(e, 400, "prompt", "give 'prompt' (a string) or 'messages', one of them");
     if (ok && prompt_v) {
         bool special = true;
         if ((v = field(o, "add_special_tokens"))) {
-            if (!cJSON_IsBool(v)) ok = fail(&e, 400, "add_special_tokens", "'add_special_tokens' must be a boolean");
+            if (!cJSON_IsBool(v)) ok = fail(e, 400, "add_special_tokens", "'add_special_tokens' must be a boolean");
             special = cJSON_IsTrue(v);
         }
-        if (ok && !cJSON_IsString(prompt_v)) ok = fail(&e, 400, "prompt", "'prompt' must be a string");
-        if (ok) ok = text_prompt(s, prompt_v->valuestring, special, &p, &e);
+        if (ok && !cJSON_IsString(prompt_v)) ok = fail(e, 400, "prompt", "'prompt' must be a string");
+        if (ok) ok = text_prompt(s, prompt_v->valuestring, special, &p, e);
     } else if (ok) {
         bool gen = true;
         if ((v = field(o, "add_generation_prompt"))) {
-            if (!cJSON_IsBool(v)) ok = fail(&e, 400, "add_generation_prompt", "'add_generation_prompt' must be a boolean");
+            if (!cJSON_IsBool(v)) ok = fail(e, 400, "add_generation_prompt", "'add_generation_prompt' must be a boolean");
             gen = cJSON_IsTrue(v);
         }
-        if (ok) ok = chat_prompt(s, msgs, gen, &p, &e);
+        if (ok) ok = chat_prompt(s, msgs, gen, &p, e);
     }
     cJSON_Delete(o);
-    if (!ok) {
-        res = send_error(c, con, &e);
-    } else {
-        sbuf b = {0};
-        sb_printf(&b, "{\"count\":%d,\"max_model_len\":%d,\"tokens\":[", p.n, s->n_ctx);
-        for (int i = 0; i < p.n; i++) sb_printf(&b, "%s%d", i ? "," : "", (int)p.ids[i]);
-        sb_str(&b, "]}");
-        res = send_json(c, con, 200, &b);
-        free(b.p);
+    if (ok) {
+        sb_printf(out, "{\"count\":%d,\"max_model_len\":%d,\"tokens\":[", p.n, s->n_ctx);
+        for (int i = 0; i < p.n; i++) sb_printf(out, "%s%d", i ? "," : "", (int)p.ids[i]);
+        sb_str(out, "]}");
     }
     free(p.ids);
     free(p.text);
-    return res;
+    return ok;
 }
 
-static enum MHD_Result handle_detokenize(conn *c, struct MHD_Connection *con) {
-    server *s = c->s;
+/* /detokenize: the answer's JSON into out, or false with e set. */
+static bool detokenize_answer(server *s, const char *body, size_t n, sbuf *out, api_err *e) {
     llamac_error jerr = {{0}};
-    cJSON *o = json_parse_strict(c->body.p ? c->body.p : "", c->body.n, &jerr);
-    if (!o) return send_error_f(c, con, 400, NULL, NULL, "%s", jerr.message);
+    cJSON *o = json_parse_strict(body ? body : "", n, &jerr);
+    if (!o) return fail(e, 400, NULL, "%s", jerr.message);
     static const char *const keys[] = {"model", "tokens", NULL};
-    api_err e = {0};
     prompt p = {0};
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "tokens");
-    bool ok = known_keys(o, keys, &e) && check_model(s, o, &e);
-    if (ok && !cJSON_IsArray(t)) ok = fail(&e, 400, "tokens", "'tokens' must be an array of token ids");
-    if (ok) ok = id_prompt(s, t, "tokens", &p, &e);
+    bool ok = known_keys(o, keys, e) && check_model(s, o, e);
+    if (ok && !cJSON_IsArray(t)) ok = fail(e, 400, "tokens", "'tokens' must be an array of token ids");
+    if (ok) ok = id_prompt(s, t, "tokens", &p, e);
     cJSON_Delete(o);
-    enum MHD_Result res;
     char *text = ok ? ids_text(s, p.ids, p.n) : NULL;
-    if (!ok) res = send_error(c, con, &e);
-    else if (!text) res = send_error_f(c, con, 500, NULL, NULL, "out of memory");
-    else {
-        sbuf b = {0};
-        sb_str(&b, "{\"prompt\":");
-        sb_json_str(&b, text, strlen(text));
-        sb_str(&b, "}");
-        res = send_json(c, con, 200, &b);
-        free(b.p);
+    if (ok && !text) ok = fail(e, 500, NULL, "out of memory");
+    if (ok) {
+        sb_str(out, "{\"prompt\":");
+        sb_json_str(out, text, strlen(text));
+        sb_str(out, "}");
     }
     free(text);
     free(p.ids);
+    return ok;
+}
+
+static enum MHD_Result handle_tokenize(conn *c, struct MHD_Connection *con, bool detokenize) {
+    api_err e = {0};
+    sbuf b = {0};
+    bool ok = detokenize ? detokenize_answer(c->s, c->body.p, c->body.n, &b, &e) : tokenize_answer(c->s, c->body.p, c->body.n, &b, &e);
+    enum MHD_Result res = ok ? send_json(c, con, 200, &b) : send_error(c, con, &e);
+    free(b.p);
     return res;
 }
 
@@ -1770,7 +1803,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         if (post) {
             const char *ct = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Type");
             if (ct && (strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' ')))
-                return send_error_f(c, con, 415, NULL, NULL, "Content-Type must be application/json (got '%.100s')", ct);
+                return send_error_f(c, con, 415, NULL, NULL, "Content-Type must be application/json (got '%.*s')",
+                                    (int)utf8_whole(ct, strnlen(ct, 100)), ct);
             const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
             if (cl) {
                 char *end;
@@ -1809,8 +1843,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     case R_MODEL: return handle_models(c, con, url + 11);
     case R_CHAT: return handle_generation(c, con, true);
     case R_COMPLETIONS: return handle_generation(c, con, false);
-    case R_TOKENIZE: return handle_tokenize(c, con);
-    case R_DETOKENIZE: return handle_detokenize(c, con);
+    case R_TOKENIZE: return handle_tokenize(c, con, false);
+    case R_DETOKENIZE: return handle_tokenize(c, con, true);
     default: return send_error_f(c, con, 404, NULL, NULL, "Not found");
     }
 }
@@ -1860,6 +1894,14 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     s->p.log(s->p.ctx, line);
 }
 
+/* The ids clients may name: those both the tokenizer and the model's output know. */
+static int served_vocab(const llamac_model *model) {
+    llamac_model_info info;
+    llamac_model_get_info(model, &info);
+    int n = llamac_tokenizer_n_vocab(llamac_model_tokenizer(model));
+    return info.n_vocab < n ? info.n_vocab : n;
+}
+
 int llc_serve(const llamac_model *model, const llc_server_params *params, llamac_error *err) {
     server *s = calloc(1, sizeof *s);
     int rc = -1;
@@ -1897,11 +1939,10 @@ int llc_serve(const llamac_model *model, const llc_server_params *params, llamac
     if (!(s->e = llamac_engine_create(model, &s->p.engine, err))) goto done;
     llamac_engine_get_stats(s->e, &s->st);
     s->n_ctx = s->st.n_ctx;
-    s->n_vocab = llamac_tokenizer_n_vocab(s->tok);
+    s->n_vocab = served_vocab(model);
     {
         llamac_model_info info;
         llamac_model_get_info(model, &info);
-        if (info.n_vocab < s->n_vocab) s->n_vocab = info.n_vocab;
         /* what answers depend on besides the request: the weights' shape and the KV cache's type */
         uint64_t h = 1469598103934665603ull;
         const char *parts[] = {info.name ? info.name : "", info.weight_type ? info.weight_type : "",
@@ -2029,4 +2070,47 @@ done:
     }
     free(s);
     return rc;
+}
+
+int llc_server_interpret(const llamac_model *model, const char *model_name, int n_ctx, const char *path, const char *body,
+                         size_t len, char **answer, void (*on_request)(void *ctx, const llamac_request *q, bool stream),
+                         void *ctx) {
+    *answer = NULL;
+    server *s = calloc(1, sizeof *s);
+    if (!s) return -1;
+    s->m = model;
+    s->tok = llamac_model_tokenizer(model);
+    s->p.model_name = model_name;
+    s->n_ctx = n_ctx;
+    s->n_vocab = served_vocab(model);
+    pthread_condattr_init(&s->cattr);
+    pthread_condattr_setclock(&s->cattr, CLOCK_MONOTONIC);
+    api_err e = {0};
+    sbuf b = {0};
+    bool ok = false;
+    const char *allow = NULL;
+    route rt = find_route(path, &allow);
+    if (rt == R_CHAT || rt == R_COMPLETIONS) {
+        greq *r = generation_from_body(s, body, len, rt == R_CHAT, &e);
+        if ((ok = r != NULL)) {
+            for (int i = 0; i < r->n_choices; i++) {
+                llamac_request q = choice_request(r, &r->ch[i]);
+                on_request(ctx, &q, r->stream);
+            }
+            greq_free(r);
+        }
+    } else if (rt == R_TOKENIZE || rt == R_DETOKENIZE) {
+        ok = rt == R_TOKENIZE ? tokenize_answer(s, body, len, &b, &e) : detokenize_answer(s, body, len, &b, &e);
+    } else {
+        fail(&e, 404, NULL, "Not found: POST %s", path);
+    }
+    pthread_condattr_destroy(&s->cattr);
+    free(s);
+    if (!ok) error_json(&b, &e);
+    if (b.oom) {
+        free(b.p);
+        return -1;
+    }
+    *answer = b.p;
+    return ok ? 200 : e.status;
 }

@@ -8,6 +8,7 @@
  * one mutex that is never held during a forward pass; the engine thread appends each step's text to
  * the requests' bounded buffers and wakes their threads, which stream it out.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,5 +37,16 @@ typedef struct llc_server_params {
  * drain_timeout seconds, the rest are cancelled) and returns 0. -1 with err set when it cannot start
  * (bad parameters, the engine, the address). The model must outlive the call. */
 int llc_serve(const llamac_model *model, const llc_server_params *params, llamac_error *err);
+
+/* The server's reading of a POST body, without a socket or an engine (for fuzz/fuzz_server_request.c):
+ * the same routing and request parsing llc_serve uses, for the model served as model_name with n_ctx
+ * positions. Returns the HTTP status the server would answer with before any generation, and in
+ * *answer (malloc'ed, the caller frees; NULL for an accepted generation) the body it would send: the
+ * error in OpenAI's shape, or /tokenize's or /detokenize's result. An accepted generation's engine
+ * requests, one per choice, go to on_request (valid during the call only) before the parsed request is
+ * freed. -1 when out of memory. */
+int llc_server_interpret(const llamac_model *model, const char *model_name, int n_ctx, const char *path, const char *body,
+                         size_t len, char **answer, void (*on_request)(void *ctx, const llamac_request *q, bool stream),
+                         void *ctx);
 
 #endif

@@ -21,8 +21,10 @@ cmake -B build-clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DLLAMA
 cmake --build build-clang -j"$JOBS"
 
 echo "== ASan + UBSan build (clang) and test suite"
-cmake -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLLAMAC_SANITIZE=ON \
-      -DLLAMAC_SHARED_DIR="$SHARED" >/dev/null
+# -O1, as AddressSanitizer's documentation advises: every check stays, and the suite runs several times
+# faster than at -O0 (test_engine: 23 s instead of 187 s on the same loaded 2-core machine).
+cmake -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DCMAKE_C_COMPILER=clang \
+      -DLLAMAC_SANITIZE=ON -DLLAMAC_SHARED_DIR="$SHARED" >/dev/null
 cmake --build build-asan -j"$JOBS"
 (cd build-asan && LLAMAC_SANITIZE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$JOBS")

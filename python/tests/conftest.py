@@ -13,7 +13,7 @@ import pytest
 
 # Under the sanitizers the test process preloads the ASan runtime for libllamac.so; the CLI and server it starts
 # carry their own (statically linked) and refuse a second one.
-os.environ.pop("LD_PRELOAD", None)
+PRELOAD = os.environ.pop("LD_PRELOAD", None)  # for Python subprocesses that load the library
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))

@@ -3,6 +3,7 @@
 References: SentencePiece (tokenizer), llama2.c's golden outputs (greedy text), the float64 numpy forward
 pass of tests/ref (logits), and `llamac logits` (the same numbers through the CLI)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 import llamac
-from conftest import BIN, GGUF, LLAMAC, TOK_BIN, TOK_MODEL, assert_golden
+from conftest import BIN, GGUF, LLAMAC, PRELOAD, TOK_BIN, TOK_MODEL, assert_golden
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,8 @@ assert list(rows[2]) == list(last)
 assert llamac.Sampler(m, temperature=0).sample(last) == max(range(512), key=lambda i: last[i])
 print(" ".join(repr(x) for x in last))
 """
-    out = subprocess.run([sys.executable, "-c", code, GGUF], capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, **({"LD_PRELOAD": PRELOAD} if PRELOAD else {}))
+    out = subprocess.run([sys.executable, "-c", code, GGUF], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
     with llamac.Model(GGUF) as m, llamac.Session(m, n_ctx=32) as s:
         want = s.eval([1, 403, 407])

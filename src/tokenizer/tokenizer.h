@@ -10,7 +10,8 @@
  *
  * One file per job: detect.c (telling files apart, llamac_tokenizer_load), one loader per kind
  * (gguf_vocab.c, llama2c_bin.c, spm_model.c, tiktoken.c, hf_json.c), vocab.c (the vocabulary they all
- * build), gguf_write.c (the GGUF writer), detok.c (the detokenizer, UTF-8 validity).
+ * build), tokenize.c (llamac_tokenize), gguf_write.c (the GGUF writer), detok.c (the detokenizer,
+ * UTF-8 validity). How they call each other: tokenizer_internal.h.
  */
 #include "formats/gguf.h"
 #include "llamac.h"

@@ -649,6 +649,19 @@ def test_writer_refusals(sel):
             fail("writer refusal %s %s: exit %d, stderr %r" % (args, env, rc, err[-300:]))
         else:
             print("ok: writer refuses %s %s: %s" % (args, env or "", lines[0]), flush=True)
+    # A llama2.c tokenizer.bin with max_token_length 10 starts with byte 0x0A, as a SentencePiece model
+    # does; Meta's code reads neither, so it must not be copied as tokenizer.model.
+    bin10 = os.path.join(TMP, "tok10.bin")
+    tok32(bin10)
+    with open(bin10, "r+b") as f:
+        f.write(struct.pack("<i", 10))
+    shutil.rmtree(d, ignore_errors=True)
+    rc, _, err = run(["synth", "--preset", "tiny", "--format", "meta", "--vocab", bin10, "-o", d])
+    lines = [l for l in err.splitlines() if l.strip()]
+    if rc == 0 or len(lines) != 1 or "cannot write tokenizer.model" not in lines[0]:
+        fail("writer with a llama2.c vocabulary starting 0x0A: exit %d, stderr %r" % (rc, err[-300:]))
+    else:
+        print("ok: writer refuses a llama2.c vocabulary starting 0x0A: %s" % lines[0], flush=True)
     shutil.rmtree(d, ignore_errors=True)
 
 

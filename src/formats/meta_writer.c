@@ -28,6 +28,7 @@
 #include "formats/model_writer.h"
 #include "formats/zip.h"
 #include "kernels/types.h"
+#include "tokenizer/tokenizer.h"
 
 #define TOP "consolidated"
 #define MAX_SHARDS 64
@@ -419,49 +420,27 @@ static bool choose_ffn(int dim, int ffn, int *multiple_of, double *mult) {
 
 typedef enum { TOK_COPY_SPM, TOK_COPY_TIKTOKEN, TOK_DERIVE_TIKTOKEN } tok_mode;
 
-/* A tiktoken file starts with a line "base64 rank". */
-static bool looks_tiktoken(const char *path) {
-    char head[256];
-    size_t got = 0;
-    if (!llc_read_head(path, head, sizeof head - 1, &got, NULL)) return false;
-    head[got] = 0;
-    char *sp = strchr(head, ' ');
-    if (!sp || sp == head) return false;
-    for (char *q = head; q < sp; q++)
-        if (!(*q == '+' || *q == '/' || *q == '=' || (*q >= '0' && *q <= '9') || (*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z')))
-            return false;
-    return sp[1] >= '0' && sp[1] <= '9';
-}
-
 /* What to write as tokenizer.model: a copy of a SentencePiece .model or tiktoken file, the tiktoken
  * file beside a tokenizer.json (Meta's layout of the Llama 3 download), or one derived from the
  * vocabulary's byte strings. */
 static bool choose_tokenizer(const llc_model_src *src, tok_mode *mode, char *copy_from, size_t cap, llamac_error *err) {
     const char *f = src->tokenizer_file;
-    unsigned char head[4] = {0};
-    size_t got = 0;
-    if (f && llc_read_head(f, head, sizeof head, &got, NULL) && got >= 2) {
-        if (head[0] == 0x0A) {
-            snprintf(copy_from, cap, "%s", f);
-            *mode = TOK_COPY_SPM;
-            return true;
-        }
-        if (looks_tiktoken(f)) {
-            snprintf(copy_from, cap, "%s", f);
-            *mode = TOK_COPY_TIKTOKEN;
-            return true;
-        }
-        if (head[0] == '{') {
-            const char *slash = strrchr(f, '/');
-            int dl = slash ? (int)(slash - f + 1) : 0;
-            snprintf(copy_from, cap, "%.*stokenizer.model", dl, f);
-            if (looks_tiktoken(copy_from)) {
-                *mode = TOK_COPY_TIKTOKEN;
-                return true;
-            }
-            *mode = TOK_DERIVE_TIKTOKEN; /* a byte-level BPE tokenizer.json: Llama 3 */
-            return true;
-        }
+    enum llc_tok_format kind = LLC_TOKFMT_UNKNOWN;
+    if (f) llc_tokenizer_detect_file(f, &kind, NULL);
+    if (kind == LLC_TOKFMT_SPM || kind == LLC_TOKFMT_TIKTOKEN) {
+        snprintf(copy_from, cap, "%s", f);
+        *mode = kind == LLC_TOKFMT_SPM ? TOK_COPY_SPM : TOK_COPY_TIKTOKEN;
+        return true;
+    }
+    if (kind == LLC_TOKFMT_HF_JSON) {
+        const char *slash = strrchr(f, '/');
+        int dl = slash ? (int)(slash - f + 1) : 0;
+        snprintf(copy_from, cap, "%.*stokenizer.model", dl, f);
+        enum llc_tok_format beside = LLC_TOKFMT_UNKNOWN;
+        llc_tokenizer_detect_file(copy_from, &beside, NULL);
+        *mode = beside == LLC_TOKFMT_TIKTOKEN ? TOK_COPY_TIKTOKEN
+                                              : TOK_DERIVE_TIKTOKEN; /* a byte-level BPE tokenizer.json: Llama 3 */
+        return true;
     }
     return llc_fail(err, "cannot write tokenizer.model for the vocabulary from %s (needs a SentencePiece .model, a tiktoken file or a tokenizer.json)",
                     f ? f : "(no file)");

@@ -1,6 +1,7 @@
 /*
- * tokenizer.json reader (see hf_json.h). The file is untrusted: every id, count and type is checked
- * before use, and the first problem found is reported with the file's name.
+ * Loader for tokenizer.json: the reader into plain arrays (see hf_json.h), then the vocabulary built
+ * from them. The file is untrusted: every id, count and type is checked before use, and the first
+ * problem found is reported with the file's name.
  */
 #include "tokenizer/hf_json.h"
 
@@ -14,6 +15,8 @@
 #include "base/error.h"
 #include "base/json.h"
 #include "base/mapped_file.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_internal.h"
 
 #define MAX_JSON_BYTES ((size_t)256 << 20)
 #define MAX_CONFIG_BYTES ((size_t)16 << 20)
@@ -319,4 +322,67 @@ void llc_hf_vocab_free(llc_hf_vocab *v) {
     free(v->merges);
     free(v->chat_template);
     memset(v, 0, sizeof *v);
+}
+
+/* ---- the vocabulary built from it --------------------------------------------------------------- */
+
+/* Takes the vocabulary's chat template; frees nothing else of v. */
+static llamac_tokenizer *from_hf_vocab(llc_hf_vocab *pv, const char *path, llamac_error *err) {
+    llc_hf_vocab v = *pv;
+    llc_str *strs = NULL;
+    llamac_tokenizer *tok = llc_tok_new(v.n_tokens > 0 ? (uint64_t)v.n_tokens : 0, err);
+    if (!tok) goto fail_prefix;
+    tok->kind = LLC_TOK_GPT2;
+    snprintf(tok->model, sizeof tok->model, "gpt2");
+    tok->pre = strdup("llama-bpe"); /* what llama.cpp's converter names the Llama 3 pre-tokenizer */
+    size_t n_str = (size_t)(v.n_tokens > v.n_merges ? v.n_tokens : v.n_merges);
+    strs = calloc(n_str ? n_str : 1, sizeof *strs);
+    if (!strs || !tok->pre) {
+        llc_fail(err, "%s: out of memory", path);
+        goto fail;
+    }
+    for (int i = 0; i < v.n_tokens; i++) strs[i] = (llc_str){v.tokens[i], v.token_lens[i]};
+    if (!llc_tok_set_texts(tok, strs, false, err)) goto fail_prefix;
+    for (int i = 0; i < v.n_tokens; i++) tok->tokens[i].type = v.token_type[i] <= LLC_TT_BYTE ? v.token_type[i] : 0;
+    for (int i = 0; i < v.n_merges; i++) strs[i] = (llc_str){v.merges[i], strlen(v.merges[i])};
+    if (!llc_tok_set_merges(tok, strs, (uint64_t)v.n_merges, err) || !llc_tok_create_bpe(tok, err)) goto fail_prefix;
+    tok->bos = v.bos >= 0 && v.bos < tok->n_vocab ? v.bos : -1;
+    tok->eos = v.eos >= 0 && v.eos < tok->n_vocab ? v.eos : -1;
+    tok->add_bos = tok->bos >= 0;
+    if (!llc_tok_build_map(tok)) {
+        llc_fail(err, "%s: out of memory", path);
+        goto fail;
+    }
+    /* llama.cpp names these from the token texts too. */
+    int32_t id = llc_tok_find(tok, "<|eot_id|>", 10);
+    if (id >= 0 && tok->tokens[id].type == LLC_TT_CONTROL) tok->eot = id;
+    id = llc_tok_find(tok, "<|eom_id|>", 10);
+    if (id >= 0 && tok->tokens[id].type == LLC_TT_CONTROL) tok->eom = id;
+    if (!llc_tok_finish(tok, err)) goto fail_prefix;
+    tok->chat_template = v.chat_template;
+    pv->chat_template = NULL;
+    free(strs);
+    return tok;
+fail_prefix:
+    llc_error_prefix(err, "%s", path);
+fail:
+    free(strs);
+    llamac_tokenizer_free(tok);
+    return NULL;
+}
+
+llamac_tokenizer *llc_tokenizer_from_hf_json_file(const char *path, llamac_error *err) {
+    llc_hf_vocab v;
+    if (!llc_hf_vocab_load(path, &v, err)) return NULL;
+    llamac_tokenizer *tok = from_hf_vocab(&v, path, err);
+    llc_hf_vocab_free(&v);
+    return tok;
+}
+
+llamac_tokenizer *llc_tokenizer_from_hf_json(const void *data, size_t size, const char *name, llamac_error *err) {
+    llc_hf_vocab v;
+    if (!llc_hf_vocab_load_memory(data, size, name, &v, err)) return NULL;
+    llamac_tokenizer *tok = from_hf_vocab(&v, name, err);
+    llc_hf_vocab_free(&v);
+    return tok;
 }

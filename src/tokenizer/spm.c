@@ -143,7 +143,7 @@ static bool resegment(spm_state *st, uint32_t off, uint32_t n, int depth, llc_to
 }
 
 static inline bool is_u2581(const char *buf, symbol s) {
-    return s.n == 3 && !memcmp(buf + s.off, "\xE2\x96\x81", 3);
+    return s.n == 3 && !memcmp(buf + s.off, LLC_U2581, 3);
 }
 
 bool llc_spm_encode(const struct llamac_tokenizer *tok, const char *text, size_t len, bool add_prefix,
@@ -158,12 +158,12 @@ bool llc_spm_encode(const struct llamac_tokenizer *tok, const char *text, size_t
     char *buf = s->buf;
     size_t n = 0;
     if (add_prefix) {
-        memcpy(buf, "\xE2\x96\x81", 3);
+        memcpy(buf, LLC_U2581, 3);
         n = 3;
     }
     for (size_t i = 0; i < len; i++) {
         if (text[i] == ' ') {
-            memcpy(buf + n, "\xE2\x96\x81", 3);
+            memcpy(buf + n, LLC_U2581, 3);
             n += 3;
         } else {
             buf[n++] = text[i];

@@ -275,9 +275,7 @@ llamac_tokenizer *llc_tokenizer_from_spm_model(const void *data, size_t size, co
     memset(seen, 0xFF, slots * sizeof *seen);
     for (size_t i = 0; i < n_pieces; i++) {
         const llc_token *t = &tok->tokens[i];
-        uint32_t h = 2166136261u;
-        for (uint32_t k = 0; k < t->len; k++) h = (h ^ (uint8_t)t->text[k]) * 16777619u;
-        size_t j = h & (slots - 1);
+        size_t j = llc_tok_hash(t->text, t->len) & (slots - 1);
         for (; seen[j] >= 0; j = (j + 1) & (slots - 1)) {
             const llc_token *o = &tok->tokens[seen[j]];
             if (o->len == t->len && !memcmp(o->text, t->text, t->len)) {

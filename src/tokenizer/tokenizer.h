@@ -7,6 +7,11 @@
  *
  * Files are told apart by content (llc_tokenizer_detect), never by name: Llama 2's and Llama 3's
  * files are both called tokenizer.model.
+ *
+ * One file per job: detect.c (telling files apart, llamac_tokenizer_load), one loader per kind
+ * (gguf_vocab.c, llama2c_bin.c, spm_model.c, tiktoken.c, hf_json.c), vocab.c (the vocabulary they all
+ * build), tokenize.c (llamac_tokenize), gguf_write.c (the GGUF writer), detok.c (the detokenizer,
+ * UTF-8 validity). How they call each other: tokenizer_internal.h.
  */
 #include "formats/gguf.h"
 #include "llamac.h"
@@ -33,6 +38,9 @@ enum llc_tok_format {
 };
 /* head: the first n bytes of the file (64 or more, or the whole file if shorter). */
 enum llc_tok_format llc_tokenizer_detect(const void *head, size_t n);
+/* The same from the file's first bytes, as llamac_tokenizer_load tells it; false (err set, *f unknown)
+ * if the file cannot be read. */
+bool llc_tokenizer_detect_file(const char *path, enum llc_tok_format *f, llamac_error *err);
 const char *llc_tokenizer_format_name(enum llc_tok_format f);
 
 /* Loaders from memory (the bytes need not outlive the call). name is used in messages only. Files read
@@ -44,8 +52,10 @@ llamac_tokenizer *llc_tokenizer_from_memory(const void *data, size_t size, const
 llamac_tokenizer *llc_tokenizer_from_tiktoken(const void *data, size_t size, const char *name, llamac_error *err);
 /* SentencePiece ModelProto (.model) of model type BPE with the identity normalizer. */
 llamac_tokenizer *llc_tokenizer_from_spm_model(const void *data, size_t size, const char *name, llamac_error *err);
-/* Hugging Face tokenizer.json of the Llama 3 kind (see hf_json.h). */
+/* Hugging Face tokenizer.json of the Llama 3 kind (see hf_json.h). The _file form also reads the
+ * tokenizer_config.json beside it (BOS, EOS, chat template). */
 llamac_tokenizer *llc_tokenizer_from_hf_json(const void *data, size_t size, const char *name, llamac_error *err);
+llamac_tokenizer *llc_tokenizer_from_hf_json_file(const char *path, llamac_error *err);
 /* llama2.c tokenizer.bin; n_vocab as for llc_tokenizer_from_llama2c. */
 llamac_tokenizer *llc_tokenizer_from_llama2c_memory(const void *data, size_t size, int n_vocab, const char *name,
                                                     llamac_error *err);

@@ -1,8 +1,14 @@
 #ifndef LLC_TOKENIZER_INTERNAL_H
 #define LLC_TOKENIZER_INTERNAL_H
 /*
- * The vocabulary structure shared by the tokenizer sources. Opaque to everything outside
- * src/tokenizer/: other modules go through llamac.h and tokenizer.h.
+ * The vocabulary structure shared by the tokenizer sources, and the calls between them. Opaque to
+ * everything outside src/tokenizer/: other modules go through llamac.h and tokenizer.h.
+ *
+ * Who calls whom (no cycles): detect.c calls the loaders (gguf_vocab.c, llama2c_bin.c, spm_model.c,
+ * tiktoken.c, hf_json.c); the loaders build through the core (vocab.c); the core calls only added.c
+ * and bpe.c, which call nothing here. tokenize.c calls added.c and the encoders (spm.c, bpe.c);
+ * detok.c and gguf_write.c read the structure. bpe.c, pretokenize.c and unicode_tables.c do not know
+ * this structure at all (bpe.h).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -90,23 +96,42 @@ static inline void llc_sink_push(llc_tok_sink *s, int32_t id) {
     s->n++;
 }
 
+/* SentencePiece's escaped space "▁" (U+2581). */
+#define LLC_U2581 "\xE2\x96\x81"
+
+/* ---- the core (vocab.c) ---- */
+
+/* The hash of the text -> id map (FNV-1a, high bits folded down for the mask). */
+static inline uint32_t llc_tok_hash(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h ^ (h >> 15);
+}
+
 /* Id of the token whose text is exactly s[0..n), -1 if none. */
 int32_t llc_tok_find(const struct llamac_tokenizer *tok, const char *s, size_t n);
 
-/* Construction steps shared by the loaders (tokenizer.c): a tokenizer of n empty tokens with every
- * special id -1; the token texts (spaces_to_u2581: llama2.c's raw spaces become "▁"); then everything
- * derived from texts, types and ids (map, decoded bytes, specials, end-of-generation set). */
+/* Construction steps shared by the loaders: a tokenizer of n empty tokens with every special id -1;
+ * the token texts (spaces_to_u2581: llama2.c's raw spaces become "▁"); then everything derived from
+ * texts, types and ids (map, decoded bytes, specials, end-of-generation set). */
 struct llamac_tokenizer *llc_tok_new(uint64_t n, llamac_error *err);
 bool llc_tok_set_texts(struct llamac_tokenizer *tok, const llc_str *strs, bool spaces_to_u2581, llamac_error *err);
 bool llc_tok_finish(struct llamac_tokenizer *tok, llamac_error *err);
-/* Sets tok->chat_template to a copy of the template in the tokenizer_config.json beside path, if there
- * is one with a chat_template (false only on a broken config file or no memory). */
-bool llc_tok_template_beside(struct llamac_tokenizer *tok, const char *path, llamac_error *err);
+/* The text -> id map alone, for a loader that looks tokens up by text before llc_tok_finish (which
+ * keeps it). Duplicate texts: the last id wins. False without memory. */
+bool llc_tok_build_map(struct llamac_tokenizer *tok);
+/* The byte a "<0xNN>" token stands for, -1 if its text is not of that form. */
+int llc_tok_byte_piece_value(const llc_token *t);
+/* Byte-level BPE vocabularies from a merges list: a copy of the merges kept in tok (the GGUF writer
+ * writes them back), then the encoder's tables built from the token texts and those merges. */
+bool llc_tok_set_merges(struct llamac_tokenizer *tok, const llc_str *merges, uint64_t n, llamac_error *err);
+bool llc_tok_create_bpe(struct llamac_tokenizer *tok, llamac_error *err);
 
-/* Special-token splitting (added.c). Build: the matcher over every control, unknown and user-defined
- * token, into tok->added (stays NULL without any). Split: the tokens cut out of text, sorted by
- * position; user-defined ones only unless parse_special. *out is malloc'd (NULL when none); false only
- * without memory. */
+/* ---- special-token splitting (added.c) ---- */
+
+/* Build: the matcher over every control, unknown and user-defined token, into tok->added (stays NULL
+ * without any). Split: the tokens cut out of text, sorted by position; user-defined ones only unless
+ * parse_special. *out is malloc'd (NULL when none); false only without memory. */
 typedef struct llc_added_match {
     uint32_t pos, len;
     int32_t id;
@@ -115,6 +140,8 @@ bool llc_added_build(struct llamac_tokenizer *tok, llamac_error *err);
 bool llc_added_split(const struct llamac_tokenizer *tok, const char *text, size_t len, bool parse_special,
                      llc_added_match **out, size_t *n_out);
 void llc_added_free(struct llc_added *a);
+
+/* ---- the SentencePiece encoder (spm.c) ---- */
 
 /* Last queued merge into an unused piece: the length of its left part, valid for generation gen. */
 typedef struct llc_spm_rev {

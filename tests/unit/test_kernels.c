@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "base/fp16.h"
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/types.h"
 
@@ -24,7 +24,7 @@ static float frand(void) {
 }
 
 static void check_type(const llc_kernels *k, uint32_t type, int64_t n) {
-    const llc_kernels *ref = llc_kernels_for(LLC_ISA_SCALAR);
+    const llc_kernels *ref = &llc_kernels_twins; /* the scalar twins */
     float *w = malloc((size_t)n * sizeof *w), *x = malloc((size_t)n * sizeof *x);
     /* varied magnitudes across blocks, so scales differ */
     for (int64_t i = 0; i < n; i++) {
@@ -83,7 +83,7 @@ static void test_gemm4_vs_scalar(void **state) {
     (void)state;
     static const uint32_t types[] = {LLC_Q8_0, LLC_Q4_0, LLC_BF16};
     static const int64_t block_sizes[] = {32, 64, 160, 1056, 4128}, float_sizes[] = {1, 17, 31, 33, 100, 1000, 4099};
-    const llc_kernels *ref = llc_kernels_for(LLC_ISA_SCALAR);
+    const llc_kernels *ref = &llc_kernels_twins; /* the scalar twins */
     int tested = 0;
     for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
         const llc_kernels *k = llc_kernels_for((enum llc_isa)isa);
@@ -187,7 +187,7 @@ static void q4_K_parts(const block_q4_K *b, int64_t n, double *pos, double *neg)
  * the scalar one. Integer sums are exact in all of them, so only the f32 additions (and the f32
  * rounding of each dequantized weight) differ: bounded by a few eps * sum(|parts| * |x|) per term. */
 static void check_k_dot(uint32_t type, int64_t n) {
-    const llc_kernels *ref = llc_kernels_for(LLC_ISA_SCALAR);
+    const llc_kernels *ref = &llc_kernels_twins; /* the scalar twins */
     float *w = malloc((size_t)n * sizeof *w), *x = malloc((size_t)n * sizeof *x), *wd = malloc((size_t)n * sizeof *wd),
           *xd = malloc((size_t)n * sizeof *xd);
     double *pos = malloc((size_t)n * sizeof *pos), *neg = malloc((size_t)n * sizeof *neg);

@@ -11,6 +11,12 @@
  * The scalar kernels are the definition: every SIMD slot is tested against its scalar twin, the
  * same slot of llc_kernels_twins (tests/unit/test_kernels.c, test_packed.c, test_attention.c iterate
  * the tables).
+ *
+ * A new kind of kernel is a slot here (with its scalar twin named), its scalar definition in
+ * kernels_scalar.c's slots, the vector versions in the ISA tables that have one, and a test loop
+ * over the tables. A new ISA is an enum value (before LLC_ISA_COUNT) and its name in dispatch.c with
+ * its cpuid check, kernel files <kind>_<isa>.c declared in a section below, and kernels_<isa>.c;
+ * a slot it leaves NULL (gemm4, packed) falls back as documented, the others must be filled.
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -418,10 +418,37 @@ static void test_k_special_values(void **state) {
     }
 }
 
+/* Every table, runnable here or not: each slot it fills has a scalar twin (so the tests above and in
+ * test_packed.c / test_attention.c compare it), the slots that have no fallback are filled, and
+ * LLAMAC_ISA's names match the tables'. */
+static void test_tables_complete(void **state) {
+    (void)state;
+    const llc_kernels *tables[] = {
+        &llc_kernels_scalar,
+#if defined(__x86_64__)
+        &llc_kernels_avx2, &llc_kernels_avx512,
+#endif
+    };
+    const llc_kernels *tw = &llc_kernels_twins;
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        const llc_kernels *k = tables[i];
+        assert_string_equal(k->name, llc_isa_name(k->isa));
+        for (int t = 0; t < LLC_TYPE_COUNT; t++) {
+            if (!tw->vec_dot[t]) assert_null(k->vec_dot[t]);
+            else if (!k->vec_dot[t]) fail_msg("%s: no vec_dot for %s", k->name, llc_type_name((uint32_t)t));
+            if (k->gemm4[t] && !tw->gemm4[t]) fail_msg("%s: gemm4 for %s has no scalar twin", k->name, llc_type_name((uint32_t)t));
+            if (k->packed[t] && !tw->packed[t]) fail_msg("%s: packed kernel for %s has no scalar twin", k->name, llc_type_name((uint32_t)t));
+        }
+        assert_non_null(k->act_q8_0);
+        assert_true(k->attn.scores && k->attn.max && k->attn.exp_sum && k->attn.accumulate && k->attn.to_f32);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_simd_vs_scalar), cmocka_unit_test(test_gemm4_vs_scalar),
                                        cmocka_unit_test(test_quantizers),     cmocka_unit_test(test_k_dots),
                                        cmocka_unit_test(test_k_traits),       cmocka_unit_test(test_k_hand_blocks),
-                                       cmocka_unit_test(test_k_roundtrip),    cmocka_unit_test(test_k_special_values)};
+                                       cmocka_unit_test(test_k_roundtrip),    cmocka_unit_test(test_k_special_values),
+                                       cmocka_unit_test(test_tables_complete)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/types.h"
 

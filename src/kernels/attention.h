@@ -22,7 +22,7 @@
 #include <limits.h>
 #include <stddef.h>
 
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 #include "kernels/types.h"
 
 /* Positions per tile: the scores of one tile (rows x LLC_ATTN_TILE floats) stay in L1. */
@@ -71,32 +71,6 @@ static inline llc_kv_view llc_kv_view_contiguous(const void *const *k, const voi
     return view;
 }
 
-/*
- * The inner kernels, one set per instruction set (scalar, AVX2, AVX-512), each SIMD one tested against
- * its scalar twin. rows <= LLC_ATTN_MAX_ROWS, n <= LLC_ATTN_TILE; k[i] and v[i] point at position i's
- * head_dim floats for the KV head in use. s and p are [row][LLC_ATTN_TILE].
- */
-typedef struct llc_attn_ops {
-    enum llc_isa isa;
-    const char *name;
-    /* s[r][i] = scale * (q_r · k_i); q_r = q + r * head_dim */
-    void (*scores)(const float *q, int rows, int head_dim, const float *const *k, int n, float scale, float *s);
-    /* max(s[0..n)), n >= 1 */
-    float (*max)(const float *s, int n);
-    /* s[i] = exp(s[i] - m) for i < n (m >= every s[i]); returns their sum */
-    float (*exp_sum)(float *s, int n, float m);
-    /* acc_r = acc_r * c[r] + Σ_i p[r][i] * v_i  (acc_r = acc + r * head_dim) */
-    void (*accumulate)(float *acc, int rows, int head_dim, const float *c, const float *p, const float *const *v, int n);
-    /* dst[0..n) = elements skip .. skip + n - 1 of src, an array of `type` (LLC_F16, LLC_BF16, LLC_Q8_0;
-     * LLC_F32 copies), as f32. Exact: every ISA gives the same bits. */
-    void (*to_f32)(enum llc_type type, const void *src, size_t skip, int n, float *dst);
-} llc_attn_ops;
-
-/* The kernels for the ISA llc_kernels_get() chose (LLAMAC_ISA applies). */
-const llc_attn_ops *llc_attn_ops_get(void);
-/* The kernels of one ISA, or NULL when this CPU cannot run them (tests compare the sets). */
-const llc_attn_ops *llc_attn_ops_for(enum llc_isa isa);
-
 /* Floats of one partial result for `rows` query rows: m[rows], l[rows], acc[rows][head_dim]. */
 static inline size_t llc_attn_part_floats(int rows, int head_dim) { return (size_t)rows * ((size_t)head_dim + 2); }
 
@@ -104,7 +78,7 @@ static inline size_t llc_attn_part_floats(int rows, int head_dim) { return (size
  * The attention of `rows` query rows (q: rows x head_dim, consecutive) that all use KV head kv_head,
  * over positions [lo, hi) of kv, as an unnormalized partial result in part (llc_attn_part_floats):
  * m = max scaled score (-INFINITY for an empty range), l = Σ exp(s - m), acc = Σ exp(s - m) v.
- * ops NULL: llc_attn_ops_get().
+ * ops: the inner pieces (a kernel table's attn), NULL for the chosen table's.
  */
 void llc_attn_partial(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int head_dim, const float *q, int rows,
                       int lo, int hi, float scale, float *part);

@@ -1,4 +1,8 @@
-#include "kernels/dispatch.h"
+/*
+ * The choice of kernel table (kernels/kernels.h): once, from cpuid and LLAMAC_ISA. The only place that
+ * looks at the CPU's features.
+ */
+#include "kernels/kernels.h"
 #include "llamac.h"
 
 #include <stdbool.h>
@@ -8,80 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const llc_kernels scalar_kernels = {
-    .isa = LLC_ISA_SCALAR,
-    .name = "scalar",
-    .vec_dot = {
-        [LLC_F32] = llc_dot_f32_scalar,
-        [LLC_F16] = llc_dot_f16_scalar,
-        [LLC_BF16] = llc_dot_bf16_scalar,
-        [LLC_Q8_0] = llc_dot_q8_0_scalar,
-        [LLC_Q4_0] = llc_dot_q4_0_scalar,
-        [LLC_Q4_K] = llc_dot_q4_K_scalar,
-        [LLC_Q6_K] = llc_dot_q6_K_scalar,
-        [LLC_Q8_K] = llc_dot_q8_K_scalar,
-    },
-    .gemm4 = {
-        [LLC_Q8_0] = llc_gemm4_q8_0_scalar,
-        [LLC_Q4_0] = llc_gemm4_q4_0_scalar,
-        [LLC_BF16] = llc_gemm4_bf16_scalar,
-    },
-};
-
 #if defined(__x86_64__)
-float llc_dot_f32_avx2(int64_t n, const void *w, const void *x);
-float llc_dot_f16_avx2(int64_t n, const void *w, const void *x);
-float llc_dot_bf16_avx2(int64_t n, const void *w, const void *x);
-float llc_dot_q8_0_avx2(int64_t n, const void *w, const void *x);
-float llc_dot_q4_0_avx2(int64_t n, const void *w, const void *x);
-float llc_dot_q4_K_avx2(int64_t n, const void *w, const void *x);
-float llc_dot_q6_K_avx2(int64_t n, const void *w, const void *x);
-float llc_dot_f32_avx512(int64_t n, const void *w, const void *x);
-float llc_dot_f16_avx512(int64_t n, const void *w, const void *x);
-float llc_dot_bf16_avx512(int64_t n, const void *w, const void *x);
-float llc_dot_q8_0_avx512(int64_t n, const void *w, const void *x);
-float llc_dot_q4_0_avx512(int64_t n, const void *w, const void *x);
-float llc_dot_q4_K_avx512(int64_t n, const void *w, const void *x);
-float llc_dot_q6_K_avx512(int64_t n, const void *w, const void *x);
-void llc_gemm4_q8_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
-void llc_gemm4_q4_0_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
-void llc_gemm4_bf16_avx512(int64_t n, const void *w, size_t ws, const void *x, size_t xs, float *out, size_t ldo);
-
-static const llc_kernels avx2_kernels = {
-    .isa = LLC_ISA_AVX2,
-    .name = "avx2",
-    .vec_dot = {
-        [LLC_F32] = llc_dot_f32_avx2,
-        [LLC_F16] = llc_dot_f16_avx2,
-        [LLC_BF16] = llc_dot_bf16_avx2,
-        [LLC_Q8_0] = llc_dot_q8_0_avx2,
-        [LLC_Q4_0] = llc_dot_q4_0_avx2,
-        [LLC_Q4_K] = llc_dot_q4_K_avx2,
-        [LLC_Q6_K] = llc_dot_q6_K_avx2,
-        [LLC_Q8_K] = llc_dot_q8_K_scalar, /* not a real weight type: correct is enough */
-    },
-};
-
-static const llc_kernels avx512_kernels = {
-    .isa = LLC_ISA_AVX512,
-    .name = "avx512",
-    .vec_dot = {
-        [LLC_F32] = llc_dot_f32_avx512,
-        [LLC_F16] = llc_dot_f16_avx512,
-        [LLC_BF16] = llc_dot_bf16_avx512,
-        [LLC_Q8_0] = llc_dot_q8_0_avx512,
-        [LLC_Q4_0] = llc_dot_q4_0_avx512,
-        [LLC_Q4_K] = llc_dot_q4_K_avx512,
-        [LLC_Q6_K] = llc_dot_q6_K_avx512,
-        [LLC_Q8_K] = llc_dot_q8_K_scalar,
-    },
-    .gemm4 = {
-        [LLC_Q8_0] = llc_gemm4_q8_0_avx512,
-        [LLC_Q4_0] = llc_gemm4_q4_0_avx512,
-        [LLC_BF16] = llc_gemm4_bf16_avx512,
-    },
-};
-
 /* Feature bits straight from cpuid (compilers disagree on the names __builtin_cpu_supports knows),
  * and the OS's consent from XCR0: the vector state must be saved on context switches. */
 typedef struct cpu_features {
@@ -133,10 +64,10 @@ const char *llc_isa_name(enum llc_isa isa) {
 }
 
 const llc_kernels *llc_kernels_for(enum llc_isa isa) {
-    if (isa == LLC_ISA_SCALAR) return &scalar_kernels;
+    if (isa == LLC_ISA_SCALAR) return &llc_kernels_scalar;
 #if defined(__x86_64__)
-    if (isa == LLC_ISA_AVX2 && cpu_has_avx2()) return &avx2_kernels;
-    if (isa == LLC_ISA_AVX512 && cpu_has_avx512()) return &avx512_kernels;
+    if (isa == LLC_ISA_AVX2 && cpu_has_avx2()) return &llc_kernels_avx2;
+    if (isa == LLC_ISA_AVX512 && cpu_has_avx512()) return &llc_kernels_avx512;
 #endif
     return NULL;
 }
@@ -150,7 +81,7 @@ const llc_kernels *llc_kernels_get(void) {
         if (force && *force && strcmp(force, llc_isa_name((enum llc_isa)isa)) != 0) continue;
         k = llc_kernels_for((enum llc_isa)isa);
     }
-    chosen = k ? k : &scalar_kernels;
+    chosen = k ? k : &llc_kernels_scalar;
     return chosen;
 }
 

@@ -1,14 +1,15 @@
 /*
  * AVX2 + FMA (+ F16C) dot products. Compiled with per-function target attributes so one binary runs
- * everywhere; dispatch.c selects these only when cpuid reports the features. Integer blocks use the
- * classic maddubs trick: |w| (unsigned) times sign-adjusted x gives exact int16 pair sums.
+ * everywhere; they fill kernels_avx2.c's table, which dispatch.c chooses only when cpuid reports the
+ * features. Integer blocks use the classic maddubs trick: |w| (unsigned) times sign-adjusted x gives
+ * exact int16 pair sums.
  */
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <string.h>
 
 #include "base/fp16.h"
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 

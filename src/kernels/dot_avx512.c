@@ -1,6 +1,6 @@
 /*
  * AVX-512 dot products (F + BW + VL, with VNNI for int8 and BF16 for bf16 pairs). Same structure as
- * dot_avx2.c; per-function target attributes, selected at run time by dispatch.c.
+ * dot_avx2.c; per-function target attributes, in the table of kernels_avx512.c.
  */
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "base/fp16.h"
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 

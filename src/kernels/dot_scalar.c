@@ -1,6 +1,6 @@
 /* The portable kernels: the definition every SIMD kernel is tested against. */
 #include "base/fp16.h"
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 #include "kernels/ops.h"
 
 float llc_dot_f32_scalar(int64_t n, const void *w, const void *x) { return llc_dot_f32(w, x, (int)n); }

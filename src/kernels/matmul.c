@@ -1,6 +1,6 @@
 #include "kernels/matmul.h"
 
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 #include "kernels/ops.h"
 #include "kernels/packed.h"
 #include "kernels/types.h"
@@ -23,21 +23,11 @@ size_t llc_act_row_bytes(uint32_t wtype, int64_t n_cols) {
     return llc_row_size(at, n_cols);
 }
 
-void llc_act_q8_0(const float *x, void *row, int64_t n, float scale, const float *w) {
-#if defined(__x86_64__)
-    if (llc_kernels_get()->isa == LLC_ISA_AVX512) {
-        llc_act_q8_0_avx512(x, row, n, scale, w);
-        return;
-    }
-#endif
-    llc_act_q8_0_scalar(x, row, n, scale, w);
-}
-
 void llc_act_convert(uint32_t wtype, const float *x, void *dst, int64_t n_cols, int n_tok) {
     uint32_t at = llc_act_type(wtype);
     size_t rb = llc_act_row_bytes(wtype, n_cols);
     for (int t = 0; t < n_tok; t++) {
-        if (at == LLC_Q8_0) llc_act_q8_0(x + (size_t)t * n_cols, (char *)dst + (size_t)t * rb, n_cols, 1.0f, NULL);
+        if (at == LLC_Q8_0) llc_kernels_get()->act_q8_0(x + (size_t)t * n_cols, (char *)dst + (size_t)t * rb, n_cols, 1.0f, NULL);
         else llc_type_get(at)->from_float(x + (size_t)t * n_cols, (char *)dst + (size_t)t * rb, n_cols);
     }
 }
@@ -112,7 +102,7 @@ static void convert_task(void *ctx, int ith, int nth) {
             llc_act_convert(j->wtype, x, dst, j->n_cols, 1);
         } else if (llc_act_type(j->wtype) == LLC_Q8_0) {
             /* RMSNorm fused into the quantization: x is read once and the normalized row never stored */
-            llc_act_q8_0(x, dst, j->n_cols, llc_rmsnorm_scale(x, (int)j->n_cols, j->eps), j->norm);
+            llc_kernels_get()->act_q8_0(x, dst, j->n_cols, llc_rmsnorm_scale(x, (int)j->n_cols, j->eps), j->norm);
         } else {
             float *row = j->scratch + (size_t)t * j->n_cols;
             llc_rmsnorm(row, x, j->norm, (int)j->n_cols, j->eps);
@@ -178,7 +168,7 @@ static bool packed_job_make(packed_job *j, int n, float *const *outs, const llc_
     for (int i = 0; i < n; i++) {
         j->W[i] = Ws[i];
         j->out[i] = outs ? outs[i] : NULL;
-        j->kernel[i] = Ws[i]->packed ? llc_packed_kernel(Ws[i]->type) : NULL;
+        j->kernel[i] = Ws[i]->packed ? llc_kernels_get()->packed[Ws[i]->type] : NULL;
         if (!j->kernel[i]) return false;
     }
     return true;
@@ -242,7 +232,7 @@ void llc_tensor_get_row(const llc_tensor *W, int64_t r, float *dst) {
 }
 
 bool llc_tensor_packable(const llc_tensor *W) {
-    return llc_packed_kernel(W->type) && W->n_rows % LLC_PACK_ROWS == 0 && W->n_cols % 32 == 0 && W->n_cols > 0;
+    return llc_kernels_get()->packed[W->type] && W->n_rows % LLC_PACK_ROWS == 0 && W->n_cols % 32 == 0 && W->n_cols > 0;
 }
 
 size_t llc_tensor_packed_bytes(const llc_tensor *W) {

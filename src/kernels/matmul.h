@@ -6,7 +6,7 @@
  * Weights stay in their stored type. The activations are first converted once per matmul into the
  * weight type's "activation type" (Q8_0 blocks for Q8_0/Q4_0 weights, so the inner loop is an integer
  * dot product; bf16 for bf16 weights; f32 otherwise), then every (weight row, activation row) pair is
- * one vec_dot call from the dispatch table (kernels/dispatch.h), chosen per type and instruction set.
+ * one vec_dot call from the kernel table (kernels/kernels.h), chosen per type and instruction set.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,17 +25,6 @@ typedef struct llc_tensor {
     const void *packed;
 } llc_tensor;
 
-/* Q8_0 activation rows carry, after their blocks (at a 64-byte aligned offset), each block's scale
- * as a float and the sum of its 32 int8 values: the packed kernels' per-block inputs, computed once
- * per row rather than once per row of weights. */
-static inline size_t llc_q8_act_tail(int64_t n_blocks) { return ((size_t)n_blocks * 34 + 63) & ~(size_t)63; }
-static inline const float *llc_q8_act_scales(const void *row, int64_t n_blocks) {
-    return (const float *)((const char *)row + llc_q8_act_tail(n_blocks));
-}
-static inline const int32_t *llc_q8_act_sums(const void *row, int64_t n_blocks) {
-    return (const int32_t *)(llc_q8_act_scales(row, n_blocks) + n_blocks);
-}
-
 /* Type the activations are converted to for weights of type wtype. */
 uint32_t llc_act_type(uint32_t wtype);
 /* Bytes one converted activation row of n_cols takes. */
@@ -43,9 +32,6 @@ size_t llc_act_row_bytes(uint32_t wtype, int64_t n_cols);
 /* Converts n_tok rows of x (n_cols floats each) for weights of type wtype into dst. */
 void llc_act_convert(uint32_t wtype, const float *x, void *dst, int64_t n_cols, int n_tok);
 
-/* One Q8_0 activation row (with the block sums above) of x, or, when w is given, of x * scale * w
- * (RMSNorm fused into the conversion: the normalized row is never stored). */
-void llc_act_q8_0(const float *x, void *row, int64_t n, float scale, const float *w);
 /* act = n_tok converted rows of rmsnorm(x) * w for weights of type wtype, on the pool's threads; the
  * normalization is fused into the conversion for Q8_0 activations, other types normalize into
  * scratch (n_tok * n_cols floats) first. */

@@ -4,8 +4,7 @@
 #include <string.h>
 
 #include "base/fp16.h"
-#include "kernels/dispatch.h"
-#include "kernels/matmul.h"
+#include "kernels/kernels.h"
 #include "kernels/types.h"
 
 /* Bytes of 16 rows x 32 weights: the quants (or bf16 values) and then, for the scaled types, the scales. */
@@ -16,20 +15,6 @@ size_t llc_packed_group_bytes(uint32_t type, int64_t n_cols) {
     if (type == LLC_Q4_K || type == LLC_Q6_K) return (size_t)(n_cols / QK_K) * (type == LLC_Q4_K ? PK_Q4_K_BYTES : PK_Q6_K_BYTES);
     size_t nb = (size_t)(n_cols / 32), bytes = nb * (quant_bytes_per_block(type) + scale_bytes_per_block(type));
     return (bytes + 63) & ~(size_t)63;
-}
-
-llc_packed_gemm_fn llc_packed_kernel(uint32_t type) {
-#if defined(__x86_64__)
-    if (llc_kernels_get()->isa == LLC_ISA_AVX512) {
-        if (type == LLC_Q4_0) return llc_packed_gemm_q4_0_avx512;
-        if (type == LLC_Q8_0) return llc_packed_gemm_q8_0_avx512;
-        if (type == LLC_BF16) return llc_packed_gemm_bf16_avx512;
-        if (type == LLC_Q4_K) return llc_packed_gemm_q4_K_avx512;
-        if (type == LLC_Q6_K) return llc_packed_gemm_q6_K_avx512;
-    }
-#endif
-    (void)type;
-    return NULL;
 }
 
 /* ---- K-quants ---------------------------------------------------------------------------------- */

@@ -18,7 +18,7 @@
  *
  * vpdpbusd wants unsigned weights: Q4_0's nibble q stands for q - 8 and the stored Q8_0 byte u for
  * u - 128, so a block's product is sum(u * x) - offset * sum(x); the activation rows carry their
- * block sums (kernels/matmul.h) and the offset term starts the accumulator. The rows' products are
+ * block sums (kernels/kernels.h) and the offset term starts the accumulator. The rows' products are
  * the same integers as the unpacked kernels'; only the order of the float additions differs.
  *
  * BF16 matrices get the same treatment with vdpbf16ps, which multiplies pairs: vector i, lane r holds
@@ -53,44 +53,10 @@
 #define PK_Q6_K_D 3328
 #define PK_Q6_K_BYTES 3392 /* 3360, padded to whole cache lines */
 
-/* out[t * ldo + r] = dot(row r of the group, activation row t) for r < 16, t < n_tok <= LLC_PACK_TOKENS.
- * act rows are Q8_0 activation rows with their block sums (llc_act_convert), act_rb bytes apart. */
-typedef void (*llc_packed_gemm_fn)(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                   float *out, size_t ldo);
-
-/* Whether matrices of this type are packed on this machine (a packed kernel exists for the ISA in use);
- * the kernel then, else NULL. */
-llc_packed_gemm_fn llc_packed_kernel(uint32_t type);
 /* Bytes of one packed group of 16 rows of n_cols (a multiple of 64, so groups stay cache-line aligned). */
 size_t llc_packed_group_bytes(uint32_t type, int64_t n_cols);
 /* Repacks rows [16 * g0, 16 * g1) of a matrix in the file layout (rows src_rb bytes apart) into dst,
  * the packed matrix's start. Independent groups: threads split [0, n_rows / 16). */
 void llc_pack_groups(uint32_t type, const void *src, size_t src_rb, int64_t n_cols, int64_t g0, int64_t g1, void *dst);
-
-/* The scalar twins: the definition the SIMD kernels are tested against. */
-void llc_packed_gemm_q4_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_q8_0_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_q4_K_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_q6_K_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_q4_K_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_q6_K_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_bf16_scalar(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_bf16_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_q4_0_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-void llc_packed_gemm_q8_0_avx512(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
-                                 float *out, size_t ldo);
-
-/* llc_act_q8_0 (kernels/matmul.h) per ISA; the vector one gives the scalar one's bytes exactly. */
-void llc_act_q8_0_scalar(const float *x, void *row, int64_t n, float scale, const float *w);
-void llc_act_q8_0_avx512(const float *x, void *row, int64_t n, float scale, const float *w);
 
 #endif

@@ -6,9 +6,9 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#include "kernels/matmul.h"
-#include "kernels/types.h"
+#include "kernels/kernels.h"
 #include "kernels/packed.h"
+#include "kernels/types.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
@@ -283,7 +283,7 @@ AVX512 void llc_packed_gemm_q6_K_avx512(int64_t n_cols, const void *group, const
 }
 
 /* Activations (optionally times RMSNorm's scale and weights) to Q8_0 with the block sums the packed
- * kernels want (the layout in kernels/matmul.h). Bit for bit the scalar converter's result: the same scale arithmetic, roundf's half-away-from-zero
+ * kernels want (the layout in kernels/kernels.h). Bit for bit the scalar converter's result: the same scale arithmetic, roundf's half-away-from-zero
  * rounding rebuilt from a truncation, NaN to 0 as the scalar quantizer does. */
 AVX512 void llc_act_q8_0_avx512(const float *x, void *row, int64_t n, float scale, const float *w) {
     int64_t nb = n / 32;

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 
 static double now_s(void) {
     struct timespec ts;

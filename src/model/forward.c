@@ -214,7 +214,7 @@ static void attn_task(void *ctx, int ith, int nth) {
 /* Attention of the chunk's n tokens (f->pos, f->seq) over their sequences' views: f->q in, f->attn out. */
 static void attention(llc_forward *f, int n) {
     const llc_hparams *hp = &f->m->hp;
-    attn_job aj = {.f = f, .n_tok = n, .ops = llc_attn_ops_get()};
+    attn_job aj = {.f = f, .n_tok = n, .ops = &llc_kernels_get()->attn};
     int max_pos = 0;
     for (int t = 0; t < n; t++) max_pos = f->pos[t] + 1 > max_pos ? f->pos[t] + 1 : max_pos;
     aj.split = (long)n * hp->n_kv_heads < SPLIT_ITEMS && max_pos > SPLIT_MIN;

@@ -23,8 +23,22 @@
 #include <cmocka.h>
 
 #include "kernels/attention.h"
+#include "kernels/kernels.h"
 #include "kernels/types.h"
 #include "llamac.h"
+
+/* The attention pieces of one ISA's kernel table, NULL when this CPU cannot run it; the scalar twins
+ * are llc_kernels_twins.attn. */
+static const llc_attn_ops *attn_for(enum llc_isa isa) {
+    const llc_kernels *k = llc_kernels_for(isa);
+    return k ? &k->attn : NULL;
+}
+
+static const char *attn_name(const llc_attn_ops *ops) {
+    for (int isa = 0; isa < LLC_ISA_COUNT; isa++)
+        if (ops == attn_for((enum llc_isa)isa)) return llc_isa_name((enum llc_isa)isa);
+    return "scalar twins";
+}
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -132,7 +146,7 @@ static double check_against_reference(const llc_attn_ops *ops, int hd, int n_kv,
         for (int i = 0; i < group * hd; i++) {
             double err = fabs(out[i] - ref[i]) / (mag[i] + 1e-30);
             if (!(err <= TOL_A))
-                fail_msg("%s hd=%d group=%d n_pos=%d head %d elem %d: %.9g vs %.9g (mag %.3g, rel err %.3g)", ops->name, hd, group,
+                fail_msg("%s hd=%d group=%d n_pos=%d head %d elem %d: %.9g vs %.9g (mag %.3g, rel err %.3g)", attn_name(ops), hd, group,
                          n_pos, g, i, out[i], ref[i], mag[i], err);
             worst = err > worst ? err : worst;
         }
@@ -152,7 +166,7 @@ static void test_against_reference(void **state) {
     static const int groups[] = {1, 3, 4, 8, 10}; /* 10: more than LLC_ATTN_MAX_ROWS, two passes */
     int tested = 0;
     for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
-        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        const llc_attn_ops *ops = attn_for((enum llc_isa)isa);
         if (!ops) {
             printf("  (%s not available on this CPU: skipped)\n", llc_isa_name((enum llc_isa)isa));
             continue;
@@ -170,7 +184,7 @@ static void test_against_reference(void **state) {
             double w = check_against_reference(ops, 64, 1, 4, lens[l], lens[l], 12.0f);
             worst = w > worst ? w : worst;
         }
-        printf("  %s: worst error %.3g x Σ p|v| (tolerance %.0e)\n", ops->name, worst, TOL_A);
+        printf("  %s: worst error %.3g x Σ p|v| (tolerance %.0e)\n", attn_name(ops), worst, TOL_A);
         tested++;
     }
     assert_true(tested >= 1);
@@ -206,7 +220,7 @@ static void test_split_kv(void **state) {
     static const int splits[] = {1, 2, 3, 7, 16};
     const int hd = 40, n_kv = 3, group = 4;
     for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
-        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        const llc_attn_ops *ops = attn_for((enum llc_isa)isa);
         if (!ops) continue;
         double worst = 0;
         for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
@@ -230,7 +244,7 @@ static void test_split_kv(void **state) {
                 for (int i = 0; i < group * hd; i++) {
                     double d = fabs((double)merged[i] - whole[i]) / (mag[i] + 1e-30);
                     if (!(d <= TOL_A / 2))
-                        fail_msg("%s n_pos=%d splits=%d elem %d: merged %.9g vs whole %.9g", ops->name, n_pos, n_split, i, merged[i],
+                        fail_msg("%s n_pos=%d splits=%d elem %d: merged %.9g vs whole %.9g", attn_name(ops), n_pos, n_split, i, merged[i],
                                  whole[i]);
                     worst = d > worst ? d : worst;
                 }
@@ -240,7 +254,7 @@ static void test_split_kv(void **state) {
             free(q);
             free_cache(&c);
         }
-        printf("  %s: split vs unsplit, worst difference %.3g x Σ p|v|\n", ops->name, worst);
+        printf("  %s: split vs unsplit, worst difference %.3g x Σ p|v|\n", attn_name(ops), worst);
     }
 }
 
@@ -307,7 +321,7 @@ static void test_paged_view(void **state) {
     (void)state;
     static const int lens[] = {1, 7, 16, 33, 100, 257, 1000};
     for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
-        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        const llc_attn_ops *ops = attn_for((enum llc_isa)isa);
         if (!ops) continue;
         for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
             for (int head_major = 0; head_major <= 1; head_major++) {
@@ -323,12 +337,12 @@ static void test_paged_view(void **state) {
 
 static void test_simd_vs_scalar(void **state) {
     (void)state;
-    const llc_attn_ops *ref = llc_attn_ops_for(LLC_ISA_SCALAR);
+    const llc_attn_ops *ref = &llc_kernels_twins.attn;
     static const int hds[] = {2, 6, 8, 10, 24, 40, 64, 66, 128, 130};
     static const int ns[] = {1, 2, 3, 5, 7, 31, 33, 63, 64};
     int tested = 0;
     for (int isa = 1; isa < LLC_ISA_COUNT; isa++) {
-        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        const llc_attn_ops *ops = attn_for((enum llc_isa)isa);
         if (!ops) {
             printf("  (%s not available on this CPU: skipped)\n", llc_isa_name((enum llc_isa)isa));
             continue;
@@ -352,7 +366,7 @@ static void test_simd_vs_scalar(void **state) {
                             for (int d = 0; d < hd; d++) mag += fabs((double)q[r * hd + d] * rp[i][d]) * 0.3;
                             double tol = 1.2e-7 * hd * mag + 1e-30;
                             if (!(fabs(s0[r * LLC_ATTN_TILE + i] - s1[r * LLC_ATTN_TILE + i]) <= tol))
-                                fail_msg("%s scores hd=%d n=%d rows=%d [%d][%d]: %.9g vs %.9g", ops->name, hd, n, rows, r, i,
+                                fail_msg("%s scores hd=%d n=%d rows=%d [%d][%d]: %.9g vs %.9g", attn_name(ops), hd, n, rows, r, i,
                                          s0[r * LLC_ATTN_TILE + i], s1[r * LLC_ATTN_TILE + i]);
                         }
                     /* accumulate: acc*c + Σ p v; tolerance (n + 2) u over the magnitudes */
@@ -370,7 +384,7 @@ static void test_simd_vs_scalar(void **state) {
                             double mag = fabs(a1[r * hd + d]) + 1;
                             for (int i = 0; i < n; i++) mag += p[r * LLC_ATTN_TILE + i] * fabs(rp[i][d]);
                             if (!(fabs(a0[r * hd + d] - a1[r * hd + d]) <= 6e-8 * (n + 2) * mag))
-                                fail_msg("%s accumulate hd=%d n=%d rows=%d [%d][%d]: %.9g vs %.9g", ops->name, hd, n, rows, r, d,
+                                fail_msg("%s accumulate hd=%d n=%d rows=%d [%d][%d]: %.9g vs %.9g", attn_name(ops), hd, n, rows, r, d,
                                          a0[r * hd + d], a1[r * hd + d]);
                         }
                     free(a0);
@@ -388,7 +402,7 @@ static void test_simd_vs_scalar(void **state) {
             float sum0 = ref->exp_sum(x0, n, m), sum1 = ops->exp_sum(x1, n, m);
             for (int i = 0; i < n; i++)
                 if (!(fabs(x0[i] - x1[i]) <= 4.8e-7 * fabs(x0[i]) + 2e-38))
-                    fail_msg("%s exp_sum n=%d [%d]: %.9g vs %.9g", ops->name, n, i, x0[i], x1[i]);
+                    fail_msg("%s exp_sum n=%d [%d]: %.9g vs %.9g", attn_name(ops), n, i, x0[i], x1[i]);
             assert_true(fabs(sum0 - sum1) <= 1e-6 * sum0);
         }
         /* NaN in, NaN out (a broken model must not look fine) */
@@ -402,9 +416,9 @@ static void test_simd_vs_scalar(void **state) {
 /* The whole kernel: SIMD against scalar directly, same tolerance as (a). */
 static void test_kernel_simd_vs_scalar(void **state) {
     (void)state;
-    const llc_attn_ops *ref = llc_attn_ops_for(LLC_ISA_SCALAR);
+    const llc_attn_ops *ref = &llc_kernels_twins.attn;
     for (int isa = 1; isa < LLC_ISA_COUNT; isa++) {
-        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        const llc_attn_ops *ops = attn_for((enum llc_isa)isa);
         if (!ops) continue;
         static const int hds[] = {8, 40, 64, 128};
         static const int lens[] = {1, 63, 65, 300};
@@ -422,7 +436,7 @@ static void test_kernel_simd_vs_scalar(void **state) {
                 reference(&c, 0, q, group, n_pos, r, mag);
                 for (int i = 0; i < group * hd; i++)
                     if (!(fabs(a[i] - b[i]) <= TOL_A * mag[i]))
-                        fail_msg("%s hd=%d n_pos=%d [%d]: scalar %.9g vs %.9g", ops->name, hd, n_pos, i, a[i], b[i]);
+                        fail_msg("%s hd=%d n_pos=%d [%d]: scalar %.9g vs %.9g", attn_name(ops), hd, n_pos, i, a[i], b[i]);
                 free(a);
                 free(b);
                 free(r);
@@ -491,7 +505,7 @@ static void check_typed(const llc_attn_ops *ops, enum llc_type type, int hd, int
             assert_memory_equal(b1, b2, (size_t)group * hd * sizeof *a);
             for (int i = 0; i < group * hd; i++)
                 if (!(fabs(a[i] - b1[i]) <= TOL_A * mag[i]))
-                    fail_msg("%s %s hd=%d [%d]: %.9g vs %.9g", ops->name, tr->name, hd, i, a[i], b1[i]);
+                    fail_msg("%s %s hd=%d [%d]: %.9g vs %.9g", attn_name(ops), tr->name, hd, i, a[i], b1[i]);
         }
     }
     free(a);
@@ -513,7 +527,7 @@ static void test_typed_views(void **state) {
     (void)state;
     const enum llc_type types[] = {LLC_F16, LLC_BF16, LLC_Q8_0};
     for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
-        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        const llc_attn_ops *ops = attn_for((enum llc_isa)isa);
         if (!ops) continue;
         for (int t = 0; t < 3; t++) {
             check_typed(ops, types[t], 64, 2, 4, 300, 16);  /* Llama 3.2 1B's head size */
@@ -534,11 +548,11 @@ static void test_to_f32_simd_vs_scalar(void **state) {
     float x[N], want[N], got[N];
     unsigned char buf[N * 4];
     const enum llc_type types[] = {LLC_F32, LLC_F16, LLC_BF16, LLC_Q8_0};
-    const llc_attn_ops *ref = llc_attn_ops_for(LLC_ISA_SCALAR);
+    const llc_attn_ops *ref = &llc_kernels_twins.attn;
     for (int i = 0; i < N; i++) x[i] = frand() * (i % 5 == 0 ? 3e4f : i % 7 == 0 ? 1e-6f : 1.0f);
     x[3] = 1e5f, x[4] = -1e5f, x[6] = -0.0f, x[9] = 3e-8f;
     for (int isa = 1; isa < LLC_ISA_COUNT; isa++) {
-        const llc_attn_ops *ops = llc_attn_ops_for((enum llc_isa)isa);
+        const llc_attn_ops *ops = attn_for((enum llc_isa)isa);
         if (!ops) continue;
         for (int t = 0; t < 4; t++) {
             llc_type_get(types[t])->from_float(x, buf, N);
@@ -552,7 +566,7 @@ static void test_to_f32_simd_vs_scalar(void **state) {
                     ref->to_f32(types[t], buf, skip, n, want);
                     ops->to_f32(types[t], buf, skip, n, got);
                     if (memcmp(want, got, (size_t)n * sizeof *got) != 0)
-                        fail_msg("%s to_f32 %s skip=%zu n=%d differs from scalar", ops->name, llc_type_name(types[t]), skip, n);
+                        fail_msg("%s to_f32 %s skip=%zu n=%d differs from scalar", attn_name(ops), llc_type_name(types[t]), skip, n);
                 }
             /* the scalar definition is the type's own decoder */
             float all[N];

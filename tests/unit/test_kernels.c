@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "base/fp16.h"
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/types.h"
 
@@ -24,7 +24,7 @@ static float frand(void) {
 }
 
 static void check_type(const llc_kernels *k, uint32_t type, int64_t n) {
-    const llc_kernels *ref = llc_kernels_for(LLC_ISA_SCALAR);
+    const llc_kernels *ref = &llc_kernels_twins; /* the scalar twins */
     float *w = malloc((size_t)n * sizeof *w), *x = malloc((size_t)n * sizeof *x);
     /* varied magnitudes across blocks, so scales differ */
     for (int64_t i = 0; i < n; i++) {
@@ -83,7 +83,7 @@ static void test_gemm4_vs_scalar(void **state) {
     (void)state;
     static const uint32_t types[] = {LLC_Q8_0, LLC_Q4_0, LLC_BF16};
     static const int64_t block_sizes[] = {32, 64, 160, 1056, 4128}, float_sizes[] = {1, 17, 31, 33, 100, 1000, 4099};
-    const llc_kernels *ref = llc_kernels_for(LLC_ISA_SCALAR);
+    const llc_kernels *ref = &llc_kernels_twins; /* the scalar twins */
     int tested = 0;
     for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
         const llc_kernels *k = llc_kernels_for((enum llc_isa)isa);
@@ -187,7 +187,7 @@ static void q4_K_parts(const block_q4_K *b, int64_t n, double *pos, double *neg)
  * the scalar one. Integer sums are exact in all of them, so only the f32 additions (and the f32
  * rounding of each dequantized weight) differ: bounded by a few eps * sum(|parts| * |x|) per term. */
 static void check_k_dot(uint32_t type, int64_t n) {
-    const llc_kernels *ref = llc_kernels_for(LLC_ISA_SCALAR);
+    const llc_kernels *ref = &llc_kernels_twins; /* the scalar twins */
     float *w = malloc((size_t)n * sizeof *w), *x = malloc((size_t)n * sizeof *x), *wd = malloc((size_t)n * sizeof *wd),
           *xd = malloc((size_t)n * sizeof *xd);
     double *pos = malloc((size_t)n * sizeof *pos), *neg = malloc((size_t)n * sizeof *neg);
@@ -418,10 +418,37 @@ static void test_k_special_values(void **state) {
     }
 }
 
+/* Every table, runnable here or not: each slot it fills has a scalar twin (so the tests above and in
+ * test_packed.c / test_attention.c compare it), the slots that have no fallback are filled, and
+ * LLAMAC_ISA's names match the tables'. */
+static void test_tables_complete(void **state) {
+    (void)state;
+    const llc_kernels *tables[] = {
+        &llc_kernels_scalar,
+#if defined(__x86_64__)
+        &llc_kernels_avx2, &llc_kernels_avx512,
+#endif
+    };
+    const llc_kernels *tw = &llc_kernels_twins;
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        const llc_kernels *k = tables[i];
+        assert_string_equal(k->name, llc_isa_name(k->isa));
+        for (int t = 0; t < LLC_TYPE_COUNT; t++) {
+            if (!tw->vec_dot[t]) assert_null(k->vec_dot[t]);
+            else if (!k->vec_dot[t]) fail_msg("%s: no vec_dot for %s", k->name, llc_type_name((uint32_t)t));
+            if (k->gemm4[t] && !tw->gemm4[t]) fail_msg("%s: gemm4 for %s has no scalar twin", k->name, llc_type_name((uint32_t)t));
+            if (k->packed[t] && !tw->packed[t]) fail_msg("%s: packed kernel for %s has no scalar twin", k->name, llc_type_name((uint32_t)t));
+        }
+        assert_non_null(k->act_q8_0);
+        assert_true(k->attn.scores && k->attn.max && k->attn.exp_sum && k->attn.accumulate && k->attn.to_f32);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_simd_vs_scalar), cmocka_unit_test(test_gemm4_vs_scalar),
                                        cmocka_unit_test(test_quantizers),     cmocka_unit_test(test_k_dots),
                                        cmocka_unit_test(test_k_traits),       cmocka_unit_test(test_k_hand_blocks),
-                                       cmocka_unit_test(test_k_roundtrip),    cmocka_unit_test(test_k_special_values)};
+                                       cmocka_unit_test(test_k_roundtrip),    cmocka_unit_test(test_k_special_values),
+                                       cmocka_unit_test(test_tables_complete)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "base/threadpool.h"
-#include "kernels/dispatch.h"
+#include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/packed.h"
@@ -90,18 +90,6 @@ static void test_kernels_against_definition(void **state) {
     (void)state;
     static const uint32_t types[] = {LLC_Q4_0, LLC_Q8_0, LLC_BF16, LLC_Q4_K, LLC_Q6_K};
     static const int64_t cols[] = {32, 96, 224, 2080}, cols_k[] = {256, 768, 2304, 2560};
-    llc_packed_gemm_fn scalar[] = {llc_packed_gemm_q4_0_scalar, llc_packed_gemm_q8_0_scalar, llc_packed_gemm_bf16_scalar,
-                                   llc_packed_gemm_q4_K_scalar, llc_packed_gemm_q6_K_scalar};
-    llc_packed_gemm_fn simd[] = {NULL, NULL, NULL, NULL, NULL};
-#if defined(__x86_64__)
-    if (llc_kernels_for(LLC_ISA_AVX512)) {
-        simd[0] = llc_packed_gemm_q4_0_avx512;
-        simd[1] = llc_packed_gemm_q8_0_avx512;
-        simd[2] = llc_packed_gemm_bf16_avx512;
-        simd[3] = llc_packed_gemm_q4_K_avx512;
-        simd[4] = llc_packed_gemm_q6_K_avx512;
-    }
-#endif
     for (int ti = 0; ti < 5; ti++)
         for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
             fixture f;
@@ -112,7 +100,7 @@ static void test_kernels_against_definition(void **state) {
                 for (int g = 0; g < 2; g++) {
                     float want[LLC_PACK_TOKENS * LLC_PACK_ROWS], got[LLC_PACK_TOKENS * LLC_PACK_ROWS];
                     const char *grp = (const char *)f.packed + (size_t)g * gb;
-                    scalar[ti](f.cols, grp, f.act, f.act_rb, nt, want, LLC_PACK_ROWS);
+                    llc_kernels_twins.packed[f.type](f.cols, grp, f.act, f.act_rb, nt, want, LLC_PACK_ROWS);
                     for (int t = 0; t < nt; t++)
                         for (int r = 0; r < LLC_PACK_ROWS; r++) {
                             int64_t row = (int64_t)g * LLC_PACK_ROWS + r;
@@ -121,18 +109,22 @@ static void test_kernels_against_definition(void **state) {
                                 fail_msg("%s cols=%ld row %ld token %d: scalar %.9g vs exact %.9g", llc_type_name(f.type),
                                          (long)f.cols, (long)row, t, want[t * LLC_PACK_ROWS + r], e);
                         }
-                    if (!simd[ti]) continue;
-                    simd[ti](f.cols, grp, f.act, f.act_rb, nt, got, LLC_PACK_ROWS);
-                    /* Q8_0/Q4_0: same integer sums, same float operations in the same order: identical
-                     * bits. BF16: exact products, additions in another order: f32 rounding. */
-                    for (int t = 0; t < nt; t++)
-                        for (int r = 0; r < LLC_PACK_ROWS; r++) {
-                            float a = want[t * LLC_PACK_ROWS + r], b = got[t * LLC_PACK_ROWS + r];
-                            double tol = f.type == LLC_BF16 ? tolerance(&f, (int64_t)g * LLC_PACK_ROWS + r, t) : 0;
-                            if (fabs((double)a - b) > tol)
-                                fail_msg("%s cols=%ld tokens=%d: avx512 %.9g, its scalar twin %.9g", llc_type_name(f.type), (long)f.cols,
-                                         nt, b, a);
-                        }
+                    /* every table's kernel against its scalar twin */
+                    for (int isa = 1; isa < LLC_ISA_COUNT; isa++) {
+                        const llc_kernels *k = llc_kernels_for((enum llc_isa)isa);
+                        if (!k || !k->packed[f.type]) continue;
+                        k->packed[f.type](f.cols, grp, f.act, f.act_rb, nt, got, LLC_PACK_ROWS);
+                        /* Q8_0/Q4_0: same integer sums, same float operations in the same order:
+                         * identical bits. BF16: exact products, additions in another order: f32 rounding. */
+                        for (int t = 0; t < nt; t++)
+                            for (int r = 0; r < LLC_PACK_ROWS; r++) {
+                                float a = want[t * LLC_PACK_ROWS + r], b = got[t * LLC_PACK_ROWS + r];
+                                double tol = f.type == LLC_BF16 ? tolerance(&f, (int64_t)g * LLC_PACK_ROWS + r, t) : 0;
+                                if (fabs((double)a - b) > tol)
+                                    fail_msg("%s cols=%ld tokens=%d: %s %.9g, its scalar twin %.9g", llc_type_name(f.type),
+                                             (long)f.cols, nt, k->name, b, a);
+                            }
+                    }
                 }
             release(&f);
         }
@@ -147,7 +139,7 @@ static void test_matmul_packed_vs_unpacked(void **state) {
     llc_pool *pool = llc_pool_create(3);
     assert_non_null(pool);
     for (int ti = 0; ti < 5; ti++) {
-        if (!llc_packed_kernel(types[ti])) continue;
+        if (!llc_kernels_get()->packed[types[ti]]) continue;
         for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
             fixture f;
             make(&f, types[ti], 5 * LLC_PACK_ROWS, types[ti] == LLC_Q4_K || types[ti] == LLC_Q6_K ? 512 : 160, toks[k]);
@@ -175,8 +167,6 @@ static void test_matmul_packed_vs_unpacked(void **state) {
  * NaN, infinities, all-zero blocks and values that round past 127. */
 static void test_act_convert(void **state) {
     (void)state;
-#if defined(__x86_64__)
-    if (!llc_kernels_for(LLC_ISA_AVX512)) skip();
     const int64_t n = 32 * 40;
     float *x = malloc((size_t)n * sizeof *x);
     for (int64_t i = 0; i < n; i++) {
@@ -196,24 +186,26 @@ static void test_act_convert(void **state) {
     for (int64_t i = 0; i < n; i++) w[i] = 0.5f + frand();
     for (int fused = 0; fused < 2; fused++) {
         float scale = fused ? 0.37f : 1.0f;
-        llc_act_q8_0_scalar(x, a, n, scale, fused ? w : NULL);
-        llc_act_q8_0_avx512(x, b, n, scale, fused ? w : NULL);
-        for (size_t i = 0; i < rb; i++)
-            if (a[i] != b[i]) fail_msg("fused=%d byte %zu of the converted row: scalar %d, avx512 %d", fused, i, a[i], b[i]);
+        llc_kernels_twins.act_q8_0(x, a, n, scale, fused ? w : NULL);
+        for (int isa = 1; isa < LLC_ISA_COUNT; isa++) {
+            const llc_kernels *k = llc_kernels_for((enum llc_isa)isa);
+            if (!k) continue;
+            memset(b, 0, rb);
+            k->act_q8_0(x, b, n, scale, fused ? w : NULL);
+            for (size_t i = 0; i < rb; i++)
+                if (a[i] != b[i]) fail_msg("fused=%d byte %zu of the converted row: scalar %d, %s %d", fused, i, a[i], k->name, b[i]);
+        }
     }
     /* fused RMSNorm: the same bytes as normalizing first (llc_rmsnorm) and converting the result */
     llc_rmsnorm(normed, x + 32 * 8, w, (int)(n - 32 * 8), 1e-5f);
-    llc_act_q8_0_scalar(normed, a, n - 32 * 8, 1.0f, NULL);
-    llc_act_q8_0_scalar(x + 32 * 8, b, n - 32 * 8, llc_rmsnorm_scale(x + 32 * 8, (int)(n - 32 * 8), 1e-5f), w);
+    llc_kernels_twins.act_q8_0(normed, a, n - 32 * 8, 1.0f, NULL);
+    llc_kernels_twins.act_q8_0(x + 32 * 8, b, n - 32 * 8, llc_rmsnorm_scale(x + 32 * 8, (int)(n - 32 * 8), 1e-5f), w);
     assert_memory_equal(a, b, llc_act_row_bytes(LLC_Q8_0, n - 32 * 8));
     free(w);
     free(normed);
     free(x);
     free(a);
     free(b);
-#else
-    skip();
-#endif
 }
 
 int main(void) {

@@ -46,7 +46,7 @@ static bool fill_one(void *ctx, uint64_t index, void *dst, uint64_t nbytes, llam
 }
 
 bool llc_write_gguf_model(const llc_model_src *src, const char *path, llamac_error *err) {
-    gguf_writer *w = gguf_writer_create();
+    llc_gguf_writer *w = llc_gguf_writer_create();
     if (!w) return llc_fail(err, "out of memory");
     /* the most common matrix type (the first of equals) */
     uint32_t main_type = LLC_F32;
@@ -61,29 +61,29 @@ bool llc_write_gguf_model(const llc_model_src *src, const char *path, llamac_err
         }
     }
     int head_dim = src->dim / src->n_heads;
-    gguf_write_str(w, "general.architecture", "llama");
-    gguf_write_str(w, "general.name", src->name ? src->name : "llama");
+    llc_gguf_write_str(w, "general.architecture", "llama");
+    llc_gguf_write_str(w, "general.name", src->name ? src->name : "llama");
     uint32_t file_type = src->has_file_type ? src->file_type : file_type_of(main_type);
-    if (file_type != UINT32_MAX) gguf_write_u32(w, "general.file_type", file_type);
-    gguf_write_u32(w, "general.quantization_version", 2);
-    gguf_write_u32(w, "llama.block_count", (uint32_t)src->n_layers);
-    gguf_write_u32(w, "llama.context_length", (uint32_t)src->n_ctx_train);
-    gguf_write_u32(w, "llama.embedding_length", (uint32_t)src->dim);
-    gguf_write_u32(w, "llama.feed_forward_length", (uint32_t)src->ffn_dim);
-    gguf_write_u32(w, "llama.attention.head_count", (uint32_t)src->n_heads);
-    gguf_write_u32(w, "llama.attention.head_count_kv", (uint32_t)src->n_kv_heads);
-    gguf_write_f32(w, "llama.rope.freq_base", src->rope_theta);
-    gguf_write_f32(w, "llama.attention.layer_norm_rms_epsilon", src->rms_eps);
-    gguf_write_u32(w, "llama.rope.dimension_count", (uint32_t)head_dim);
-    gguf_write_u32(w, "llama.vocab_size", (uint32_t)src->n_vocab);
+    if (file_type != UINT32_MAX) llc_gguf_write_u32(w, "general.file_type", file_type);
+    llc_gguf_write_u32(w, "general.quantization_version", 2);
+    llc_gguf_write_u32(w, "llama.block_count", (uint32_t)src->n_layers);
+    llc_gguf_write_u32(w, "llama.context_length", (uint32_t)src->n_ctx_train);
+    llc_gguf_write_u32(w, "llama.embedding_length", (uint32_t)src->dim);
+    llc_gguf_write_u32(w, "llama.feed_forward_length", (uint32_t)src->ffn_dim);
+    llc_gguf_write_u32(w, "llama.attention.head_count", (uint32_t)src->n_heads);
+    llc_gguf_write_u32(w, "llama.attention.head_count_kv", (uint32_t)src->n_kv_heads);
+    llc_gguf_write_f32(w, "llama.rope.freq_base", src->rope_theta);
+    llc_gguf_write_f32(w, "llama.attention.layer_norm_rms_epsilon", src->rms_eps);
+    llc_gguf_write_u32(w, "llama.rope.dimension_count", (uint32_t)head_dim);
+    llc_gguf_write_u32(w, "llama.vocab_size", (uint32_t)src->n_vocab);
     if (src->tok) llc_tokenizer_write_gguf(src->tok, w);
     for (int i = 0; i < src->n_tensors; i++) {
         const llc_src_tensor *t = &src->tensors[i];
         int64_t ne[2] = {t->cols, t->rows};
-        gguf_writer_add_tensor(w, t->name, t->type, t->rows == 1 ? 1 : 2, ne, NULL, llc_row_size(t->type, t->cols) * (uint64_t)t->rows);
+        llc_gguf_writer_add_tensor(w, t->name, t->type, t->rows == 1 ? 1 : 2, ne, NULL, llc_row_size(t->type, t->cols) * (uint64_t)t->rows);
     }
     fill_adapter a = {src};
-    bool ok = gguf_writer_save(w, path, fill_one, &a, err);
-    gguf_writer_free(w);
+    bool ok = llc_gguf_writer_save(w, path, fill_one, &a, err);
+    llc_gguf_writer_free(w);
     return ok;
 }

@@ -87,7 +87,7 @@ static void model_free_parts(llamac_model *m) {
     for (int i = 0; i < m->n_maps; i++) llc_unmap_file(&m->maps[i]);
     free(m->maps);
     free(m->layers);
-    gguf_close(m->gguf);
+    llc_gguf_close(m->gguf);
     llc_unmap_file(&m->map);
     llamac_tokenizer_free(m->tok);
     if (m->packed_mem) munmap(m->packed_mem, m->packed_bytes);

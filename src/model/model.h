@@ -38,7 +38,7 @@ struct llamac_model {
     uint32_t main_type;
     float default_temperature, default_top_p; /* generation_config.json (Hugging Face folders); 0: unset */
     /* storage */
-    gguf_file *gguf;                  /* GGUF models */
+    llc_gguf_file *gguf;                  /* GGUF models */
     llc_mapped_file map;              /* llama2.c models */
     llc_mapped_file *maps;            /* folders: one mapping per weight file (shards) */
     int n_maps;

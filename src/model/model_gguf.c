@@ -11,10 +11,10 @@
 #include "tokenizer/tokenizer.h"
 
 /* A required integer key; err is set on absence or bad type. */
-static bool req_u32(const gguf_file *g, const char *key, int *out, llamac_error *err) {
+static bool req_u32(const llc_gguf_file *g, const char *key, int *out, llamac_error *err) {
     uint32_t v;
     if (err) err->message[0] = 0;
-    if (!gguf_get_u32(g, key, &v, err)) {
+    if (!llc_gguf_get_u32(g, key, &v, err)) {
         if (!err || !err->message[0]) llc_fail(err, "missing metadata %s", key);
         return false;
     }
@@ -23,10 +23,10 @@ static bool req_u32(const gguf_file *g, const char *key, int *out, llamac_error 
     return true;
 }
 
-static bool opt_u32(const gguf_file *g, const char *key, int *out, llamac_error *err) {
+static bool opt_u32(const llc_gguf_file *g, const char *key, int *out, llamac_error *err) {
     uint32_t v;
     if (err) err->message[0] = 0;
-    if (gguf_get_u32(g, key, &v, err)) {
+    if (llc_gguf_get_u32(g, key, &v, err)) {
         if (v > INT32_MAX) return llc_fail(err, "metadata %s is out of range", key);
         *out = (int)v;
         return true;
@@ -34,16 +34,16 @@ static bool opt_u32(const gguf_file *g, const char *key, int *out, llamac_error 
     return !err || !err->message[0];
 }
 
-static bool opt_f32(const gguf_file *g, const char *key, float *out, llamac_error *err) {
+static bool opt_f32(const llc_gguf_file *g, const char *key, float *out, llamac_error *err) {
     if (err) err->message[0] = 0;
-    gguf_get_f32(g, key, out, err);
+    llc_gguf_get_f32(g, key, out, err);
     return !err || !err->message[0];
 }
 
 /* What llama.cpp's Llama reads besides the sizes, each with the one value llamac's forward pass
  * computes: a file that asks for more (experts, other head sizes, scaled positions) is refused rather
  * than run as plain Llama. Llama 3.1's scaling is not among them: it comes as the rope_freqs tensor. */
-static bool refuse_unsupported(const gguf_file *g, const llc_hparams *hp, llamac_error *err) {
+static bool refuse_unsupported(const llc_gguf_file *g, const llc_hparams *hp, llamac_error *err) {
     static const char *const experts[] = {"llama.expert_count", "llama.expert_used_count"};
     for (int i = 0; i < 2; i++) {
         int n = 0;
@@ -60,7 +60,7 @@ static bool refuse_unsupported(const gguf_file *g, const llc_hparams *hp, llamac
     }
     llc_str type = {"none", 4};
     if (err) err->message[0] = 0;
-    if (!gguf_get_str(g, "llama.rope.scaling.type", &type, err) && err && err->message[0]) return false;
+    if (!llc_gguf_get_str(g, "llama.rope.scaling.type", &type, err) && err && err->message[0]) return false;
     if (!llc_str_eq(type, "none") && !llc_str_eq(type, "linear")) {
         char shown[48];
         return llc_fail(err, "llama.rope.scaling.type '%s' is not supported (llamac implements Llama 3's rope_freqs)",
@@ -86,7 +86,7 @@ static const char *const gguf_layer[] = {"attn_norm.weight", "ffn_norm.weight", 
 
 /* A vector of n floats (norm weights, rope factors): used in place when f32, converted otherwise. */
 static const float *bind_vector(llamac_model *m, const char *name, int64_t n, bool required, llamac_error *err) {
-    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    const llc_gguf_tensor *t = llc_gguf_find_tensor(m->gguf, name);
     if (!t) {
         if (required) llc_fail(err, "missing tensor %s", name);
         return NULL;
@@ -105,7 +105,7 @@ static const float *bind_vector(llamac_model *m, const char *name, int64_t n, bo
 }
 
 static bool bind(llamac_model *m, llc_tensor *dst, const char *name, int64_t cols, int64_t rows, llamac_error *err) {
-    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    const llc_gguf_tensor *t = llc_gguf_find_tensor(m->gguf, name);
     if (!t) return llc_fail(err, "missing tensor %s", name);
     if (t->ne[0] != cols || t->ne[1] != rows || t->ne[2] * t->ne[3] != 1)
         return llc_fail(err, "tensor %s has shape [%" PRId64 " x %" PRId64 "], expected [%" PRId64 " x %" PRId64 "]", name,
@@ -117,19 +117,19 @@ static bool bind(llamac_model *m, llc_tensor *dst, const char *name, int64_t col
 
 bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
     m->format = "gguf";
-    m->gguf = gguf_open(path, err);
+    m->gguf = llc_gguf_open(path, err);
     if (!m->gguf) return false;
-    const gguf_file *g = m->gguf;
+    const llc_gguf_file *g = m->gguf;
     llc_str arch;
-    if (!gguf_get_str(g, "general.architecture", &arch, err)) {
-        if (!err || !err->message[0] || !gguf_find(g, "general.architecture"))
+    if (!llc_gguf_get_str(g, "general.architecture", &arch, err)) {
+        if (!err || !err->message[0] || !llc_gguf_find(g, "general.architecture"))
             llc_fail(err, "%s: missing metadata general.architecture (a vocabulary-only file? use it with tokenize)", path);
         return false;
     }
     if (!llc_str_eq(arch, "llama"))
         return llc_fail(err, "%s: architecture '%.*s' is not supported (llamac runs 'llama')", path, (int)(arch.len > 32 ? 32 : arch.len), arch.ptr);
     llc_str name;
-    if (gguf_get_str(g, "general.name", &name, NULL))
+    if (llc_gguf_get_str(g, "general.name", &name, NULL))
         snprintf(m->name, sizeof m->name, "%.*s", (int)(name.len > 127 ? 127 : name.len), name.ptr);
 
     llc_hparams *hp = &m->hp;
@@ -155,7 +155,7 @@ bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
     hp->head_dim = hp->dim / hp->n_heads;
     hp->rope_dim = hp->head_dim;
     if (!opt_u32(g, "llama.rope.dimension_count", &hp->rope_dim, err)) return false;
-    const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
+    const llc_gguf_tensor *emb = llc_gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return llc_fail(err, "%s: missing tensor token_embd.weight", path);
     if (emb->ne[1] < 1 || emb->ne[1] > (1 << 24)) return llc_fail(err, "%s: token_embd.weight has an invalid row count", path);
     hp->n_vocab = (int)emb->ne[1];
@@ -180,14 +180,14 @@ bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
     ok = bind(m, &m->tok_embd, "token_embd.weight", dim, hp->n_vocab, err) &&
          (m->output_norm = bind_vector(m, "output_norm.weight", dim, true, err)) != NULL;
     if (ok) {
-        if (gguf_find_tensor(g, "output.weight")) {
+        if (llc_gguf_find_tensor(g, "output.weight")) {
             ok = bind(m, &m->output, "output.weight", dim, hp->n_vocab, err);
         } else {
             m->output = m->tok_embd;
             m->tied = true;
         }
     }
-    if (ok && gguf_find_tensor(g, "rope_freqs.weight")) {
+    if (ok && llc_gguf_find_tensor(g, "rope_freqs.weight")) {
         m->rope_freqs = bind_vector(m, "rope_freqs.weight", hp->rope_dim / 2, true, err);
         ok = m->rope_freqs != NULL;
         for (int i = 0; ok && i < hp->rope_dim / 2; i++)
@@ -209,7 +209,7 @@ bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
         return false;
     }
     m->main_type = m->layers[0].wq.type;
-    if (!m->tok && gguf_find(g, "tokenizer.ggml.model")) {
+    if (!m->tok && llc_gguf_find(g, "tokenizer.ggml.model")) {
         m->tok = llc_tokenizer_from_gguf(g, err);
         if (!m->tok) {
             llc_error_prefix(err, "%s", path);

@@ -258,10 +258,10 @@ static bool is_signed_vtype(uint32_t t) { return t == GGUF_I8 || t == GGUF_I16 |
 
 /* An optional token id. Negative or 0xFFFFFFFF means none (llama.cpp's converters write that).
  * Out of range: an error when strict (BOS, EOS), otherwise ignored as llama.cpp does. */
-static bool read_id(const gguf_file *g, const char *key, int n_vocab, bool strict, int32_t *id, llamac_error *err) {
-    const gguf_kv *kv = gguf_find(g, key);
+static bool read_id(const llc_gguf_file *g, const char *key, int n_vocab, bool strict, int32_t *id, llamac_error *err) {
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     if (!kv) return true;
-    if (!is_int_vtype(kv->type)) return llc_fail(err, "%s has type %s, expected an integer", key, gguf_type_name(kv->type));
+    if (!is_int_vtype(kv->type)) return llc_fail(err, "%s has type %s, expected an integer", key, llc_gguf_type_name(kv->type));
     int64_t v = is_signed_vtype(kv->type) ? kv->v.i : kv->v.u > INT64_MAX ? -1 : (int64_t)kv->v.u;
     if (v < 0 || v == UINT32_MAX) {
         *id = -1;
@@ -274,17 +274,17 @@ static bool read_id(const gguf_file *g, const char *key, int n_vocab, bool stric
     return true;
 }
 
-static bool read_bool(const gguf_file *g, const char *key, bool *out, llamac_error *err) {
+static bool read_bool(const llc_gguf_file *g, const char *key, bool *out, llamac_error *err) {
     llamac_error e;
     e.message[0] = 0;
-    if (gguf_get_bool(g, key, out, &e) || !e.message[0]) return true;
+    if (llc_gguf_get_bool(g, key, out, &e) || !e.message[0]) return true;
     return llc_fail(err, "%s", e.message);
 }
 
 /* A numeric array of exactly n elements, NULL (no error) if absent. */
-static const gguf_kv *num_array(const gguf_file *g, const char *key, uint64_t n, bool want_float, llamac_error *err,
+static const llc_gguf_kv *num_array(const llc_gguf_file *g, const char *key, uint64_t n, bool want_float, llamac_error *err,
                                 bool *bad) {
-    const gguf_kv *kv = gguf_find(g, key);
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     *bad = false;
     if (!kv) return NULL;
     bool ok = kv->type == GGUF_ARRAY &&
@@ -321,15 +321,15 @@ static bool copy_merges(llamac_tokenizer *tok, const llc_str *m, uint64_t n, lla
     return true;
 }
 
-static bool load_merges(llamac_tokenizer *tok, const gguf_file *g, llamac_error *err) {
+static bool load_merges(llamac_tokenizer *tok, const llc_gguf_file *g, llamac_error *err) {
     llamac_error e;
     e.message[0] = 0;
-    const gguf_kv *kv = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_STRING, &e);
+    const llc_gguf_kv *kv = llc_gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_STRING, &e);
     if (!kv) return llc_fail(err, "%s", e.message[0] ? e.message : "a gpt2 vocabulary needs tokenizer.ggml.merges");
     uint64_t n = kv->v.arr.n;
     llc_str *m = malloc((n ? n : 1) * sizeof *m);
     if (!m) return llc_fail(err, "out of memory for %llu merges", (unsigned long long)n);
-    gguf_arr_strings(kv, m);
+    llc_gguf_arr_strings(kv, m);
     bool ok = copy_merges(tok, m, n, err);
     free(m);
     return ok;
@@ -344,11 +344,11 @@ static bool create_bpe(llamac_tokenizer *tok, llamac_error *err) {
     return tok->bpe != NULL;
 }
 
-llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err) {
+llamac_tokenizer *llc_tokenizer_from_gguf(const llc_gguf_file *g, llamac_error *err) {
     llamac_error e;
     e.message[0] = 0;
     llc_str model;
-    if (!gguf_get_str(g, "tokenizer.ggml.model", &model, &e)) {
+    if (!llc_gguf_get_str(g, "tokenizer.ggml.model", &model, &e)) {
         llc_fail(err, "%s", e.message[0] ? e.message : "no tokenizer.ggml.model: the file carries no tokenizer");
         return NULL;
     }
@@ -362,7 +362,7 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
                  model.ptr);
         return NULL;
     }
-    const gguf_kv *tk = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_STRING, &e);
+    const llc_gguf_kv *tk = llc_gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_STRING, &e);
     if (!tk) {
         llc_fail(err, "%s", e.message[0] ? e.message : "no tokenizer.ggml.tokens");
         return NULL;
@@ -378,22 +378,22 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
         llc_fail(err, "out of memory for %llu tokens", (unsigned long long)n);
         goto fail;
     }
-    gguf_arr_strings(tk, strs);
+    llc_gguf_arr_strings(tk, strs);
     bool ok = llc_tok_set_texts(tok, strs, false, err);
     free(strs);
     if (!ok) goto fail;
 
     bool bad;
-    const gguf_kv *sc = num_array(g, "tokenizer.ggml.scores", n, true, err, &bad);
+    const llc_gguf_kv *sc = num_array(g, "tokenizer.ggml.scores", n, true, err, &bad);
     if (bad) goto fail;
-    const gguf_kv *tt = num_array(g, "tokenizer.ggml.token_type", n, false, err, &bad);
+    const llc_gguf_kv *tt = num_array(g, "tokenizer.ggml.token_type", n, false, err, &bad);
     if (bad) goto fail;
     tok->has_scores = sc != NULL;
     for (uint64_t i = 0; i < n; i++) {
         llc_token *t = &tok->tokens[i];
-        t->score = sc ? (float)gguf_arr_num(sc, i) : 0.0f;
+        t->score = sc ? (float)llc_gguf_arr_num(sc, i) : 0.0f;
         if (isnan(t->score)) t->score = -INFINITY; /* keeps the merge order total */
-        double ty = tt ? gguf_arr_num(tt, i) : LLC_TT_NORMAL;
+        double ty = tt ? llc_gguf_arr_num(tt, i) : LLC_TT_NORMAL;
         t->type = ty >= LLC_TT_UNDEFINED && ty <= LLC_TT_BYTE ? (uint8_t)ty : LLC_TT_UNDEFINED;
     }
 
@@ -413,7 +413,7 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
 
     llc_str pre = {NULL, 0};
     e.message[0] = 0;
-    if (gguf_get_str(g, "tokenizer.ggml.pre", &pre, &e)) {
+    if (llc_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &e)) {
         tok->pre = malloc(pre.len + 1);
         if (!tok->pre) {
             llc_fail(err, "out of memory");
@@ -439,7 +439,7 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
 
     llc_str tmpl;
     e.message[0] = 0;
-    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, &e)) {
+    if (llc_gguf_get_str(g, "tokenizer.chat_template", &tmpl, &e)) {
         if (!(tok->chat_template = malloc(tmpl.len + 1))) {
             llc_fail(err, "out of memory");
             goto fail;
@@ -720,9 +720,9 @@ llamac_tokenizer *llc_tokenizer_from_memory(const void *data, size_t size, const
     llamac_tokenizer *tok = NULL;
     switch (llc_tokenizer_detect(data, size)) {
     case LLC_TOKFMT_GGUF: {
-        gguf_file *g = gguf_open_memory(data, size, err);
+        llc_gguf_file *g = llc_gguf_open_memory(data, size, err);
         if (g) tok = llc_tokenizer_from_gguf(g, err);
-        gguf_close(g);
+        llc_gguf_close(g);
         if (!tok) llc_error_prefix(err, "%s", name);
         return tok;
     }
@@ -745,10 +745,10 @@ llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err) {
 
     enum llc_tok_format f = llc_tokenizer_detect(head, got);
     if (f == LLC_TOKFMT_GGUF) {
-        gguf_file *g = gguf_open(path, err);
+        llc_gguf_file *g = llc_gguf_open(path, err);
         if (!g) return NULL;
         llamac_tokenizer *tok = llc_tokenizer_from_gguf(g, err);
-        gguf_close(g);
+        llc_gguf_close(g);
         if (!tok) llc_error_prefix(err, "%s", path);
         return tok;
     }
@@ -985,7 +985,7 @@ size_t llamac_detokenizer_flush(llamac_detokenizer *d, char *buf, size_t cap) {
 /* A tiktoken vocabulary has no merges list; GGUF's gpt2 model needs one. Written as Hugging Face's
  * converter derives it from the ranks (every split of a token into two tokens, ordered by the rank
  * of the merged token, then of the left and right parts): the same list as Llama 3's tokenizer.json. */
-static void write_ranked_merges(const llamac_tokenizer *tok, gguf_writer *w) {
+static void write_ranked_merges(const llamac_tokenizer *tok, llc_gguf_writer *w) {
     uint32_t *pairs;
     long n = llc_bpe_ranked_merges(tok->bpe, &pairs);
     if (n < 0) return; /* out of memory: the key is left out and the written file fails to load */
@@ -1005,7 +1005,7 @@ static void write_ranked_merges(const llamac_tokenizer *tok, gguf_writer *w) {
             ml[i] = l->len + 1 + r->len;
             p += ml[i];
         }
-        gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, (uint64_t)n);
+        llc_gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, (uint64_t)n);
     }
     free(pool);
     free(ms);
@@ -1013,7 +1013,7 @@ static void write_ranked_merges(const llamac_tokenizer *tok, gguf_writer *w) {
     free(pairs);
 }
 
-void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
+void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, llc_gguf_writer *w) {
     size_t n = (size_t)tok->n_vocab;
     const char **strs = malloc(n * sizeof *strs);
     uint64_t *lens = malloc(n * sizeof *lens);
@@ -1027,11 +1027,11 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
             scores[i] = tok->tokens[i].score;
             types[i] = tok->tokens[i].type;
         }
-        gguf_write_str(w, "tokenizer.ggml.model", tok->model);
-        if (tok->pre) gguf_write_str(w, "tokenizer.ggml.pre", tok->pre);
-        gguf_write_str_arr(w, "tokenizer.ggml.tokens", strs, lens, n);
-        if (tok->has_scores) gguf_write_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
-        gguf_write_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, n);
+        llc_gguf_write_str(w, "tokenizer.ggml.model", tok->model);
+        if (tok->pre) llc_gguf_write_str(w, "tokenizer.ggml.pre", tok->pre);
+        llc_gguf_write_str_arr(w, "tokenizer.ggml.tokens", strs, lens, n);
+        if (tok->has_scores) llc_gguf_write_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
+        llc_gguf_write_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, n);
     }
     free(strs);
     free(lens);
@@ -1049,7 +1049,7 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
                 ms[i] = tok->merges[i].ptr;
                 ml[i] = tok->merges[i].len;
             }
-            gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, m);
+            llc_gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, m);
         }
         free(ms);
         free(ml);
@@ -1070,13 +1070,13 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
         int32_t id;
         memcpy(&id, (const char *)tok + ids[i].off, sizeof id);
         /* Absent ids are written as 0xFFFFFFFF so that loading does not fall back to the defaults. */
-        gguf_write_u32(w, ids[i].key, id >= 0 ? (uint32_t)id : UINT32_MAX);
+        llc_gguf_write_u32(w, ids[i].key, id >= 0 ? (uint32_t)id : UINT32_MAX);
     }
-    gguf_write_bool(w, "tokenizer.ggml.add_bos_token", tok->add_bos);
-    gguf_write_bool(w, "tokenizer.ggml.add_eos_token", tok->add_eos);
-    gguf_write_bool(w, "tokenizer.ggml.add_space_prefix", tok->add_space_prefix);
-    if (tok->remove_extra_ws) gguf_write_bool(w, "tokenizer.ggml.remove_extra_whitespaces", true);
-    if (tok->chat_template) gguf_write_str(w, "tokenizer.chat_template", tok->chat_template);
+    llc_gguf_write_bool(w, "tokenizer.ggml.add_bos_token", tok->add_bos);
+    llc_gguf_write_bool(w, "tokenizer.ggml.add_eos_token", tok->add_eos);
+    llc_gguf_write_bool(w, "tokenizer.ggml.add_space_prefix", tok->add_space_prefix);
+    if (tok->remove_extra_ws) llc_gguf_write_bool(w, "tokenizer.ggml.remove_extra_whitespaces", true);
+    if (tok->chat_template) llc_gguf_write_str(w, "tokenizer.chat_template", tok->chat_template);
 }
 
 /* A token's bytes are never longer than its stored text (▁ and <0xNN> shrink, byte-level BPE's

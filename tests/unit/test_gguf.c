@@ -72,43 +72,43 @@ static void test_hand_built(void **state) {
     for (uint32_t version = 2; version <= 3; version++) {
         build(&b, version);
         llamac_error err = {{0}};
-        gguf_file *g = gguf_open_memory(b.b, b.n, &err);
+        llc_gguf_file *g = llc_gguf_open_memory(b.b, b.n, &err);
         if (!g) fail_msg("%s", err.message);
         assert_int_equal(g->n_kv, 15);
-        assert_int_equal(gguf_find(g, "k.u8")->v.u, 200);
-        assert_int_equal(gguf_find(g, "k.i8")->v.i, -100);
-        assert_int_equal(gguf_find(g, "k.u16")->v.u, 60000);
-        assert_int_equal(gguf_find(g, "k.i16")->v.i, -30000);
-        assert_int_equal(gguf_find(g, "k.u32")->v.u, 4000000000u);
-        assert_int_equal(gguf_find(g, "k.i32")->v.i, -2000000000);
-        assert_true(gguf_find(g, "k.f32")->v.f == 1.5);
-        assert_int_equal(gguf_find(g, "k.bool")->v.u, 1);
-        assert_true(llc_str_eq(gguf_find(g, "k.str")->v.str, "héllo"));
-        assert_int_equal(gguf_find(g, "k.u64")->v.u, 1ull << 40);
-        assert_int_equal(gguf_find(g, "k.i64")->v.i, -(1ll << 40));
-        assert_true(gguf_find(g, "k.f64")->v.f == -2.25);
-        const gguf_kv *s = gguf_get_arr(g, "k.strs", GGUF_STRING, &err);
+        assert_int_equal(llc_gguf_find(g, "k.u8")->v.u, 200);
+        assert_int_equal(llc_gguf_find(g, "k.i8")->v.i, -100);
+        assert_int_equal(llc_gguf_find(g, "k.u16")->v.u, 60000);
+        assert_int_equal(llc_gguf_find(g, "k.i16")->v.i, -30000);
+        assert_int_equal(llc_gguf_find(g, "k.u32")->v.u, 4000000000u);
+        assert_int_equal(llc_gguf_find(g, "k.i32")->v.i, -2000000000);
+        assert_true(llc_gguf_find(g, "k.f32")->v.f == 1.5);
+        assert_int_equal(llc_gguf_find(g, "k.bool")->v.u, 1);
+        assert_true(llc_str_eq(llc_gguf_find(g, "k.str")->v.str, "héllo"));
+        assert_int_equal(llc_gguf_find(g, "k.u64")->v.u, 1ull << 40);
+        assert_int_equal(llc_gguf_find(g, "k.i64")->v.i, -(1ll << 40));
+        assert_true(llc_gguf_find(g, "k.f64")->v.f == -2.25);
+        const llc_gguf_kv *s = llc_gguf_get_arr(g, "k.strs", GGUF_STRING, &err);
         assert_non_null(s);
         llc_str strs[3];
-        gguf_arr_strings(s, strs);
+        llc_gguf_arr_strings(s, strs);
         assert_true(llc_str_eq(strs[0], "a") && llc_str_eq(strs[1], "") && llc_str_eq(strs[2], "ccc"));
-        const gguf_kv *nested = gguf_find(g, "k.nested");
+        const llc_gguf_kv *nested = llc_gguf_find(g, "k.nested");
         assert_int_equal(nested->v.arr.type, GGUF_ARRAY);
         assert_int_equal(nested->v.arr.n, 2);
         uint32_t u;
-        assert_true(gguf_get_u32(g, "k.u16", &u, &err) && u == 60000);
-        assert_false(gguf_get_u32(g, "k.i32", &u, &err)); /* negative: out of range for u32 */
+        assert_true(llc_gguf_get_u32(g, "k.u16", &u, &err) && u == 60000);
+        assert_false(llc_gguf_get_u32(g, "k.i32", &u, &err)); /* negative: out of range for u32 */
         assert_int_equal(g->alignment, 64);
-        const gguf_tensor *t = gguf_find_tensor(g, "w");
+        const llc_gguf_tensor *t = llc_gguf_find_tensor(g, "w");
         assert_non_null(t);
         assert_int_equal(t->ne[0], 3);
         assert_int_equal(t->ne[1], 2);
         assert_int_equal(t->nbytes, 24);
         assert_true(((const float *)t->data)[5] == 6.0f);
         FILE *null = fopen("/dev/null", "w");
-        for (uint64_t i = 0; i < g->n_kv; i++) gguf_print_value(null, &g->kv[i]);
+        for (uint64_t i = 0; i < g->n_kv; i++) llc_gguf_print_value(null, &g->kv[i]);
         fclose(null);
-        gguf_close(g);
+        llc_gguf_close(g);
     }
 }
 
@@ -121,7 +121,7 @@ static void test_truncations(void **state) {
         unsigned char *copy = malloc(cut ? cut : 1);
         memcpy(copy, b.b, cut);
         llamac_error err = {{0}};
-        gguf_file *g = gguf_open_memory(copy, cut, &err);
+        llc_gguf_file *g = llc_gguf_open_memory(copy, cut, &err);
         assert_null(g);
         assert_true(err.message[0] != 0);
         free(copy);
@@ -134,22 +134,22 @@ static void test_hostile(void **state) {
     llamac_error err = {{0}};
     size_t n = build(&b, 3);
     b.b[4] = 4; /* version 4 */
-    assert_null(gguf_open_memory(b.b, n, &err));
+    assert_null(llc_gguf_open_memory(b.b, n, &err));
     assert_non_null(strstr(err.message, "version"));
     n = build(&b, 3);
     memset(b.b + 16, 0xff, 8); /* n_kv = 2^64-1 */
-    assert_null(gguf_open_memory(b.b, n, &err));
+    assert_null(llc_gguf_open_memory(b.b, n, &err));
     n = build(&b, 3);
     b.b[type_field_at] = 99; /* unknown tensor type */
-    assert_null(gguf_open_memory(b.b, n, &err));
+    assert_null(llc_gguf_open_memory(b.b, n, &err));
     assert_non_null(strstr(err.message, "type 99"));
     n = build(&b, 3);
     b.b[type_field_at + 4] = 1; /* offset 1: misaligned */
-    assert_null(gguf_open_memory(b.b, n, &err));
+    assert_null(llc_gguf_open_memory(b.b, n, &err));
     assert_non_null(strstr(err.message, "aligned"));
     n = build(&b, 3);
     b.b[type_field_at + 5] = 1; /* offset 256: past the end */
-    assert_null(gguf_open_memory(b.b, n, &err));
+    assert_null(llc_gguf_open_memory(b.b, n, &err));
     assert_non_null(strstr(err.message, "past the end"));
 }
 
@@ -159,38 +159,38 @@ static void test_writer_round_trip(void **state) {
     const char *dir = getenv("LLAMAC_TMP");
     if (dir) mkdir(dir, 0755);
     snprintf(tmp, sizeof tmp, "%s/test_gguf_roundtrip.gguf", dir ? dir : "/tmp");
-    gguf_writer *w = gguf_writer_create();
-    gguf_write_str(w, "general.architecture", "llama");
-    gguf_write_u32(w, "a.u32", 7);
-    gguf_write_f32(w, "a.f32", 0.25f);
-    gguf_write_bool(w, "a.bool", true);
+    llc_gguf_writer *w = llc_gguf_writer_create();
+    llc_gguf_write_str(w, "general.architecture", "llama");
+    llc_gguf_write_u32(w, "a.u32", 7);
+    llc_gguf_write_f32(w, "a.f32", 0.25f);
+    llc_gguf_write_bool(w, "a.bool", true);
     const char *strs[2] = {"x", "yz"};
-    gguf_write_str_arr(w, "a.strs", strs, NULL, 2);
+    llc_gguf_write_str_arr(w, "a.strs", strs, NULL, 2);
     int32_t ints[3] = {5, -6, 7};
-    gguf_write_arr(w, "a.ints", GGUF_I32, ints, 3);
+    llc_gguf_write_arr(w, "a.ints", GGUF_I32, ints, 3);
     float data[64];
     for (int i = 0; i < 64; i++) data[i] = (float)i - 32;
     block_q8_0 q[2];
     llc_type_get(LLC_Q8_0)->from_float(data, q, 64);
     int64_t ne[2] = {32, 2};
-    gguf_writer_add_tensor(w, "q", LLC_Q8_0, 2, ne, q, sizeof q);
+    llc_gguf_writer_add_tensor(w, "q", LLC_Q8_0, 2, ne, q, sizeof q);
     int64_t ne1[1] = {5};
-    gguf_writer_add_tensor(w, "f", LLC_F32, 1, ne1, data, 20);
+    llc_gguf_writer_add_tensor(w, "f", LLC_F32, 1, ne1, data, 20);
     llamac_error err = {{0}};
-    assert_true(gguf_writer_save(w, tmp, NULL, NULL, &err));
-    gguf_writer_free(w);
-    gguf_file *g = gguf_open(tmp, &err);
+    assert_true(llc_gguf_writer_save(w, tmp, NULL, NULL, &err));
+    llc_gguf_writer_free(w);
+    llc_gguf_file *g = llc_gguf_open(tmp, &err);
     if (!g) fail_msg("%s", err.message);
-    assert_int_equal(gguf_find(g, "a.u32")->v.u, 7);
-    assert_true(gguf_find(g, "a.f32")->v.f == 0.25);
-    assert_true(gguf_arr_num(gguf_find(g, "a.ints"), 1) == -6.0);
-    const gguf_tensor *t = gguf_find_tensor(g, "q");
+    assert_int_equal(llc_gguf_find(g, "a.u32")->v.u, 7);
+    assert_true(llc_gguf_find(g, "a.f32")->v.f == 0.25);
+    assert_true(llc_gguf_arr_num(llc_gguf_find(g, "a.ints"), 1) == -6.0);
+    const llc_gguf_tensor *t = llc_gguf_find_tensor(g, "q");
     assert_int_equal(t->type, LLC_Q8_0);
     assert_int_equal(t->nbytes, 68);
     assert_memory_equal(t->data, q, sizeof q);
-    assert_memory_equal(gguf_find_tensor(g, "f")->data, data, 20);
-    assert_int_equal((uintptr_t)gguf_find_tensor(g, "f")->data % 32, 0);
-    gguf_close(g);
+    assert_memory_equal(llc_gguf_find_tensor(g, "f")->data, data, 20);
+    assert_int_equal((uintptr_t)llc_gguf_find_tensor(g, "f")->data % 32, 0);
+    llc_gguf_close(g);
     remove(tmp);
 }
 
@@ -200,18 +200,18 @@ static void test_real_file(void **state) {
     const char *shared = getenv("LLAMAC_SHARED");
     snprintf(path, sizeof path, "%s/models/stories260K/stories260K.gguf", shared ? shared : "../shared");
     llamac_error err = {{0}};
-    gguf_file *g = gguf_open(path, &err);
+    llc_gguf_file *g = llc_gguf_open(path, &err);
     if (!g) fail_msg("%s", err.message);
     assert_int_equal(g->version, 3);
     assert_int_equal(g->n_tensors, 48);
     uint32_t v;
-    assert_true(gguf_get_u32(g, "llama.block_count", &v, &err) && v == 5);
-    assert_true(gguf_get_u32(g, "llama.embedding_length", &v, &err) && v == 64);
-    assert_true(gguf_get_u32(g, "llama.attention.head_count_kv", &v, &err) && v == 4);
-    const gguf_tensor *t = gguf_find_tensor(g, "token_embd.weight");
+    assert_true(llc_gguf_get_u32(g, "llama.block_count", &v, &err) && v == 5);
+    assert_true(llc_gguf_get_u32(g, "llama.embedding_length", &v, &err) && v == 64);
+    assert_true(llc_gguf_get_u32(g, "llama.attention.head_count_kv", &v, &err) && v == 4);
+    const llc_gguf_tensor *t = llc_gguf_find_tensor(g, "token_embd.weight");
     assert_int_equal(t->ne[0], 64);
     assert_int_equal(t->ne[1], 512);
-    gguf_close(g);
+    llc_gguf_close(g);
 }
 
 /* Known IEEE encodings, not our own round trips. */

@@ -12,6 +12,7 @@
 #include "base/fp16.h"
 #include "formats/gguf.h"
 #include "kernels/types.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct buf {
     unsigned char b[4096];
@@ -214,6 +215,65 @@ static void test_real_file(void **state) {
     llc_gguf_close(g);
 }
 
+/* stories260K.gguf rewritten key by key, with bad_key (if any) holding a string instead of its number. */
+static void write_model(const char *path, const char *bad_key) {
+    char src[4096];
+    const char *shared = getenv("LLAMAC_SHARED");
+    snprintf(src, sizeof src, "%s/models/stories260K/stories260K.gguf", shared ? shared : "../shared");
+    llamac_error err = {{0}};
+    llc_gguf_file *g = llc_gguf_open(src, &err);
+    if (!g) fail_msg("%s", err.message);
+    llamac_tokenizer *tok = llc_tokenizer_from_gguf(g, &err);
+    if (!tok) fail_msg("%s", err.message);
+    llc_gguf_writer *w = llc_gguf_writer_create();
+    llc_gguf_write_str(w, "general.architecture", "llama");
+    static const char *const ints[] = {"llama.block_count", "llama.embedding_length", "llama.feed_forward_length",
+                                       "llama.attention.head_count", "llama.attention.head_count_kv", "llama.context_length"};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        uint32_t v = 0;
+        assert_true(llc_gguf_get_u32(g, ints[i], &v, &err));
+        if (bad_key && !strcmp(ints[i], bad_key)) llc_gguf_write_str(w, ints[i], "512");
+        else llc_gguf_write_u32(w, ints[i], v);
+    }
+    if (bad_key && !strcmp(bad_key, "llama.rope.freq_base")) llc_gguf_write_str(w, bad_key, "10000");
+    else llc_gguf_write_f32(w, "llama.rope.freq_base", 10000.0f);
+    llc_tokenizer_write_gguf(tok, w);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const llc_gguf_tensor *t = &g->tensors[i];
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        llc_gguf_writer_add_tensor(w, name, t->type, (int)t->n_dims, t->ne, t->data, t->nbytes);
+    }
+    if (!llc_gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
+    llc_gguf_writer_free(w);
+    llamac_tokenizer_free(tok);
+    llc_gguf_close(g);
+}
+
+/* An optional llama.* key of the wrong type fails the load through the public API, with an error
+ * struct and without one (NULL is allowed): the loader once told an absent key from a bad one by
+ * reading err->message, so with err NULL the key was ignored and the default used. */
+static void test_model_bad_optional_key(void **state) {
+    (void)state;
+    char tmp[4096];
+    const char *dir = getenv("LLAMAC_TMP");
+    if (dir) mkdir(dir, 0755);
+    snprintf(tmp, sizeof tmp, "%s/test_gguf_bad_optional_key.gguf", dir ? dir : "/tmp");
+    write_model(tmp, NULL); /* the control: the same file with every key well typed loads */
+    llamac_model *m = llamac_model_load(tmp, NULL, NULL);
+    assert_non_null(m);
+    llamac_model_free(m);
+    static const char *const bad[] = {"llama.context_length", "llama.rope.freq_base"}; /* opt_u32, opt_f32 */
+    for (int i = 0; i < 2; i++) {
+        write_model(tmp, bad[i]);
+        assert_null(llamac_model_load(tmp, NULL, NULL));
+        llamac_error err = {{0}};
+        assert_null(llamac_model_load(tmp, NULL, &err));
+        if (!strstr(err.message, bad[i])) fail_msg("%s: %s", bad[i], err.message);
+    }
+    remove(tmp);
+}
+
 /* Known IEEE encodings, not our own round trips. */
 static void test_fp16_bf16(void **state) {
     (void)state;
@@ -235,6 +295,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_built),  cmocka_unit_test(test_truncations), cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_writer_round_trip), cmocka_unit_test(test_real_file), cmocka_unit_test(test_fp16_bf16),
+        cmocka_unit_test(test_model_bad_optional_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -575,6 +575,7 @@ bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err) {
 }
 
 /* ---- writer ------------------------------------------------------------------------------------- */
+
 typedef struct out_tensor {
     char name[96];     /* transformers' name */
     int src;           /* index in src->tensors */
@@ -584,15 +585,6 @@ typedef struct out_tensor {
     int permute_heads; /* q: n_heads, k: n_kv_heads; 0: stored as is */
     int shard;
 } out_tensor;
-
-static const char *st_dtype(uint32_t type) {
-    switch (type) {
-    case LLC_F32: return "F32";
-    case LLC_F16: return "F16";
-    case LLC_BF16: return "BF16";
-    default: return NULL;
-    }
-}
 
 static const char *torch_dtype(uint32_t type) {
     return type == LLC_F16 ? "float16" : type == LLC_BF16 ? "bfloat16" : "float32";
@@ -723,70 +715,37 @@ static int cmp_out_name(const void *a, const void *b) {
     return strcmp((*(const out_tensor *const *)a)->name, (*(const out_tensor *const *)b)->name);
 }
 
-/* Wider elements first, then by name, as the safetensors library orders a file. */
-static int cmp_out_layout(const void *a, const void *b) {
-    const out_tensor *x = *(const out_tensor *const *)a, *y = *(const out_tensor *const *)b;
-    size_t wx = llc_row_size(x->type, 1), wy = llc_row_size(y->type, 1);
-    if (wx != wy) return wx > wy ? -1 : 1;
-    return strcmp(x->name, y->name);
+typedef struct shard_ctx {
+    const llc_model_src *src;
+    out_tensor **sel;
+} shard_ctx;
+
+static bool shard_tensor_bytes(void *ctx, int i, void *dst, uint64_t nbytes, llamac_error *err) {
+    const shard_ctx *c = ctx;
+    const out_tensor *t = c->sel[i];
+    return c->src->fill(c->src->ctx, t->src, dst, nbytes, err) &&
+           (!t->permute_heads || permute_rows(dst, t->rows, llc_row_size(t->type, t->cols), t->permute_heads, err));
 }
 
-/* One .safetensors file holding the tensors of shard k. The header is padded with spaces to a multiple
- * of 8 and the 4-byte tensors come before the 2-byte ones, so every tensor starts aligned for its
- * element type and the loader uses it in place. */
+/* One .safetensors file holding the tensors of shard k. */
 static bool write_shard(const llc_model_src *src, out_tensor *ts, int n, int k, const char *path, llamac_error *err) {
     out_tensor **sel = malloc((size_t)(n ? n : 1) * sizeof *sel);
-    if (!sel) return llc_fail(err, "out of memory");
+    llc_st_out *st = malloc((size_t)(n ? n : 1) * sizeof *st);
+    bool ok = sel && st;
+    if (!ok) llc_fail(err, "out of memory");
     int m = 0;
-    for (int i = 0; i < n; i++)
-        if (ts[i].shard == k) sel[m++] = &ts[i];
-    qsort(sel, (size_t)m, sizeof *sel, cmp_out_layout);
-
-    cJSON *h = cJSON_CreateObject();
-    cJSON *meta = cJSON_AddObjectToObject(h, "__metadata__");
-    cJSON_AddStringToObject(meta, "format", "pt");
-    uint64_t off = 0;
-    for (int i = 0; i < m; i++) {
-        cJSON *e = cJSON_AddObjectToObject(h, sel[i]->name);
-        cJSON_AddStringToObject(e, "dtype", st_dtype(sel[i]->type));
-        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-        if (sel[i]->rows > 1) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)sel[i]->rows));
-        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)sel[i]->cols));
-        cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
-        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + sel[i]->nbytes)));
-        off += sel[i]->nbytes;
+    for (int i = 0; ok && i < n; i++) {
+        if (ts[i].shard != k) continue;
+        sel[m] = &ts[i];
+        st[m++] = (llc_st_out){ts[i].name, ts[i].type, ts[i].rows, ts[i].cols, ts[i].nbytes};
     }
-    char *text = cJSON_PrintUnformatted(h);
-    cJSON_Delete(h);
-    if (!text) {
-        free(sel);
-        return llc_fail(err, "out of memory");
-    }
-    size_t len = strlen(text), padded = (len + 7) / 8 * 8;
+    shard_ctx c = {src, sel};
     llc_outfile o;
-    bool ok = llc_outfile_open(&o, path, err);
-    FILE *f = o.f;
-    uint8_t hl[8];
-    for (int i = 0; i < 8; i++) hl[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    if (ok && (fwrite(hl, 1, 8, f) != 8 || fwrite(text, 1, len, f) != len)) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
-    for (size_t i = len; ok && i < padded; i++)
-        if (fputc(' ', f) == EOF) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
-    cJSON_free(text);
-    for (int i = 0; ok && i < m; i++) {
-        const out_tensor *t = sel[i];
-        uint8_t *buf = malloc(t->nbytes ? (size_t)t->nbytes : 1);
-        if (!buf) {
-            ok = llc_fail(err, "out of memory for tensor %s (%" PRIu64 " bytes)", t->name, t->nbytes);
-            break;
-        }
-        ok = src->fill(src->ctx, t->src, buf, t->nbytes, err) &&
-             (!t->permute_heads || permute_rows(buf, t->rows, llc_row_size(t->type, t->cols), t->permute_heads, err));
-        if (ok && fwrite(buf, 1, (size_t)t->nbytes, f) != t->nbytes) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
-        free(buf);
-    }
+    ok = ok && llc_outfile_open(&o, path, err);
+    if (ok) ok = llc_outfile_finish(&o, llc_safetensors_write(o.f, path, st, m, shard_tensor_bytes, &c, err), err);
     free(sel);
-    return llc_outfile_finish(&o, ok, err);
+    free(st);
+    return ok;
 }
 
 static bool write_index(out_tensor *ts, int n, int n_shards, uint64_t total, const char *dir, llamac_error *err) {
@@ -868,7 +827,7 @@ bool llc_write_hf_folder(const llc_model_src *src, const char *dir, llamac_error
         }
         /* rope_freqs: transformers computes the Llama 3.1 factors from config.json's rope_scaling. */
         if (!llc_tensor_name(d, LLC_NAMES_HF, layer, t->name, sizeof t->name)) continue;
-        if (!st_dtype(s->type)) {
+        if (s->type != LLC_F32 && s->type != LLC_F16 && s->type != LLC_BF16) {
             ok = llc_fail(err, "%s: tensor %s is %s; Hugging Face folders hold f32, f16 or bf16 (use --type f32|f16|bf16)", dir,
                           s->name, llc_type_name(s->type));
             break;

@@ -13,20 +13,9 @@
  * norms are replicated. Joined weights are copies. Meta's q/k rows are in the adjacent-pair RoPE
  * order that GGUF uses, so nothing is permuted.
  *
- * Writing Meta original folders: params.json, consolidated.NN.pth as torch.save writes them, and
- * tokenizer.model. LLAMAC_META_SHARDS=N (default 1) splits the weights into N model-parallel shards
- * the way Meta's fairscale layers do (see model/model_meta.c), so that joining them is tested.
- *
- * A .pth is a zip of STORED entries under one top folder (Meta's files use "consolidated"):
- *   consolidated/data.pkl     pickle protocol 2 of the state dict, an OrderedDict of
- *                             _rebuild_tensor_v2(persistent_load(('storage', torch.BFloat16Storage, key,
- *                             'cpu', numel)), offset, shape, stride, False, OrderedDict())
- *   consolidated/byteorder    "little"
- *   consolidated/data/<key>   each storage's raw little-endian bytes
- *   consolidated/version      "3\n"
- * Like torch (miniz), every entry's data starts on a 64-byte boundary thanks to a padding extra field
- * ("FB") in its local header, zip64 fields appear where a size or offset needs them, and the archive
- * ends with zip64 end records followed by the classic one.
+ * Writing: params.json, consolidated.NN.pth (as torch.save writes them: llc_torch_write, Meta's top
+ * folder "consolidated") and tokenizer.model. LLAMAC_META_SHARDS=N (default 1) splits the weights into
+ * N model-parallel shards the way Meta's fairscale layers do, so that joining them is tested.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -43,7 +32,6 @@
 #include "base/mapped_file.h"
 #include "base/outfile.h"
 #include "formats/pickle.h"
-#include "formats/zip.h"
 #include "kernels/types.h"
 #include "model/model.h"
 #include "model/model_writer.h"
@@ -429,277 +417,6 @@ bool llc_model_load_meta(llamac_model *m, const char *dir, llamac_error *err) {
 }
 
 /* ---- writer ------------------------------------------------------------------------------------- */
-#define TOP "consolidated"
-
-/* ---- growing byte buffer ------------------------------------------------------------------------ */
-
-typedef struct buf {
-    uint8_t *p;
-    size_t n, cap;
-    bool oom;
-} buf;
-
-static void put(buf *b, const void *d, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n) cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-
-static void put8(buf *b, uint8_t v) { put(b, &v, 1); }
-static void put16(buf *b, uint16_t v) {
-    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-    put(b, x, 2);
-}
-static void put32(buf *b, uint32_t v) {
-    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    put(b, x, 4);
-}
-static void put64(buf *b, uint64_t v) {
-    put32(b, (uint32_t)v);
-    put32(b, (uint32_t)(v >> 32));
-}
-
-/* ---- zip writer --------------------------------------------------------------------------------- */
-
-typedef struct zip_rec {
-    char name[96];
-    uint32_t crc;
-    uint64_t size, offset;
-} zip_rec;
-
-typedef struct zip_writer {
-    FILE *f;
-    const char *path;
-    uint64_t pos;
-    zip_rec *recs;
-    size_t n, cap;
-} zip_writer;
-
-static bool zw_write(zip_writer *w, const void *d, size_t n, llamac_error *err) {
-    if (n && fwrite(d, 1, n, w->f) != n) return llc_fail(err, "%s: write failed: %s", w->path, strerror(errno));
-    w->pos += n;
-    return true;
-}
-
-/* DOS date of 1980-01-01, 00:00: fixed, so the same weights give the same bytes. */
-#define DOS_DATE 0x0021
-
-static bool zw_add(zip_writer *w, const char *name, const void *data, uint64_t size, llamac_error *err) {
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 64;
-        zip_rec *r = realloc(w->recs, cap * sizeof *r);
-        if (!r) return llc_fail(err, "out of memory");
-        w->recs = r;
-        w->cap = cap;
-    }
-    zip_rec *r = &w->recs[w->n++];
-    snprintf(r->name, sizeof r->name, "%s", name);
-    r->crc = llc_crc32(0, data, (size_t)size);
-    r->size = size;
-    r->offset = w->pos;
-    bool big = size >= 0xFFFFFFFFu;
-    size_t nlen = strlen(name);
-    /* torch's padding: the data starts at the next multiple of 64 after the header, the name, the
-     * zip64 field (if any) and the 4-byte header of the padding field itself. */
-    uint64_t start = w->pos + 30 + nlen + (big ? 20 : 0) + 4;
-    uint16_t pad = (uint16_t)((64 - start % 64) % 64);
-    buf h = {0};
-    put32(&h, 0x04034b50);
-    put16(&h, big ? 45 : 20);
-    put16(&h, 0);
-    put16(&h, 0);
-    put16(&h, 0);
-    put16(&h, DOS_DATE);
-    put32(&h, r->crc);
-    put32(&h, big ? 0xFFFFFFFFu : (uint32_t)size);
-    put32(&h, big ? 0xFFFFFFFFu : (uint32_t)size);
-    put16(&h, (uint16_t)nlen);
-    put16(&h, (uint16_t)((big ? 20 : 0) + 4 + pad));
-    put(&h, name, nlen);
-    if (big) {
-        put16(&h, 1);
-        put16(&h, 16);
-        put64(&h, size);
-        put64(&h, size);
-    }
-    put16(&h, 0x4246); /* "FB" */
-    put16(&h, pad);
-    for (int i = 0; i < pad; i++) put8(&h, 'Z');
-    bool ok = !h.oom || llc_fail(err, "out of memory");
-    ok = ok && zw_write(w, h.p, h.n, err) && zw_write(w, data, (size_t)size, err);
-    free(h.p);
-    return ok;
-}
-
-static bool zw_finish(zip_writer *w, llamac_error *err) {
-    buf c = {0};
-    uint64_t cd_off = w->pos;
-    for (size_t i = 0; i < w->n; i++) {
-        const zip_rec *r = &w->recs[i];
-        bool big = r->size >= 0xFFFFFFFFu, far = r->offset >= 0xFFFFFFFFu;
-        size_t nlen = strlen(r->name);
-        uint16_t xlen = (uint16_t)(big || far ? 4 + (big ? 16 : 0) + (far ? 8 : 0) : 0);
-        put32(&c, 0x02014b50);
-        put16(&c, 0x031e); /* made by: Unix, spec 3.0, as miniz writes */
-        put16(&c, big || far ? 45 : 20);
-        put16(&c, 0);
-        put16(&c, 0);
-        put16(&c, 0);
-        put16(&c, DOS_DATE);
-        put32(&c, r->crc);
-        put32(&c, big ? 0xFFFFFFFFu : (uint32_t)r->size);
-        put32(&c, big ? 0xFFFFFFFFu : (uint32_t)r->size);
-        put16(&c, (uint16_t)nlen);
-        put16(&c, xlen);
-        put16(&c, 0);
-        put16(&c, 0);
-        put16(&c, 0);
-        put32(&c, 0100644u << 16); /* external attributes: a regular file, rw-r--r-- */
-        put32(&c, far ? 0xFFFFFFFFu : (uint32_t)r->offset);
-        put(&c, r->name, nlen);
-        if (xlen) {
-            put16(&c, 1);
-            put16(&c, (uint16_t)(xlen - 4));
-            if (big) {
-                put64(&c, r->size);
-                put64(&c, r->size);
-            }
-            if (far) put64(&c, r->offset);
-        }
-    }
-    uint64_t cd_size = c.n, end64 = cd_off + cd_size;
-    put32(&c, 0x06064b50); /* zip64 end of central directory record */
-    put64(&c, 44);
-    put16(&c, 0x031e);
-    put16(&c, 45);
-    put32(&c, 0);
-    put32(&c, 0);
-    put64(&c, w->n);
-    put64(&c, w->n);
-    put64(&c, cd_size);
-    put64(&c, cd_off);
-    put32(&c, 0x07064b50); /* zip64 locator */
-    put32(&c, 0);
-    put64(&c, end64);
-    put32(&c, 1);
-    put32(&c, 0x06054b50); /* end of central directory */
-    put16(&c, 0);
-    put16(&c, 0);
-    put16(&c, (uint16_t)(w->n < 0xFFFF ? w->n : 0xFFFF));
-    put16(&c, (uint16_t)(w->n < 0xFFFF ? w->n : 0xFFFF));
-    put32(&c, cd_size < 0xFFFFFFFFu ? (uint32_t)cd_size : 0xFFFFFFFFu);
-    put32(&c, cd_off < 0xFFFFFFFFu ? (uint32_t)cd_off : 0xFFFFFFFFu);
-    put16(&c, 0);
-    bool ok = !c.oom || llc_fail(err, "out of memory");
-    ok = ok && zw_write(w, c.p, c.n, err);
-    free(c.p);
-    return ok;
-}
-
-/* ---- pickle writer ------------------------------------------------------------------------------ */
-
-typedef struct pickler {
-    buf b;
-    uint32_t memo;                  /* next memo index */
-    int64_t g_odict, g_rebuild, g_storage[3], s_storage, s_cpu; /* memo slots of repeated objects, -1: not yet */
-} pickler;
-
-static void pk_put(pickler *p) {
-    if (p->memo < 256) {
-        put8(&p->b, 'q');
-        put8(&p->b, (uint8_t)p->memo);
-    } else {
-        put8(&p->b, 'r');
-        put32(&p->b, p->memo);
-    }
-    p->memo++;
-}
-
-static void pk_get(pickler *p, int64_t slot) {
-    if (slot < 256) {
-        put8(&p->b, 'h');
-        put8(&p->b, (uint8_t)slot);
-    } else {
-        put8(&p->b, 'j');
-        put32(&p->b, (uint32_t)slot);
-    }
-}
-
-static void pk_str(pickler *p, const char *s) {
-    size_t n = strlen(s);
-    put8(&p->b, 'X');
-    put32(&p->b, (uint32_t)n);
-    put(&p->b, s, n);
-    pk_put(p);
-}
-
-/* A string or a global pickled once and fetched from the memo afterwards, as pickle does for the
- * same object met twice. */
-static void pk_memo_str(pickler *p, int64_t *slot, const char *s) {
-    if (*slot >= 0) {
-        pk_get(p, *slot);
-        return;
-    }
-    *slot = p->memo;
-    pk_str(p, s);
-}
-
-static void pk_global(pickler *p, int64_t *slot, const char *module, const char *name) {
-    if (*slot >= 0) {
-        pk_get(p, *slot);
-        return;
-    }
-    put8(&p->b, 'c');
-    put(&p->b, module, strlen(module));
-    put8(&p->b, '\n');
-    put(&p->b, name, strlen(name));
-    put8(&p->b, '\n');
-    *slot = p->memo;
-    pk_put(p);
-}
-
-static void pk_int(pickler *p, int64_t v) {
-    if (v >= 0 && v < 256) {
-        put8(&p->b, 'K');
-        put8(&p->b, (uint8_t)v);
-    } else if (v >= 0 && v < 65536) {
-        put8(&p->b, 'M');
-        put16(&p->b, (uint16_t)v);
-    } else if (v >= INT32_MIN && v <= INT32_MAX) {
-        put8(&p->b, 'J');
-        put32(&p->b, (uint32_t)(int32_t)v);
-    } else {
-        /* LONG1: the shortest little-endian two's complement that holds v (positive here) */
-        uint8_t bytes[9];
-        int n = 0;
-        uint64_t u = (uint64_t)v;
-        while (n == 0 || u || (bytes[n - 1] & 0x80)) {
-            bytes[n++] = (uint8_t)u;
-            u >>= 8;
-        }
-        put8(&p->b, 0x8a);
-        put8(&p->b, (uint8_t)n);
-        put(&p->b, bytes, (size_t)n);
-    }
-}
-
-static void pk_int_tuple(pickler *p, const int64_t *v, int n) {
-    if (n > 3) put8(&p->b, '(');
-    for (int i = 0; i < n; i++) pk_int(p, v[i]);
-    put8(&p->b, n == 0 ? ')' : n == 1 ? 0x85 : n == 2 ? 0x86 : n == 3 ? 0x87 : 't');
-    pk_put(p);
-}
 
 /* ---- the model ---------------------------------------------------------------------------------- */
 
@@ -859,73 +576,6 @@ static void shard_shape(const writer *w, const out_tensor *o, int64_t shape[2], 
     shape[1] = t->cols / (o->split == LLC_SPLIT_COLS ? w->n_shards : 1);
 }
 
-static const char *storage_class(uint32_t type) {
-    return type == LLC_F32 ? "FloatStorage" : type == LLC_F16 ? "HalfStorage" : "BFloat16Storage";
-}
-
-static bool write_pickle(const writer *w, buf *out, llamac_error *err) {
-    pickler p = {.g_odict = -1, .g_rebuild = -1, .g_storage = {-1, -1, -1}, .s_storage = -1, .s_cpu = -1};
-    put8(&p.b, 0x80);
-    put8(&p.b, 2);
-    pk_global(&p, &p.g_odict, "collections", "OrderedDict");
-    put8(&p.b, ')');
-    put8(&p.b, 'R');
-    pk_put(&p);
-    int key = 0, batch = 0;
-    int *keys = calloc((size_t)w->n_outs, sizeof *keys);
-    if (!keys) return llc_fail(err, "out of memory");
-    for (int i = 0; i < w->n_outs; i++) {
-        const out_tensor *o = &w->outs[i];
-        uint32_t type = w->src->tensors[o->src].type;
-        int64_t shape[2], stride[2];
-        int nd;
-        shard_shape(w, o, shape, &nd);
-        stride[0] = nd == 2 ? shape[1] : 1;
-        stride[1] = 1;
-        if (batch == 0) put8(&p.b, '('); /* SETITEMS batches of 1000, as pickle writes them */
-        pk_str(&p, o->name);
-        pk_global(&p, &p.g_rebuild, "torch._utils", "_rebuild_tensor_v2");
-        put8(&p.b, '(');
-        put8(&p.b, '(');
-        pk_memo_str(&p, &p.s_storage, "storage");
-        int si = type == LLC_F32 ? 0 : type == LLC_F16 ? 1 : 2;
-        pk_global(&p, &p.g_storage[si], "torch", storage_class(type));
-        keys[i] = o->alias >= 0 ? keys[o->alias] : key++;
-        char ks[16];
-        snprintf(ks, sizeof ks, "%d", keys[i]);
-        pk_str(&p, ks);
-        pk_memo_str(&p, &p.s_cpu, "cpu");
-        pk_int(&p, nd == 2 ? shape[0] * shape[1] : shape[0]);
-        put8(&p.b, 't');
-        pk_put(&p);
-        put8(&p.b, 'Q');
-        pk_int(&p, 0);
-        pk_int_tuple(&p, shape, nd);
-        pk_int_tuple(&p, stride, nd);
-        put8(&p.b, 0x89);
-        pk_get(&p, p.g_odict);
-        put8(&p.b, ')');
-        put8(&p.b, 'R');
-        pk_put(&p);
-        put8(&p.b, 't');
-        pk_put(&p);
-        put8(&p.b, 'R');
-        pk_put(&p);
-        if (++batch == 1000 || i == w->n_outs - 1) {
-            put8(&p.b, 'u');
-            batch = 0;
-        }
-    }
-    put8(&p.b, '.');
-    free(keys);
-    if (p.b.oom) {
-        free(p.b.p);
-        return llc_fail(err, "out of memory");
-    }
-    *out = p.b;
-    return true;
-}
-
 /* The bytes of out tensor o in shard s: the whole tensor is produced by src->fill, then sliced. */
 static bool shard_bytes(const writer *w, const out_tensor *o, int s, uint8_t *full, uint8_t *part, uint64_t *n,
                         llamac_error *err) {
@@ -947,42 +597,43 @@ static bool shard_bytes(const writer *w, const out_tensor *o, int s, uint8_t *fu
     return true;
 }
 
+typedef struct shard_ctx {
+    const writer *w;
+    int s;
+    uint8_t *full, *part;
+} shard_ctx;
+
+static bool shard_tensor_bytes(void *ctx, int i, const void **data, uint64_t *n, llamac_error *err) {
+    shard_ctx *c = ctx;
+    *data = c->part;
+    return shard_bytes(c->w, &c->w->outs[i], c->s, c->full, c->part, n, err);
+}
+
 static bool write_shard(const writer *w, int s, llamac_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/consolidated.%02d.pth", w->dir, s);
-    buf pkl = {0};
-    if (!write_pickle(w, &pkl, err)) return false;
-    zip_writer z = {.path = path};
-    llc_outfile o;
-    if (!llc_outfile_open(&o, path, err)) {
-        free(pkl.p);
-        return false;
-    }
-    z.f = o.f;
+    llc_torch_out *t = calloc((size_t)w->n_outs + 1, sizeof *t);
+    if (!t) return llc_fail(err, "out of memory");
     uint64_t biggest = 0;
-    for (int i = 0; i < w->n_outs; i++) {
-        const llc_src_tensor *t = &w->src->tensors[w->outs[i].src];
-        uint64_t b = (uint64_t)t->rows * (uint64_t)t->cols * llc_type_get(t->type)->type_size;
+    for (int i = 0, key = 0; i < w->n_outs; i++) {
+        const out_tensor *o = &w->outs[i];
+        const llc_src_tensor *st = &w->src->tensors[o->src];
+        uint64_t b = (uint64_t)st->rows * (uint64_t)st->cols * llc_type_get(st->type)->type_size;
         if (b > biggest) biggest = b;
+        t[i].name = o->name;
+        t[i].type = st->type;
+        shard_shape(w, o, t[i].shape, &t[i].n_dims);
+        t[i].storage = o->alias >= 0 ? t[o->alias].storage : key++;
     }
-    uint8_t *full = malloc((size_t)biggest), *part = malloc((size_t)biggest);
-    bool ok = full && part;
+    shard_ctx c = {w, s, malloc((size_t)biggest), malloc((size_t)biggest)};
+    llc_outfile o;
+    bool ok = c.full && c.part;
     if (!ok) llc_fail(err, "out of memory");
-    ok = ok && zw_add(&z, TOP "/data.pkl", pkl.p, pkl.n, err) && zw_add(&z, TOP "/byteorder", "little", 6, err);
-    int key = 0;
-    for (int i = 0; ok && i < w->n_outs; i++) {
-        if (w->outs[i].alias >= 0) continue; /* its storage is already written */
-        uint64_t n = 0;
-        char name[64];
-        snprintf(name, sizeof name, TOP "/data/%d", key++);
-        ok = shard_bytes(w, &w->outs[i], s, full, part, &n, err) && zw_add(&z, name, part, n, err);
-    }
-    ok = ok && zw_add(&z, TOP "/version", "3\n", 2, err) && zw_finish(&z, err);
-    ok = llc_outfile_finish(&o, ok, err);
-    free(full);
-    free(part);
-    free(pkl.p);
-    free(z.recs);
+    ok = ok && llc_outfile_open(&o, path, err);
+    if (ok) ok = llc_outfile_finish(&o, llc_torch_write(o.f, path, "consolidated", t, w->n_outs, shard_tensor_bytes, &c, err), err);
+    free(c.full);
+    free(c.part);
+    free(t);
     return ok;
 }
 
@@ -995,9 +646,9 @@ static bool write_params(const writer *w, bool spm, llamac_error *err) {
                         w->dir, s->ffn_dim, s->dim);
     char path[4096], num[64];
     snprintf(path, sizeof path, "%s/params.json", w->dir);
-    buf j = {0};
-    char line[256];
-#define ADD(...) (snprintf(line, sizeof line, __VA_ARGS__), put(&j, line, strlen(line)))
+    char j[2048]; /* a dozen keys */
+    size_t jn = 0;
+#define ADD(...) (jn += (size_t)snprintf(j + jn, sizeof j - jn, __VA_ARGS__))
     ADD("{\"dim\": %d, \"n_layers\": %d, \"n_heads\": %d", s->dim, s->n_layers, s->n_heads);
     if (!spm || s->n_kv_heads != s->n_heads) ADD(", \"n_kv_heads\": %d", s->n_kv_heads);
     /* Llama 2's params.json leaves the vocabulary size to the tokenizer (-1). */
@@ -1011,10 +662,9 @@ static bool write_params(const writer *w, bool spm, llamac_error *err) {
     fmt_float(num, sizeof num, s->rope_theta);
     ADD(", \"rope_theta\": %s", num);
     if (s->rope_factor > 0) {
-        /* The reader's defaults are Meta's (see read_params): factor 8, or 32 for a tied output
+        /* The reader's defaults are Meta's (see load above): factor 8, or 32 for a tied output
          * (Llama 3.2 1B/3B), low 1, high 4, original context 8192. What differs is written out. */
         if (s->rope_low_freq_factor != 1.0f || s->rope_original_ctx != 8192) {
-            free(j.p);
             return llc_fail(err, "%s: rope scaling with low_freq_factor %g and original context %d cannot be written to params.json",
                             w->dir, s->rope_low_freq_factor, s->rope_original_ctx);
         }
@@ -1030,16 +680,10 @@ static bool write_params(const writer *w, bool spm, llamac_error *err) {
     }
     ADD("}\n");
 #undef ADD
-    bool ok = !j.oom || llc_fail(err, "out of memory");
     llc_outfile o;
-    if (ok && llc_outfile_open(&o, path, err)) {
-        if (fwrite(j.p, 1, j.n, o.f) != j.n) ok = llc_fail(err, "%s: write failed", path);
-        ok = llc_outfile_finish(&o, ok, err);
-    } else {
-        ok = false;
-    }
-    free(j.p);
-    return ok;
+    if (!llc_outfile_open(&o, path, err)) return false;
+    bool ok = fwrite(j, 1, jn, o.f) == jn || llc_fail(err, "%s: write failed", path);
+    return llc_outfile_finish(&o, ok, err);
 }
 
 static bool check_split(const writer *w, llamac_error *err) {

@@ -203,13 +203,13 @@ static inline void exercise_model(const char *path, const char *tokenizer_path, 
 /* ---- what a parser promises once it accepts the bytes (shared by the fast and end-to-end targets) ---- */
 
 /* Every kv through the printer, the typed getters and the array accessors; out is /dev/null. */
-static inline void check_gguf_kvs(const gguf_file *g, FILE *out) {
+static inline void check_gguf_kvs(const llc_gguf_file *g, FILE *out) {
     char key[256];
     for (uint64_t i = 0; i < g->n_kv; i++) {
-        const gguf_kv *kv = &g->kv[i];
-        gguf_print_value(out, kv);
+        const llc_gguf_kv *kv = &g->kv[i];
+        llc_gguf_print_value(out, kv);
         touch(kv->key.ptr, kv->key.len);
-        (void)gguf_type_name(kv->type);
+        (void)llc_gguf_type_name(kv->type);
         if (kv->type == GGUF_STRING) touch(kv->v.str.ptr, kv->v.str.len);
         if (kv->type == GGUF_ARRAY) {
             uint64_t n = kv->v.arr.n;
@@ -218,14 +218,14 @@ static inline void check_gguf_kvs(const gguf_file *g, FILE *out) {
                 /* validated at open: n strings exist, so n * 8 <= file size */
                 llc_str *s = malloc((n ? n : 1) * sizeof *s);
                 if (!s) abort();
-                gguf_arr_strings(kv, s);
+                llc_gguf_arr_strings(kv, s);
                 for (uint64_t j = 0; j < n; j++) touch(s[j].ptr, s[j].len);
                 free(s);
             } else if (kv->v.arr.type != GGUF_ARRAY) {
                 uint64_t lim = n < 64 ? n : 64;
-                for (uint64_t j = 0; j < lim; j++) (void)gguf_arr_num(kv, j);
-                if (n) (void)gguf_arr_num(kv, n - 1);
-                (void)gguf_arr_num(kv, n); /* out of range: must return 0, not read */
+                for (uint64_t j = 0; j < lim; j++) (void)llc_gguf_arr_num(kv, j);
+                if (n) (void)llc_gguf_arr_num(kv, n - 1);
+                (void)llc_gguf_arr_num(kv, n); /* out of range: must return 0, not read */
             }
         }
         /* the typed getters, on a NUL-terminated copy of the key */
@@ -237,27 +237,27 @@ static inline void check_gguf_kvs(const gguf_file *g, FILE *out) {
             float f;
             llc_str s;
             bool b;
-            if (gguf_find(g, key) == NULL) abort(); /* keys are unique, so the first match exists */
-            gguf_get_u32(g, key, &u, &err);
-            gguf_get_f32(g, key, &f, &err);
-            if (gguf_get_str(g, key, &s, &err)) touch(s.ptr, s.len);
-            gguf_get_bool(g, key, &b, &err);
-            for (uint32_t t = 0; t < GGUF_NTYPES; t++) (void)gguf_get_arr(g, key, t, &err);
+            if (llc_gguf_find(g, key) == NULL) abort(); /* keys are unique, so the first match exists */
+            llc_gguf_get_u32(g, key, &u, &err);
+            llc_gguf_get_f32(g, key, &f, &err);
+            if (llc_gguf_get_str(g, key, &s, &err)) touch(s.ptr, s.len);
+            llc_gguf_get_bool(g, key, &b, &err);
+            for (uint32_t t = 0; t < GGUF_NTYPES; t++) (void)llc_gguf_get_arr(g, key, t, &err);
         }
     }
 }
 
 /* Every tensor lies inside the bytes and is found by its (unique) name. */
-static inline void check_gguf_tensors(const gguf_file *g) {
+static inline void check_gguf_tensors(const llc_gguf_file *g) {
     char name[256];
     for (uint64_t i = 0; i < g->n_tensors; i++) {
-        const gguf_tensor *t = &g->tensors[i];
+        const llc_gguf_tensor *t = &g->tensors[i];
         touch(t->name.ptr, t->name.len);
         touch(t->data, t->nbytes);
         if (t->name.len < sizeof name && !memchr(t->name.ptr, 0, t->name.len)) {
             memcpy(name, t->name.ptr, t->name.len);
             name[t->name.len] = 0;
-            if (gguf_find_tensor(g, name) != t) abort();
+            if (llc_gguf_find_tensor(g, name) != t) abort();
         }
     }
 }

@@ -34,7 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     llamac_error err = {{0}};
-    gguf_file *g = gguf_open_memory(data, size, &err);
+    llc_gguf_file *g = llc_gguf_open_memory(data, size, &err);
     if (!g) {
         check_message(&err);
         return 0;
@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_message(&terr);
     }
     bool has_tensors = g->n_tensors > 0;
-    gguf_close(g);
+    llc_gguf_close(g);
     if (has_tensors) {
         /* The model loader takes a path: hand it the same bytes through an in-memory file. */
         memfile_set(&model_file, data, size);

@@ -27,7 +27,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     llamac_error err = {{0}};
-    gguf_file *g = gguf_open_memory(data, size, &err);
+    llc_gguf_file *g = llc_gguf_open_memory(data, size, &err);
     if (!g) {
         check_message(&err);
         return 0;
@@ -36,6 +36,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if ((g->n_tensors && g->data_offset > size) || g->alignment == 0 || (g->alignment & (g->alignment - 1))) abort();
     check_gguf_kvs(g, devnull);
     check_gguf_tensors(g);
-    gguf_close(g);
+    llc_gguf_close(g);
     return 0;
 }

@@ -2,7 +2,7 @@
  * libFuzzer target for the tokenizer readers and the encoders. The first byte picks what the rest is:
  *
  *   0  any tokenizer file, told apart by content (llc_tokenizer_from_memory)
- *   1  a GGUF vocabulary (gguf_open_memory + llc_tokenizer_from_gguf)
+ *   1  a GGUF vocabulary (llc_gguf_open_memory + llc_tokenizer_from_gguf)
  *   2  a Hugging Face tokenizer.json
  *   3  a tiktoken file (Llama 3's tokenizer.model)
  *   4  a SentencePiece ModelProto (Llama 2's tokenizer.model)
@@ -270,9 +270,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     switch (mode) {
     case 0: tok = llc_tokenizer_from_memory(d, n, "fuzz", &err); break;
     case 1: {
-        gguf_file *g = gguf_open_memory(d, n, &err);
+        llc_gguf_file *g = llc_gguf_open_memory(d, n, &err);
         if (g) tok = llc_tokenizer_from_gguf(g, &err);
-        gguf_close(g);
+        llc_gguf_close(g);
         break;
     }
     case 2: tok = llc_tokenizer_from_hf_json(d, n, "fuzz", &err); break;

@@ -242,3 +242,21 @@ bool llc_outfile_finish(llc_outfile *o, bool ok, llamac_error *err) {
     llc_outfile_abort(o);
     return false;
 }
+
+bool llc_copy_file(const char *from, const char *to, llamac_error *err) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return llc_fail(err, "%s: %s", from, strerror(errno));
+    llc_outfile o;
+    if (!llc_outfile_open(&o, to, err)) {
+        fclose(in);
+        return false;
+    }
+    char buf[1 << 16];
+    size_t n;
+    bool ok = true;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, o.f) == n;
+    if (ferror(in)) ok = false;
+    fclose(in);
+    if (!ok) llc_fail(err, "%s: copying %s failed", to, from);
+    return llc_outfile_finish(&o, ok, err);
+}

@@ -39,6 +39,9 @@ void llc_outfile_abort(llc_outfile *o);
  * then let the signal take its course. */
 void llc_outfile_remove_pending(void);
 
+/* Copies the file at from to the output file to (tokenizer files beside a written model). */
+bool llc_copy_file(const char *from, const char *to, llamac_error *err);
+
 /* An output folder (synth --format hf|meta): missing, or a folder (a symbolic link to one is
  * followed); with create, a missing one is made (0777 less the umask). Its files are then written
  * with llc_outfile each. */

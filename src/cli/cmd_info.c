@@ -34,7 +34,7 @@ static void model_mix(const llamac_model *m, type_mix *x) {
     memset(x, 0, sizeof *x);
     if (m->gguf) {
         for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
-            const gguf_tensor *t = &m->gguf->tensors[i];
+            const llc_gguf_tensor *t = &m->gguf->tensors[i];
             uint64_t n = 1;
             for (int d = 0; d < 4; d++) n *= (uint64_t)t->ne[d];
             mix_add(x, llc_type_name(t->type), t->nbytes, n);
@@ -88,7 +88,7 @@ int cmd_info(int argc, char **argv) {
     /* llama.cpp's file type, when the file names one */
     uint32_t ft;
     llamac_error ft_err = {{0}};
-    if (m->gguf && gguf_get_u32(m->gguf, "general.file_type", &ft, &ft_err)) {
+    if (m->gguf && llc_gguf_get_u32(m->gguf, "general.file_type", &ft, &ft_err)) {
         const char *ft_name = llc_file_type_name(ft);
         printf("file type:      %s (general.file_type %u)\n", ft_name ? ft_name : "unknown", ft);
     }

@@ -12,7 +12,8 @@
 #include "base/error.h"
 #include "base/outfile.h"
 #include "cli/cli.h"
-#include "formats/model_writer.h"
+#include "model/model_writer.h"
+#include "model/tensors.h"
 #include "kernels/types.h"
 #include "model/quant_mix.h"
 
@@ -156,9 +157,8 @@ int cmd_synth(int argc, char **argv) {
     llamac_tokenizer *tok = llamac_tokenizer_load(vocab, &err);
     if (!tok) return cli_error("%s", err.message);
 
-    int n_vocab = llamac_tokenizer_n_vocab(tok), head_dim = p->dim / p->n_heads, kv_dim = p->n_kv_heads * head_dim;
-    uint32_t t = mix.base; /* refined per tensor below */
-    int cap = 4 + 9 * p->n_layers;
+    int n_vocab = llamac_tokenizer_n_vocab(tok), head_dim = p->dim / p->n_heads;
+    int cap = llc_tensor_refs_max(p->n_layers);
     llc_model_src src = {
         .name = p->title, .n_layers = p->n_layers, .dim = p->dim, .n_heads = p->n_heads, .n_kv_heads = p->n_kv_heads,
         .ffn_dim = p->ffn_dim, .n_vocab = n_vocab, .n_ctx_train = p->n_ctx, .rms_eps = 1e-5f, .rope_theta = p->rope_theta,
@@ -169,37 +169,28 @@ int cmd_synth(int argc, char **argv) {
     };
     synth sy = {&src, calloc((size_t)cap, sizeof(tensor_kind)), seed};
     src.ctx = &sy;
-    if (!src.tensors || !sy.kinds) {
+    llc_tensor_ref *refs = malloc((size_t)cap * sizeof *refs);
+    if (!src.tensors || !sy.kinds || !refs) {
+        free(refs);
         free(src.tensors);
         free(sy.kinds);
         llamac_tokenizer_free(tok);
         return cli_error("out of memory");
     }
-#define ADD(kd, tp, c, r, ...)                                                   \
-    do {                                                                         \
-        llc_src_tensor *d_ = &src.tensors[src.n_tensors];                        \
-        snprintf(d_->name, sizeof d_->name, __VA_ARGS__);                        \
-        d_->type = tp;                                                           \
-        d_->cols = c;                                                            \
-        d_->rows = r;                                                            \
-        sy.kinds[src.n_tensors++] = kd;                                          \
-    } while (0)
-    ADD(K_EMBEDDING, t, p->dim, n_vocab, "token_embd.weight");
-    ADD(K_NORM, LLC_F32, p->dim, 1, "output_norm.weight");
-    if (!p->tied) ADD(K_MATRIX, t, p->dim, n_vocab, "output.weight");
-    if (p->rope_factor > 0) ADD(K_ROPE, LLC_F32, head_dim / 2, 1, "rope_freqs.weight");
-    for (int l = 0; l < p->n_layers; l++) {
-        ADD(K_NORM, LLC_F32, p->dim, 1, "blk.%d.attn_norm.weight", l);
-        ADD(K_MATRIX, t, p->dim, p->dim, "blk.%d.attn_q.weight", l);
-        ADD(K_MATRIX, t, p->dim, kv_dim, "blk.%d.attn_k.weight", l);
-        ADD(K_MATRIX, t, p->dim, kv_dim, "blk.%d.attn_v.weight", l);
-        ADD(K_MATRIX, t, p->dim, p->dim, "blk.%d.attn_output.weight", l);
-        ADD(K_NORM, LLC_F32, p->dim, 1, "blk.%d.ffn_norm.weight", l);
-        ADD(K_MATRIX, t, p->dim, p->ffn_dim, "blk.%d.ffn_gate.weight", l);
-        ADD(K_MATRIX, t, p->dim, p->ffn_dim, "blk.%d.ffn_up.weight", l);
-        ADD(K_MATRIX, t, p->ffn_dim, p->dim, "blk.%d.ffn_down.weight", l);
+    /* the shapes, from the preset's sizes */
+    const llc_hparams hp = {.n_layers = p->n_layers, .dim = p->dim, .n_heads = p->n_heads, .n_kv_heads = p->n_kv_heads,
+                            .head_dim = head_dim, .ffn_dim = p->ffn_dim, .n_vocab = n_vocab, .rope_dim = head_dim};
+    int n_refs = llc_tensor_refs(p->n_layers, p->tied, p->rope_factor > 0, refs);
+    for (int i = 0; i < n_refs; i++) {
+        const llc_tensor_desc *d = refs[i].d;
+        llc_src_tensor *t = &src.tensors[src.n_tensors];
+        llc_tensor_name(d, LLC_NAMES_GGUF, refs[i].layer, t->name, sizeof t->name);
+        t->type = d->vector ? LLC_F32 : mix.base; /* matrices refined below */
+        t->cols = llc_extent_of(&hp, d->cols);
+        t->rows = llc_extent_of(&hp, d->rows);
+        sy.kinds[src.n_tensors++] = d == llc_t_tok_embd ? K_EMBEDDING : d == llc_t_rope_freqs ? K_ROPE : d->vector ? K_NORM : K_MATRIX;
     }
-#undef ADD
+    free(refs);
     const llc_mix_model mm = {p->n_layers, p->n_heads, p->n_kv_heads, p->tied};
     for (int i = 0; i < src.n_tensors; i++) {
         llc_src_tensor *d = &src.tensors[i];

@@ -36,7 +36,7 @@ static const char *const vtype_names[GGUF_NTYPES] = {
     "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64",
 };
 
-const char *gguf_type_name(uint32_t t) { return t < GGUF_NTYPES ? vtype_names[t] : "unknown"; }
+const char *llc_gguf_type_name(uint32_t t) { return t < GGUF_NTYPES ? vtype_names[t] : "unknown"; }
 
 static bool need(cursor *c, uint64_t n, const char *what) {
     if ((uint64_t)(c->end - c->p) < n) return llc_fail(c->err, "truncated file while reading %s", what);
@@ -68,7 +68,7 @@ static bool rd_str(cursor *c, llc_str *s, const char *what) {
 }
 
 /* Scalar value of a fixed-size type into kv->v. */
-static void decode_scalar(uint32_t type, const uint8_t *p, gguf_kv *kv) {
+static void decode_scalar(uint32_t type, const uint8_t *p, llc_gguf_kv *kv) {
     switch (type) {
     case GGUF_U8: kv->v.u = p[0]; break;
     case GGUF_BOOL: kv->v.u = p[0] != 0; break;
@@ -111,7 +111,7 @@ static bool skip_elems(cursor *c, uint32_t type, uint64_t n, int depth) {
     return true;
 }
 
-static bool read_kv(cursor *c, gguf_kv *kv) {
+static bool read_kv(cursor *c, llc_gguf_kv *kv) {
     if (!rd_str(c, &kv->key, "metadata key")) return false;
     if (!rd_u32(c, &kv->type, "metadata type")) return false;
     uint32_t t = kv->type;
@@ -136,24 +136,24 @@ bool llc_str_eq(llc_str s, const char *c) {
     return s.len == n && memcmp(s.ptr, c, n) == 0;
 }
 
-const gguf_kv *gguf_find(const gguf_file *g, const char *key) {
+const llc_gguf_kv *llc_gguf_find(const llc_gguf_file *g, const char *key) {
     for (uint64_t i = 0; i < g->n_kv; i++)
         if (llc_str_eq(g->kv[i].key, key)) return &g->kv[i];
     return NULL;
 }
 
-const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name) {
+const llc_gguf_tensor *llc_gguf_find_tensor(const llc_gguf_file *g, const char *name) {
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (llc_str_eq(g->tensors[i].name, name)) return &g->tensors[i];
     return NULL;
 }
 
 static int cmp_tensor_offset(const void *a, const void *b) {
-    const gguf_tensor *x = *(const gguf_tensor *const *)a, *y = *(const gguf_tensor *const *)b;
+    const llc_gguf_tensor *x = *(const llc_gguf_tensor *const *)a, *y = *(const llc_gguf_tensor *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static bool read_tensor_info(cursor *c, gguf_tensor *t, uint64_t index) {
+static bool read_tensor_info(cursor *c, llc_gguf_tensor *t, uint64_t index) {
     if (!rd_str(c, &t->name, "tensor name")) return false;
     if (!rd_u32(c, &t->n_dims, "tensor dimensions")) return false;
     int nl = (int)(t->name.len > 64 ? 64 : t->name.len);
@@ -185,7 +185,7 @@ static bool read_tensor_info(cursor *c, gguf_tensor *t, uint64_t index) {
 /* Finds the first repeated string among n (keys or tensor names) with a hash set, so a file with
  * a hundred thousand entries costs milliseconds, not the quadratic pairwise check. Returns its index,
  * -1 if all differ, -2 if out of memory. */
-static int64_t first_duplicate(const llc_str *(*get)(const gguf_file *, uint64_t), const gguf_file *g, uint64_t n) {
+static int64_t first_duplicate(const llc_str *(*get)(const llc_gguf_file *, uint64_t), const llc_gguf_file *g, uint64_t n) {
     uint64_t cap = 16;
     while (cap < 2 * n) cap *= 2;
     uint64_t *slots = calloc(cap, sizeof *slots); /* index + 1; 0 = empty */
@@ -210,17 +210,17 @@ static int64_t first_duplicate(const llc_str *(*get)(const gguf_file *, uint64_t
     free(slots);
     return dup;
 }
-static const llc_str *kv_key(const gguf_file *g, uint64_t i) { return &g->kv[i].key; }
-static const llc_str *tensor_name(const gguf_file *g, uint64_t i) { return &g->tensors[i].name; }
+static const llc_str *kv_key(const llc_gguf_file *g, uint64_t i) { return &g->kv[i].key; }
+static const llc_str *tensor_name(const llc_gguf_file *g, uint64_t i) { return &g->tensors[i].name; }
 
-static void gguf_free_parts(gguf_file *g) {
+static void gguf_free_parts(llc_gguf_file *g) {
     free(g->kv);
     free(g->tensors);
     llc_unmap_file(&g->map);
     free(g);
 }
 
-static gguf_file *gguf_parse(gguf_file *g, llamac_error *err) {
+static llc_gguf_file *gguf_parse(llc_gguf_file *g, llamac_error *err) {
     cursor c = {g->map.data, g->map.data + g->map.size, err};
     if (g->map.size < 4 || memcmp(g->map.data, GGUF_MAGIC, 4) != 0) {
         llc_fail(err, "not a GGUF file (bad magic)");
@@ -262,10 +262,10 @@ static gguf_file *gguf_parse(gguf_file *g, llamac_error *err) {
         goto fail;
     }
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
-    const gguf_kv *al = gguf_find(g, "general.alignment");
+    const llc_gguf_kv *al = llc_gguf_find(g, "general.alignment");
     if (al) {
         if (al->type != GGUF_U32 && al->type != GGUF_U64 && al->type != GGUF_I32) {
-            llc_fail(err, "general.alignment has type %s", gguf_type_name(al->type));
+            llc_fail(err, "general.alignment has type %s", llc_gguf_type_name(al->type));
             goto fail;
         }
         uint64_t a = al->v.u;
@@ -286,7 +286,7 @@ static gguf_file *gguf_parse(gguf_file *g, llamac_error *err) {
         goto fail;
     }
     for (uint64_t i = 0; i < g->n_tensors; i++) {
-        gguf_tensor *t = &g->tensors[i];
+        llc_gguf_tensor *t = &g->tensors[i];
         int nl = (int)(t->name.len > 64 ? 64 : t->name.len);
         if (t->offset % g->alignment != 0) {
             llc_fail(err, "tensor '%.*s' offset %" PRIu64 " is not aligned to %" PRIu64, nl, t->name.ptr, t->offset, g->alignment);
@@ -301,7 +301,7 @@ static gguf_file *gguf_parse(gguf_file *g, llamac_error *err) {
     }
     /* Overlapping tensors and duplicate names: sort by offset, then neighbours must not overlap. */
     if (g->n_tensors > 1) {
-        gguf_tensor **order = malloc(g->n_tensors * sizeof *order);
+        llc_gguf_tensor **order = malloc(g->n_tensors * sizeof *order);
         if (!order) {
             llc_fail(err, "out of memory");
             goto fail;
@@ -331,8 +331,8 @@ fail:
     return NULL;
 }
 
-gguf_file *gguf_open(const char *path, llamac_error *err) {
-    gguf_file *g = calloc(1, sizeof *g);
+llc_gguf_file *llc_gguf_open(const char *path, llamac_error *err) {
+    llc_gguf_file *g = calloc(1, sizeof *g);
     if (!g) {
         llc_fail(err, "out of memory");
         return NULL;
@@ -346,8 +346,8 @@ gguf_file *gguf_open(const char *path, llamac_error *err) {
     return g;
 }
 
-gguf_file *gguf_open_memory(const void *data, size_t size, llamac_error *err) {
-    gguf_file *g = calloc(1, sizeof *g);
+llc_gguf_file *llc_gguf_open_memory(const void *data, size_t size, llamac_error *err) {
+    llc_gguf_file *g = calloc(1, sizeof *g);
     if (!g) {
         llc_fail(err, "out of memory");
         return NULL;
@@ -358,7 +358,7 @@ gguf_file *gguf_open_memory(const void *data, size_t size, llamac_error *err) {
     return gguf_parse(g, err);
 }
 
-void gguf_close(gguf_file *g) {
+void llc_gguf_close(llc_gguf_file *g) {
     if (g) gguf_free_parts(g);
 }
 
@@ -370,53 +370,53 @@ static bool is_int_type(uint32_t t) {
 }
 static bool is_signed_type(uint32_t t) { return t == GGUF_I8 || t == GGUF_I16 || t == GGUF_I32 || t == GGUF_I64; }
 
-bool gguf_get_u32(const gguf_file *g, const char *key, uint32_t *out, llamac_error *err) {
-    const gguf_kv *kv = gguf_find(g, key);
+bool llc_gguf_get_u32(const llc_gguf_file *g, const char *key, uint32_t *out, llamac_error *err) {
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     if (!kv) return false;
-    if (!is_int_type(kv->type)) return llc_fail(err, "metadata %s has type %s, expected an integer", key, gguf_type_name(kv->type));
+    if (!is_int_type(kv->type)) return llc_fail(err, "metadata %s has type %s, expected an integer", key, llc_gguf_type_name(kv->type));
     if (is_signed_type(kv->type) ? (kv->v.i < 0 || kv->v.i > (int64_t)UINT32_MAX) : kv->v.u > UINT32_MAX)
         return llc_fail(err, "metadata %s is out of range", key);
     *out = (uint32_t)(is_signed_type(kv->type) ? (uint64_t)kv->v.i : kv->v.u);
     return true;
 }
 
-bool gguf_get_f32(const gguf_file *g, const char *key, float *out, llamac_error *err) {
-    const gguf_kv *kv = gguf_find(g, key);
+bool llc_gguf_get_f32(const llc_gguf_file *g, const char *key, float *out, llamac_error *err) {
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     if (!kv) return false;
     if (kv->type == GGUF_F32 || kv->type == GGUF_F64) *out = (float)kv->v.f;
     else if (is_int_type(kv->type)) *out = is_signed_type(kv->type) ? (float)kv->v.i : (float)kv->v.u;
-    else return llc_fail(err, "metadata %s has type %s, expected a number", key, gguf_type_name(kv->type));
+    else return llc_fail(err, "metadata %s has type %s, expected a number", key, llc_gguf_type_name(kv->type));
     return true;
 }
 
-bool gguf_get_str(const gguf_file *g, const char *key, llc_str *out, llamac_error *err) {
-    const gguf_kv *kv = gguf_find(g, key);
+bool llc_gguf_get_str(const llc_gguf_file *g, const char *key, llc_str *out, llamac_error *err) {
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     if (!kv) return false;
-    if (kv->type != GGUF_STRING) return llc_fail(err, "metadata %s has type %s, expected a string", key, gguf_type_name(kv->type));
+    if (kv->type != GGUF_STRING) return llc_fail(err, "metadata %s has type %s, expected a string", key, llc_gguf_type_name(kv->type));
     *out = kv->v.str;
     return true;
 }
 
-bool gguf_get_bool(const gguf_file *g, const char *key, bool *out, llamac_error *err) {
-    const gguf_kv *kv = gguf_find(g, key);
+bool llc_gguf_get_bool(const llc_gguf_file *g, const char *key, bool *out, llamac_error *err) {
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     if (!kv) return false;
     if (kv->type != GGUF_BOOL && !is_int_type(kv->type))
-        return llc_fail(err, "metadata %s has type %s, expected a bool", key, gguf_type_name(kv->type));
+        return llc_fail(err, "metadata %s has type %s, expected a bool", key, llc_gguf_type_name(kv->type));
     *out = kv->v.u != 0;
     return true;
 }
 
-const gguf_kv *gguf_get_arr(const gguf_file *g, const char *key, uint32_t elem_type, llamac_error *err) {
-    const gguf_kv *kv = gguf_find(g, key);
+const llc_gguf_kv *llc_gguf_get_arr(const llc_gguf_file *g, const char *key, uint32_t elem_type, llamac_error *err) {
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     if (!kv) return NULL;
     if (kv->type != GGUF_ARRAY || kv->v.arr.type != elem_type) {
-        llc_fail(err, "metadata %s is not an array of %s", key, gguf_type_name(elem_type));
+        llc_fail(err, "metadata %s is not an array of %s", key, llc_gguf_type_name(elem_type));
         return NULL;
     }
     return kv;
 }
 
-void gguf_arr_strings(const gguf_kv *kv, llc_str *out) {
+void llc_gguf_arr_strings(const llc_gguf_kv *kv, llc_str *out) {
     const uint8_t *p = kv->v.arr.data;
     for (uint64_t i = 0; i < kv->v.arr.n; i++) {
         uint64_t n;
@@ -427,10 +427,10 @@ void gguf_arr_strings(const gguf_kv *kv, llc_str *out) {
     }
 }
 
-double gguf_arr_num(const gguf_kv *kv, uint64_t i) {
+double llc_gguf_arr_num(const llc_gguf_kv *kv, uint64_t i) {
     uint32_t t = kv->v.arr.type;
     if (t >= GGUF_NTYPES || t == GGUF_STRING || t == GGUF_ARRAY || i >= kv->v.arr.n) return 0;
-    gguf_kv tmp;
+    llc_gguf_kv tmp;
     decode_scalar(t, kv->v.arr.data + i * vtype_size[t], &tmp);
     if (t == GGUF_F32 || t == GGUF_F64) return tmp.v.f;
     return is_signed_type(t) ? (double)tmp.v.i : (double)tmp.v.u;
@@ -448,14 +448,14 @@ static void print_str(FILE *fp, llc_str s, size_t max) {
     fputc('"', fp);
 }
 
-void gguf_print_value(FILE *fp, const gguf_kv *kv) {
+void llc_gguf_print_value(FILE *fp, const llc_gguf_kv *kv) {
     switch (kv->type) {
     case GGUF_STRING: print_str(fp, kv->v.str, 120); break;
     case GGUF_BOOL: fputs(kv->v.u ? "true" : "false", fp); break;
     case GGUF_F32: case GGUF_F64: fprintf(fp, "%g", kv->v.f); break;
     case GGUF_ARRAY: {
         uint32_t t = kv->v.arr.type;
-        fprintf(fp, "[%s × %" PRIu64 "]", gguf_type_name(t), kv->v.arr.n);
+        fprintf(fp, "[%s × %" PRIu64 "]", llc_gguf_type_name(t), kv->v.arr.n);
         uint64_t show = kv->v.arr.n < 6 ? kv->v.arr.n : 6;
         if (t == GGUF_STRING) {
             const uint8_t *p = kv->v.arr.data;
@@ -467,7 +467,7 @@ void gguf_print_value(FILE *fp, const gguf_kv *kv) {
                 p += 8 + n;
             }
         } else if (t != GGUF_ARRAY) {
-            for (uint64_t i = 0; i < show; i++) fprintf(fp, " %g", gguf_arr_num(kv, i));
+            for (uint64_t i = 0; i < show; i++) fprintf(fp, " %g", llc_gguf_arr_num(kv, i));
         }
         if (show < kv->v.arr.n && t != GGUF_ARRAY) fputs(" …", fp);
         break;
@@ -517,7 +517,7 @@ typedef struct wtensor {
     uint64_t nbytes, offset;
 } wtensor;
 
-struct gguf_writer {
+struct llc_gguf_writer {
     wbuf kv;
     uint64_t n_kv;
     wtensor *tensors;
@@ -526,9 +526,9 @@ struct gguf_writer {
     bool oom;
 };
 
-gguf_writer *gguf_writer_create(void) { return calloc(1, sizeof(gguf_writer)); }
+llc_gguf_writer *llc_gguf_writer_create(void) { return calloc(1, sizeof(llc_gguf_writer)); }
 
-void gguf_writer_free(gguf_writer *w) {
+void llc_gguf_writer_free(llc_gguf_writer *w) {
     if (!w) return;
     for (uint64_t i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
     free(w->tensors);
@@ -536,36 +536,36 @@ void gguf_writer_free(gguf_writer *w) {
     free(w);
 }
 
-static void kv_head(gguf_writer *w, const char *key, uint32_t type) {
+static void kv_head(llc_gguf_writer *w, const char *key, uint32_t type) {
     wb_str(&w->kv, key, strlen(key));
     wb_u32(&w->kv, type);
     w->n_kv++;
 }
-void gguf_write_u32(gguf_writer *w, const char *key, uint32_t v) { kv_head(w, key, GGUF_U32); wb_u32(&w->kv, v); }
-void gguf_write_i32(gguf_writer *w, const char *key, int32_t v) { kv_head(w, key, GGUF_I32); wb_put(&w->kv, &v, 4); }
-void gguf_write_f32(gguf_writer *w, const char *key, float v) { kv_head(w, key, GGUF_F32); wb_put(&w->kv, &v, 4); }
-void gguf_write_bool(gguf_writer *w, const char *key, bool v) {
+void llc_gguf_write_u32(llc_gguf_writer *w, const char *key, uint32_t v) { kv_head(w, key, GGUF_U32); wb_u32(&w->kv, v); }
+void llc_gguf_write_i32(llc_gguf_writer *w, const char *key, int32_t v) { kv_head(w, key, GGUF_I32); wb_put(&w->kv, &v, 4); }
+void llc_gguf_write_f32(llc_gguf_writer *w, const char *key, float v) { kv_head(w, key, GGUF_F32); wb_put(&w->kv, &v, 4); }
+void llc_gguf_write_bool(llc_gguf_writer *w, const char *key, bool v) {
     uint8_t b = v;
     kv_head(w, key, GGUF_BOOL);
     wb_put(&w->kv, &b, 1);
 }
-void gguf_write_str(gguf_writer *w, const char *key, const char *v) { kv_head(w, key, GGUF_STRING); wb_str(&w->kv, v, strlen(v)); }
+void llc_gguf_write_str(llc_gguf_writer *w, const char *key, const char *v) { kv_head(w, key, GGUF_STRING); wb_str(&w->kv, v, strlen(v)); }
 
-void gguf_write_str_arr(gguf_writer *w, const char *key, const char *const *strs, const uint64_t *lens, uint64_t n) {
+void llc_gguf_write_str_arr(llc_gguf_writer *w, const char *key, const char *const *strs, const uint64_t *lens, uint64_t n) {
     kv_head(w, key, GGUF_ARRAY);
     wb_u32(&w->kv, GGUF_STRING);
     wb_u64(&w->kv, n);
     for (uint64_t i = 0; i < n; i++) wb_str(&w->kv, strs[i], lens ? lens[i] : strlen(strs[i]));
 }
 
-void gguf_write_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *elems, uint64_t n) {
+void llc_gguf_write_arr(llc_gguf_writer *w, const char *key, uint32_t elem_type, const void *elems, uint64_t n) {
     kv_head(w, key, GGUF_ARRAY);
     wb_u32(&w->kv, elem_type);
     wb_u64(&w->kv, n);
     if (elem_type < GGUF_NTYPES && vtype_size[elem_type]) wb_put(&w->kv, elems, n * vtype_size[elem_type]);
 }
 
-void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, int n_dims, const int64_t *ne,
+void llc_gguf_writer_add_tensor(llc_gguf_writer *w, const char *name, uint32_t type, int n_dims, const int64_t *ne,
                             const void *data, uint64_t nbytes) {
     if (w->n_tensors == w->cap_tensors) {
         uint64_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;
@@ -590,7 +590,7 @@ void gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, int
     w->data_size += (nbytes + GGUF_DEFAULT_ALIGNMENT - 1) / GGUF_DEFAULT_ALIGNMENT * GGUF_DEFAULT_ALIGNMENT;
 }
 
-bool gguf_writer_save(gguf_writer *w, const char *path, gguf_fill_fn fill, void *ctx, llamac_error *err) {
+bool llc_gguf_writer_save(llc_gguf_writer *w, const char *path, llc_gguf_fill_fn fill, void *ctx, llamac_error *err) {
     wbuf h = {0};
     wb_put(&h, GGUF_MAGIC, 4);
     wb_u32(&h, 3);

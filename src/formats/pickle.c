@@ -792,3 +792,222 @@ const llc_torch_tensor *llc_torch_find(const llc_torch_file *f, const char *name
     }
     return NULL;
 }
+
+/* ---- writer ---------------------------------------------------------------------------------------- */
+
+/* A growing byte buffer; oom remembers a failed allocation. */
+typedef struct buf {
+    uint8_t *p;
+    size_t n, cap;
+    bool oom;
+} buf;
+
+static void put(buf *b, const void *d, size_t n) {
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n) cap *= 2;
+        uint8_t *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+
+static void put8(buf *b, uint8_t v) { put(b, &v, 1); }
+static void put16(buf *b, uint16_t v) {
+    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    put(b, x, 2);
+}
+static void put32(buf *b, uint32_t v) {
+    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    put(b, x, 4);
+}
+
+typedef struct pickler {
+    buf b;
+    uint32_t memo;                  /* next memo index */
+    int64_t g_odict, g_rebuild, g_storage[3], s_storage, s_cpu; /* memo slots of repeated objects, -1: not yet */
+} pickler;
+
+static void pk_put(pickler *p) {
+    if (p->memo < 256) {
+        put8(&p->b, 'q');
+        put8(&p->b, (uint8_t)p->memo);
+    } else {
+        put8(&p->b, 'r');
+        put32(&p->b, p->memo);
+    }
+    p->memo++;
+}
+
+static void pk_get(pickler *p, int64_t slot) {
+    if (slot < 256) {
+        put8(&p->b, 'h');
+        put8(&p->b, (uint8_t)slot);
+    } else {
+        put8(&p->b, 'j');
+        put32(&p->b, (uint32_t)slot);
+    }
+}
+
+static void pk_str(pickler *p, const char *s) {
+    size_t n = strlen(s);
+    put8(&p->b, 'X');
+    put32(&p->b, (uint32_t)n);
+    put(&p->b, s, n);
+    pk_put(p);
+}
+
+/* A string or a global pickled once and fetched from the memo afterwards, as pickle does for the
+ * same object met twice. */
+static void pk_memo_str(pickler *p, int64_t *slot, const char *s) {
+    if (*slot >= 0) {
+        pk_get(p, *slot);
+        return;
+    }
+    *slot = p->memo;
+    pk_str(p, s);
+}
+
+static void pk_global(pickler *p, int64_t *slot, const char *module, const char *name) {
+    if (*slot >= 0) {
+        pk_get(p, *slot);
+        return;
+    }
+    put8(&p->b, 'c');
+    put(&p->b, module, strlen(module));
+    put8(&p->b, '\n');
+    put(&p->b, name, strlen(name));
+    put8(&p->b, '\n');
+    *slot = p->memo;
+    pk_put(p);
+}
+
+static void pk_int(pickler *p, int64_t v) {
+    if (v >= 0 && v < 256) {
+        put8(&p->b, 'K');
+        put8(&p->b, (uint8_t)v);
+    } else if (v >= 0 && v < 65536) {
+        put8(&p->b, 'M');
+        put16(&p->b, (uint16_t)v);
+    } else if (v >= INT32_MIN && v <= INT32_MAX) {
+        put8(&p->b, 'J');
+        put32(&p->b, (uint32_t)(int32_t)v);
+    } else {
+        /* LONG1: the shortest little-endian two's complement that holds v (positive here) */
+        uint8_t bytes[9];
+        int n = 0;
+        uint64_t u = (uint64_t)v;
+        while (n == 0 || u || (bytes[n - 1] & 0x80)) {
+            bytes[n++] = (uint8_t)u;
+            u >>= 8;
+        }
+        put8(&p->b, 0x8a);
+        put8(&p->b, (uint8_t)n);
+        put(&p->b, bytes, (size_t)n);
+    }
+}
+
+static void pk_int_tuple(pickler *p, const int64_t *v, int n) {
+    if (n > 3) put8(&p->b, '(');
+    for (int i = 0; i < n; i++) pk_int(p, v[i]);
+    put8(&p->b, n == 0 ? ')' : n == 1 ? 0x85 : n == 2 ? 0x86 : n == 3 ? 0x87 : 't');
+    pk_put(p);
+}
+
+static const char *storage_class(uint32_t type) {
+    return type == LLC_F32 ? "FloatStorage" : type == LLC_F16 ? "HalfStorage" : "BFloat16Storage";
+}
+
+/* The state dict as torch.save pickles it (protocol 2): an OrderedDict of
+ * _rebuild_tensor_v2(persistent_load(('storage', torch.<Type>Storage, key, 'cpu', numel)), offset, shape,
+ * stride, False, OrderedDict()), the repeated strings and globals fetched from the memo. */
+static bool write_pickle(const llc_torch_out *t, int n, buf *out, llamac_error *err) {
+    pickler p = {.g_odict = -1, .g_rebuild = -1, .g_storage = {-1, -1, -1}, .s_storage = -1, .s_cpu = -1};
+    put8(&p.b, 0x80);
+    put8(&p.b, 2);
+    pk_global(&p, &p.g_odict, "collections", "OrderedDict");
+    put8(&p.b, ')');
+    put8(&p.b, 'R');
+    pk_put(&p);
+    int batch = 0;
+    for (int i = 0; i < n; i++) {
+        const llc_torch_out *o = &t[i];
+        uint32_t type = o->type;
+        const int64_t *shape = o->shape;
+        int64_t stride[2];
+        int nd = o->n_dims;
+        stride[0] = nd == 2 ? shape[1] : 1;
+        stride[1] = 1;
+        if (batch == 0) put8(&p.b, '('); /* SETITEMS batches of 1000, as pickle writes them */
+        pk_str(&p, o->name);
+        pk_global(&p, &p.g_rebuild, "torch._utils", "_rebuild_tensor_v2");
+        put8(&p.b, '(');
+        put8(&p.b, '(');
+        pk_memo_str(&p, &p.s_storage, "storage");
+        int si = type == LLC_F32 ? 0 : type == LLC_F16 ? 1 : 2;
+        pk_global(&p, &p.g_storage[si], "torch", storage_class(type));
+        char ks[16];
+        snprintf(ks, sizeof ks, "%d", o->storage);
+        pk_str(&p, ks);
+        pk_memo_str(&p, &p.s_cpu, "cpu");
+        pk_int(&p, nd == 2 ? shape[0] * shape[1] : shape[0]);
+        put8(&p.b, 't');
+        pk_put(&p);
+        put8(&p.b, 'Q');
+        pk_int(&p, 0);
+        pk_int_tuple(&p, shape, nd);
+        pk_int_tuple(&p, stride, nd);
+        put8(&p.b, 0x89);
+        pk_get(&p, p.g_odict);
+        put8(&p.b, ')');
+        put8(&p.b, 'R');
+        pk_put(&p);
+        put8(&p.b, 't');
+        pk_put(&p);
+        put8(&p.b, 'R');
+        pk_put(&p);
+        if (++batch == 1000 || i == n - 1) {
+            put8(&p.b, 'u');
+            batch = 0;
+        }
+    }
+    put8(&p.b, '.');
+    if (p.b.oom) {
+        free(p.b.p);
+        return llc_fail(err, "out of memory");
+    }
+    *out = p.b;
+    return true;
+}
+
+bool llc_torch_write(FILE *f, const char *path, const char *top, const llc_torch_out *t, int n, llc_torch_bytes_fn bytes,
+                     void *ctx, llamac_error *err) {
+    buf pkl = {0};
+    if (!write_pickle(t, n, &pkl, err)) return false;
+    llc_zip_writer z = {.f = f, .path = path};
+    char name[128];
+    snprintf(name, sizeof name, "%.60s/data.pkl", top);
+    bool ok = llc_zip_add(&z, name, pkl.p, pkl.n, err);
+    snprintf(name, sizeof name, "%.60s/byteorder", top);
+    ok = ok && llc_zip_add(&z, name, "little", 6, err);
+    for (int i = 0, next = 0; ok && i < n; i++) {
+        if (t[i].storage != next) continue; /* a storage written already */
+        next++;
+        const void *data;
+        uint64_t nb;
+        snprintf(name, sizeof name, "%.60s/data/%d", top, t[i].storage);
+        ok = bytes(ctx, i, &data, &nb, err) && llc_zip_add(&z, name, data, nb, err);
+    }
+    snprintf(name, sizeof name, "%.60s/version", top);
+    ok = ok && llc_zip_add(&z, name, "3\n", 2, err) && llc_zip_finish(&z, err);
+    llc_zip_writer_free(&z);
+    free(pkl.p);
+    return ok;
+}

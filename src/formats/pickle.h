@@ -2,7 +2,8 @@
 #define LLC_PICKLE_H
 /*
  * PyTorch checkpoints (torch.save's zip format) without Python: a restricted unpickler for the
- * archive's data.pkl and the lookup of each tensor's bytes in the archive.
+ * archive's data.pkl and the lookup of each tensor's bytes in the archive; and a writer of such
+ * archives for a state dict of plain tensors.
  *
  * A pickle is a program for a stack machine whose GLOBAL/REDUCE opcodes import and call arbitrary
  * Python callables; torch.load runs it (hence arbitrary code execution from a model file). This reader
@@ -18,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "formats/zip.h"
 #include "llamac.h"
@@ -81,5 +83,27 @@ bool llc_torch_open(llc_torch_file *f, const uint8_t *data, size_t size, const c
 void llc_torch_close(llc_torch_file *f);
 /* The tensor named name (NUL-terminated), or NULL. */
 const llc_torch_tensor *llc_torch_find(const llc_torch_file *f, const char *name);
+
+/* ---- writer ---------------------------------------------------------------------------------------- */
+
+/* A tensor of a state dict to write: row-major, its whole storage. */
+typedef struct llc_torch_out {
+    const char *name;  /* the state dict key */
+    uint32_t type;     /* LLC_F32, LLC_F16 or LLC_BF16 */
+    int n_dims;        /* 1 or 2 */
+    int64_t shape[2];
+    int storage;       /* its storage: 0, 1, ... in order of first use; a later tensor may reuse one (a view) */
+} llc_torch_out;
+/* The bytes of tensor i's storage (asked once, for the first tensor that uses it); *data stays valid
+ * until the next call. */
+typedef bool (*llc_torch_bytes_fn)(void *ctx, int i, const void **data, uint64_t *n, llamac_error *err);
+/* Writes to f (path names it in messages) the torch.save archive of the state dict t[0..n) (an
+ * OrderedDict in this order), as torch writes it (llc_zip_add's layout) under the folder top:
+ *   top/data.pkl     pickle protocol 2 of the state dict
+ *   top/byteorder    "little"
+ *   top/data/<k>     storage k's raw little-endian bytes
+ *   top/version      "3\n" */
+bool llc_torch_write(FILE *f, const char *path, const char *top, const llc_torch_out *t, int n, llc_torch_bytes_fn bytes,
+                     void *ctx, llamac_error *err);
 
 #endif

@@ -2,7 +2,9 @@
 #include "formats/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,4 +204,76 @@ const llc_st_tensor *llc_safetensors_find(const llc_safetensors *st, const char 
         else hi = mid;
     }
     return NULL;
+}
+
+/* ---- writer ---------------------------------------------------------------------------------------- */
+
+static const char *st_dtype(uint32_t type) {
+    switch (type) {
+    case LLC_F32: return "F32";
+    case LLC_F16: return "F16";
+    case LLC_BF16: return "BF16";
+    default: return NULL;
+    }
+}
+
+/* Wider elements first, then by name, as the safetensors library orders a file. */
+static int cmp_layout(const void *a, const void *b) {
+    const llc_st_out *x = *(const llc_st_out *const *)a, *y = *(const llc_st_out *const *)b;
+    size_t wx = llc_row_size(x->type, 1), wy = llc_row_size(y->type, 1);
+    if (wx != wy) return wx > wy ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+bool llc_safetensors_write(FILE *f, const char *path, const llc_st_out *t, int n, llc_st_bytes_fn bytes, void *ctx,
+                           llamac_error *err) {
+    for (int i = 0; i < n; i++)
+        if (!st_dtype(t[i].type)) return llc_fail(err, "%s: tensor %s: safetensors holds F32, F16 or BF16 here", path, t[i].name);
+    const llc_st_out **sel = malloc((n > 0 ? (size_t)n : 1) * sizeof *sel);
+    if (!sel) return llc_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) sel[i] = &t[i];
+    qsort(sel, (size_t)n, sizeof *sel, cmp_layout);
+
+    cJSON *h = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(h, "__metadata__");
+    cJSON_AddStringToObject(meta, "format", "pt");
+    uint64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_AddObjectToObject(h, sel[i]->name);
+        cJSON_AddStringToObject(e, "dtype", st_dtype(sel[i]->type));
+        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+        if (sel[i]->rows > 1) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)sel[i]->rows));
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)sel[i]->cols));
+        cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + sel[i]->nbytes)));
+        off += sel[i]->nbytes;
+    }
+    char *text = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    if (!text) {
+        free(sel);
+        return llc_fail(err, "out of memory");
+    }
+    size_t len = strlen(text), padded = (len + 7) / 8 * 8;
+    uint8_t hl[8];
+    for (int i = 0; i < 8; i++) hl[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    bool ok = true;
+    if (fwrite(hl, 1, 8, f) != 8 || fwrite(text, 1, len, f) != len) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
+    for (size_t i = len; ok && i < padded; i++)
+        if (fputc(' ', f) == EOF) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
+    cJSON_free(text);
+    for (int i = 0; ok && i < n; i++) {
+        const llc_st_out *x = sel[i];
+        uint8_t *buf = malloc(x->nbytes ? (size_t)x->nbytes : 1);
+        if (!buf) {
+            ok = llc_fail(err, "out of memory for tensor %s (%" PRIu64 " bytes)", x->name, x->nbytes);
+            break;
+        }
+        ok = bytes(ctx, (int)(x - t), buf, x->nbytes, err);
+        if (ok && fwrite(buf, 1, (size_t)x->nbytes, f) != x->nbytes) ok = llc_fail(err, "%s: write failed: %s", path, strerror(errno));
+        free(buf);
+    }
+    free(sel);
+    return ok;
 }

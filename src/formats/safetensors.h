@@ -1,7 +1,7 @@
 #ifndef LLC_SAFETENSORS_H
 #define LLC_SAFETENSORS_H
 /*
- * safetensors reader (Hugging Face's weight files):
+ * safetensors (Hugging Face's weight files), read and written:
  *
  *   u64 little-endian N | N bytes of JSON (may end in spaces) | data section
  *
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "llamac.h"
 
@@ -45,5 +46,21 @@ bool llc_safetensors_parse(const uint8_t *data, size_t size, llc_safetensors *ou
 void llc_safetensors_free(llc_safetensors *st);
 /* The tensor called name, or NULL. */
 const llc_st_tensor *llc_safetensors_find(const llc_safetensors *st, const char *name);
+
+/* A tensor to write. */
+typedef struct llc_st_out {
+    const char *name;
+    uint32_t type;       /* LLC_F32, LLC_F16 or LLC_BF16 */
+    int64_t rows, cols;  /* rows <= 1: a vector, shape [cols] */
+    uint64_t nbytes;
+} llc_st_out;
+/* Puts tensor i's nbytes into dst. */
+typedef bool (*llc_st_bytes_fn)(void *ctx, int i, void *dst, uint64_t nbytes, llamac_error *err);
+/* Writes t[0..n) to f (path names it in messages) as the safetensors library lays a file out: the
+ * header ("__metadata__": {"format": "pt"}) padded with spaces to a multiple of 8, the 4-byte tensors
+ * before the 2-byte ones and by name within each, so every tensor starts aligned for its element type
+ * and a reader can use it in place. Tensors are produced one at a time. */
+bool llc_safetensors_write(FILE *f, const char *path, const llc_st_out *t, int n, llc_st_bytes_fn bytes, void *ctx,
+                           llamac_error *err);
 
 #endif

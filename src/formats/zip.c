@@ -5,6 +5,7 @@
  */
 #include "formats/zip.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,4 +263,127 @@ const llc_zip_entry *llc_zip_find(const llc_zip *z, const char *name, size_t len
         else hi = mid;
     }
     return NULL;
+}
+
+/* ---- writer ---------------------------------------------------------------------------------------- */
+
+struct llc_zip_rec {
+    char name[96];
+    uint32_t crc;
+    uint64_t size, offset;
+};
+
+/* DOS date of 1980-01-01, 00:00. */
+#define DOS_DATE 0x0021
+
+static uint8_t *wr16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    return p + 2;
+}
+static uint8_t *wr32(uint8_t *p, uint32_t v) { return wr16(wr16(p, (uint16_t)v), (uint16_t)(v >> 16)); }
+static uint8_t *wr64(uint8_t *p, uint64_t v) { return wr32(wr32(p, (uint32_t)v), (uint32_t)(v >> 32)); }
+static uint8_t *wr(uint8_t *p, const void *d, size_t n) { return (uint8_t *)memcpy(p, d, n) + n; }
+
+static bool zw_write(llc_zip_writer *w, const void *d, size_t n, llamac_error *err) {
+    if (n && fwrite(d, 1, n, w->f) != n) return llc_fail(err, "%s: write failed: %s", w->path, strerror(errno));
+    w->pos += n;
+    return true;
+}
+
+bool llc_zip_add(llc_zip_writer *w, const char *name, const void *data, uint64_t size, llamac_error *err) {
+    size_t nlen = strlen(name);
+    if (nlen >= sizeof w->recs->name) return llc_fail(err, "%s: zip entry name %.40s... is too long", w->path, name);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        struct llc_zip_rec *r = realloc(w->recs, cap * sizeof *r);
+        if (!r) return llc_fail(err, "out of memory");
+        w->recs = r;
+        w->cap = cap;
+    }
+    struct llc_zip_rec *r = &w->recs[w->n++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->crc = llc_crc32(0, data, (size_t)size);
+    r->size = size;
+    r->offset = w->pos;
+    bool big = size >= 0xFFFFFFFFu;
+    /* torch's padding: the data starts at the next multiple of 64 after the header, the name, the
+     * zip64 field (if any) and the 4-byte header of the padding field itself. */
+    uint64_t start = w->pos + 30 + nlen + (big ? 20 : 0) + 4;
+    uint16_t pad = (uint16_t)((64 - start % 64) % 64);
+    uint8_t h[30 + 96 + 20 + 4 + 64], *p = h;
+    p = wr32(p, 0x04034b50);
+    p = wr16(p, big ? 45 : 20);
+    p = wr16(wr16(wr16(p, 0), 0), 0);
+    p = wr16(p, DOS_DATE);
+    p = wr32(p, r->crc);
+    p = wr32(p, big ? 0xFFFFFFFFu : (uint32_t)size);
+    p = wr32(p, big ? 0xFFFFFFFFu : (uint32_t)size);
+    p = wr16(p, (uint16_t)nlen);
+    p = wr16(p, (uint16_t)((big ? 20 : 0) + 4 + pad));
+    p = wr(p, name, nlen);
+    if (big) p = wr64(wr64(wr16(wr16(p, 1), 16), size), size);
+    p = wr16(p, 0x4246); /* "FB" */
+    p = wr16(p, pad);
+    memset(p, 'Z', pad);
+    p += pad;
+    return zw_write(w, h, (size_t)(p - h), err) && zw_write(w, data, (size_t)size, err);
+}
+
+bool llc_zip_finish(llc_zip_writer *w, llamac_error *err) {
+    uint64_t cd_off = w->pos;
+    for (size_t i = 0; i < w->n; i++) {
+        const struct llc_zip_rec *r = &w->recs[i];
+        bool big = r->size >= 0xFFFFFFFFu, far = r->offset >= 0xFFFFFFFFu;
+        size_t nlen = strlen(r->name);
+        uint16_t xlen = (uint16_t)(big || far ? 4 + (big ? 16 : 0) + (far ? 8 : 0) : 0);
+        uint8_t c[46 + 96 + 28], *p = c;
+        p = wr32(p, 0x02014b50);
+        p = wr16(p, 0x031e); /* made by: Unix, spec 3.0, as miniz writes */
+        p = wr16(p, big || far ? 45 : 20);
+        p = wr16(wr16(wr16(p, 0), 0), 0);
+        p = wr16(p, DOS_DATE);
+        p = wr32(p, r->crc);
+        p = wr32(p, big ? 0xFFFFFFFFu : (uint32_t)r->size);
+        p = wr32(p, big ? 0xFFFFFFFFu : (uint32_t)r->size);
+        p = wr16(p, (uint16_t)nlen);
+        p = wr16(p, xlen);
+        p = wr16(wr16(wr16(p, 0), 0), 0);
+        p = wr32(p, 0100644u << 16); /* external attributes: a regular file, rw-r--r-- */
+        p = wr32(p, far ? 0xFFFFFFFFu : (uint32_t)r->offset);
+        p = wr(p, r->name, nlen);
+        if (xlen) {
+            p = wr16(wr16(p, 1), (uint16_t)(xlen - 4));
+            if (big) p = wr64(wr64(p, r->size), r->size);
+            if (far) p = wr64(p, r->offset);
+        }
+        if (!zw_write(w, c, (size_t)(p - c), err)) return false;
+    }
+    uint64_t cd_size = w->pos - cd_off, end64 = w->pos;
+    uint8_t e[56 + 20 + 22], *p = e;
+    p = wr32(p, 0x06064b50); /* zip64 end of central directory record */
+    p = wr64(p, 44);
+    p = wr16(p, 0x031e);
+    p = wr16(p, 45);
+    p = wr32(wr32(p, 0), 0);
+    p = wr64(wr64(p, w->n), w->n);
+    p = wr64(wr64(p, cd_size), cd_off);
+    p = wr32(p, 0x07064b50); /* zip64 locator */
+    p = wr32(p, 0);
+    p = wr64(p, end64);
+    p = wr32(p, 1);
+    p = wr32(p, 0x06054b50); /* end of central directory */
+    p = wr16(wr16(p, 0), 0);
+    p = wr16(p, (uint16_t)(w->n < 0xFFFF ? w->n : 0xFFFF));
+    p = wr16(p, (uint16_t)(w->n < 0xFFFF ? w->n : 0xFFFF));
+    p = wr32(p, cd_size < 0xFFFFFFFFu ? (uint32_t)cd_size : 0xFFFFFFFFu);
+    p = wr32(p, cd_off < 0xFFFFFFFFu ? (uint32_t)cd_off : 0xFFFFFFFFu);
+    p = wr16(p, 0);
+    return zw_write(w, e, (size_t)(p - e), err);
+}
+
+void llc_zip_writer_free(llc_zip_writer *w) {
+    free(w->recs);
+    w->recs = NULL;
+    w->n = w->cap = 0;
 }

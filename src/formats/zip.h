@@ -1,7 +1,8 @@
 #ifndef LLC_ZIP_H
 #define LLC_ZIP_H
 /*
- * A read-only zip reader over bytes already in memory (a mapped file), for PyTorch checkpoints.
+ * Zip archives of PyTorch checkpoints: a reader over bytes already in memory (a mapped file), and a
+ * writer of the same layout.
  *
  * torch.save writes a zip of uncompressed (STORED) entries whose data it pads, through an extra field
  * in the local header, to start at a multiple of 64 bytes. So a stored entry is used in place: the
@@ -15,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "llamac.h"
 
@@ -40,5 +42,25 @@ void llc_zip_close(llc_zip *z);
 const llc_zip_entry *llc_zip_find(const llc_zip *z, const char *name, size_t len);
 /* CRC-32 (the zip/IEEE polynomial), continued from crc (0 to start). */
 uint32_t llc_crc32(uint32_t crc, const void *data, size_t n);
+
+/* ---- writer ---------------------------------------------------------------------------------------- */
+
+/* Writes an archive as torch (miniz) does: STORED entries whose data starts on a 64-byte boundary
+ * thanks to a padding extra field ("FB") in the local header, zip64 fields where a size or offset
+ * needs them, zip64 end records followed by the classic one, and a fixed date, so the same entries
+ * give the same bytes. Set f (positioned at the start) and path (for messages); zero the rest. */
+typedef struct llc_zip_writer {
+    FILE *f;
+    const char *path;
+    uint64_t pos;
+    struct llc_zip_rec *recs;
+    size_t n, cap;
+} llc_zip_writer;
+/* Adds an entry (name shorter than 96 bytes). */
+bool llc_zip_add(llc_zip_writer *w, const char *name, const void *data, uint64_t size, llamac_error *err);
+/* Writes the central directory and the end records. */
+bool llc_zip_finish(llc_zip_writer *w, llamac_error *err);
+/* Frees what the writer holds (after llc_zip_finish or on failure). */
+void llc_zip_writer_free(llc_zip_writer *w);
 
 #endif

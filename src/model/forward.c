@@ -22,6 +22,7 @@
 #include "kernels/ops.h"
 #include "kernels/types.h"
 #include "model/model.h"
+#include "model/tensors.h"
 
 /* Tokens per forward chunk: a bigger batch runs as several chunks. Bounds the scratch memory. */
 #define MAX_BATCH 256
@@ -55,14 +56,13 @@ struct llc_forward {
 /* Largest converted activation row any matmul of the model needs. */
 static size_t max_act_bytes(const llamac_model *m) {
     size_t best = llc_act_row_bytes(m->output.type, m->output.n_cols);
-    for (int l = 0; l < m->hp.n_layers; l++) {
-        const llc_layer *L = &m->layers[l];
-        const llc_tensor *lt[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) {
-            size_t b = llc_act_row_bytes(lt[i]->type, lt[i]->n_cols);
+    for (int l = 0; l < m->hp.n_layers; l++)
+        for (int i = 0; i < llc_n_tensors; i++) {
+            if (!llc_tensors[i].per_layer || llc_tensors[i].vector) continue;
+            const llc_tensor *w = llc_model_matrix(m, &llc_tensors[i], l);
+            size_t b = llc_act_row_bytes(w->type, w->n_cols);
             if (b > best) best = b;
         }
-    }
     return best;
 }
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -13,6 +14,7 @@
 #include "base/mapped_file.h"
 #include "kernels/types.h"
 #include "kv/kv_cache.h"
+#include "model/tensors.h"
 
 bool llc_hparams_validate(const llc_hparams *hp, llamac_error *err) {
     if (hp->n_layers < 1 || hp->n_layers > 1024) return llc_fail(err, "invalid layer count %d", hp->n_layers);
@@ -46,38 +48,44 @@ bool llc_bind_matrix(llc_tensor *t, const void *data, uint32_t type, int64_t col
     return true;
 }
 
-static bool in_list(const char *const *list, const char *s, size_t n) {
-    for (; *list; list++)
-        if (strlen(*list) == n && !memcmp(*list, s, n)) return true;
-    return false;
-}
-
-static bool contains(const char *s, size_t n, const char *what) {
-    size_t w = strlen(what);
-    for (size_t i = 0; i + w <= n; i++)
-        if (!memcmp(s + i, what, w)) return true;
-    return false;
-}
-
-bool llc_check_tensor_name(const llc_tensor_names *names, const char *name, size_t n, int n_layers, llamac_error *err) {
-    if (in_list(names->global, name, n)) return true;
-    size_t lp = strlen(names->layer_prefix), i = lp;
-    long layer = -1;
-    if (n > lp && !memcmp(name, names->layer_prefix, lp)) {
-        for (layer = 0; i < n && i < lp + 5 && name[i] >= '0' && name[i] <= '9'; i++) layer = layer * 10 + (name[i] - '0');
-        bool number = i > lp && (name[lp] != '0' || i == lp + 1) && i < n && name[i] == '.';
-        if (!number) layer = -1;
-        else if (layer < n_layers && in_list(names->layer, name + i + 1, n - i - 1)) return true;
+const float *llc_bind_vector(llamac_model *m, const void *data, uint32_t type, int64_t n, uint64_t nbytes, llamac_error *err) {
+    const llc_type_traits *tt = llc_type_get(type);
+    if (!tt || !tt->to_float) {
+        llc_fail(err, "unsupported type %s", llc_type_name(type));
+        return NULL;
     }
-    char shown[96];
-    llc_clip(name, n, 80, shown, sizeof shown);
-    const char *why = layer >= n_layers                          ? "a layer beyond the layer count"
-                      : contains(name, n, "bias")                ? "a bias, which llamac's Llama does not have"
-                      : contains(name, n, "expert") || contains(name, n, "_exps") || contains(name, n, "gate_inp") ||
-                              contains(name, n, "router")
-                          ? "a mixture-of-experts weight; llamac runs dense Llama"
-                          : "not a weight of llamac's Llama";
-    return llc_fail(err, "tensor %s is %s (refusing rather than leaving it out)", shown, why);
+    m->weight_bytes += nbytes;
+    m->n_params += (uint64_t)n;
+    bool aligned = (uintptr_t)data % 4 == 0;
+    if (type == LLC_F32 && aligned) return data;
+    float *f = llc_model_alloc(m, (size_t)n * sizeof *f, err);
+    if (!f) return NULL;
+    if (type == LLC_F32) {
+        memcpy(f, data, (size_t)n * sizeof *f);
+        return f;
+    }
+    if (!aligned) {
+        void *tmp = llc_model_alloc(m, (size_t)nbytes, err);
+        if (!tmp) return NULL;
+        data = memcpy(tmp, data, (size_t)nbytes);
+    }
+    tt->to_float(data, f, n);
+    return f;
+}
+
+void llc_llama3_rope_factors(float theta, int rope_dim, float factor, float low_freq_factor, float high_freq_factor,
+                             int original_ctx, float *out) {
+    double low_wl = original_ctx / (double)low_freq_factor, high_wl = original_ctx / (double)high_freq_factor;
+    for (int i = 0; i < rope_dim / 2; i++) {
+        double freq = pow((double)theta, -2.0 * i / rope_dim);
+        double wl = 2 * 3.14159265358979323846 / freq;
+        if (wl < high_wl) out[i] = 1.0f;
+        else if (wl > low_wl) out[i] = factor;
+        else {
+            double smooth = (original_ctx / wl - low_freq_factor) / (high_freq_factor - low_freq_factor);
+            out[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
+        }
+    }
 }
 
 static void model_free_parts(llamac_model *m) {
@@ -87,7 +95,7 @@ static void model_free_parts(llamac_model *m) {
     for (int i = 0; i < m->n_maps; i++) llc_unmap_file(&m->maps[i]);
     free(m->maps);
     free(m->layers);
-    gguf_close(m->gguf);
+    llc_gguf_close(m->gguf);
     llc_unmap_file(&m->map);
     llamac_tokenizer_free(m->tok);
     if (m->packed_mem) munmap(m->packed_mem, m->packed_bytes);
@@ -236,32 +244,38 @@ uint64_t llamac_model_kv_bytes(const llamac_model *m, int n_ctx, llamac_kv_type 
     return 2ull * m->hp.n_layers * (uint64_t)n_ctx * row;
 }
 
-static const llc_tensor *model_tensor_at(const llamac_model *m, int i, const char **name, int *layer) {
-    static const char *const global[] = {"token_embd", "output"};
-    static const char *const per_layer[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+/* Tensor i of the public list: the whole-model matrices, then each layer's, in table order. */
+static const llc_tensor *model_tensor_at(const llamac_model *m, int i, const llc_tensor_desc **desc, int *layer) {
     *layer = -1;
-    if (i < 2) {
-        *name = global[i];
-        return i == 0 ? &m->tok_embd : &m->output;
-    }
-    i -= 2;
-    if (i >= m->hp.n_layers * 7) return NULL;
-    *layer = i / 7;
-    *name = per_layer[i % 7];
-    const llc_layer *L = &m->layers[i / 7];
-    const llc_tensor *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    return ts[i % 7];
+    for (int pass = 0; pass < 2; pass++)
+        for (int l = 0; l < (pass ? m->hp.n_layers : 1); l++)
+            for (int k = 0; k < llc_n_tensors; k++) {
+                const llc_tensor_desc *d = &llc_tensors[k];
+                if (d->vector || d->per_layer != (pass == 1) || i-- > 0) continue;
+                *desc = d;
+                *layer = pass ? l : -1;
+                return llc_model_matrix(m, d, *layer);
+            }
+    return NULL;
 }
 
-int llamac_model_n_tensors(const llamac_model *m) { return 2 + 7 * m->hp.n_layers; }
+int llamac_model_n_tensors(const llamac_model *m) {
+    int n = 0;
+    for (int k = 0; k < llc_n_tensors; k++)
+        if (!llc_tensors[k].vector) n += llc_tensors[k].per_layer ? m->hp.n_layers : 1;
+    return n;
+}
 
 bool llamac_model_tensor(const llamac_model *m, int i, llamac_tensor_info *out) {
-    const char *name;
+    const llc_tensor_desc *d;
     int layer;
-    const llc_tensor *t = model_tensor_at(m, i, &name, &layer);
-    if (!t || i < 0) return false;
-    if (layer >= 0) snprintf(out->name, sizeof out->name, "blk.%d.%s", layer, name);
-    else snprintf(out->name, sizeof out->name, "%s", name);
+    if (i < 0) return false;
+    const llc_tensor *t = model_tensor_at(m, i, &d, &layer);
+    if (!t) return false;
+    /* GGUF's names without the ".weight" */
+    llc_tensor_name(d, LLC_NAMES_GGUF, layer, out->name, sizeof out->name);
+    char *dot = strrchr(out->name, '.');
+    if (dot) *dot = 0;
     out->type = llc_type_name(t->type);
     out->cols = t->n_cols;
     out->rows = t->n_rows;

@@ -38,7 +38,7 @@ struct llamac_model {
     uint32_t main_type;
     float default_temperature, default_top_p; /* generation_config.json (Hugging Face folders); 0: unset */
     /* storage */
-    gguf_file *gguf;                  /* GGUF models */
+    llc_gguf_file *gguf;                  /* GGUF models */
     llc_mapped_file map;              /* llama2.c models */
     llc_mapped_file *maps;            /* folders: one mapping per weight file (shards) */
     int n_maps;
@@ -58,18 +58,15 @@ bool llc_hparams_validate(const llc_hparams *hp, llamac_error *err);
 bool llc_bind_matrix(llc_tensor *t, const void *data, uint32_t type, int64_t cols, int64_t rows, const char *name,
                      llamac_error *err);
 
-/* The weight names of one format's Llama: whole-model names, and per-layer names made of a prefix,
- * the layer number and a suffix ("blk." "3" ".attn_q.weight"). Lists end with NULL. */
-typedef struct llc_tensor_names {
-    const char *const *global;
-    const char *layer_prefix;
-    const char *const *layer;
-} llc_tensor_names;
+/* A vector of n floats (norm weights, rope factors) from a file's nbytes at data, of element type type,
+ * counted in the model's size: used in place when f32 and aligned, converted (or copied) otherwise. */
+const float *llc_bind_vector(llamac_model *m, const void *data, uint32_t type, int64_t n, uint64_t nbytes, llamac_error *err);
 
-/* Fails (err names the tensor and, when it can tell, what the tensor is for) when the n-byte name is
- * not one of names for a model of n_layers: a weight llamac would leave out of the computation
- * (biases, experts, another architecture's parts) means the file is not the model llamac runs. */
-bool llc_check_tensor_name(const llc_tensor_names *names, const char *name, size_t n, int n_layers, llamac_error *err);
+/* Llama 3.1's rope scaling as Meta's reference code applies it, as rope_dim/2 divisors of the base
+ * frequencies (GGUF's rope_freqs.weight): long wavelengths slowed by factor, short ones kept, the
+ * band between interpolated. */
+void llc_llama3_rope_factors(float theta, int rope_dim, float factor, float low_freq_factor, float high_freq_factor,
+                             int original_ctx, float *out);
 
 /* Memory the model frees with itself: a malloc'ed buffer of bytes, or NULL after setting err. */
 void *llc_model_alloc(llamac_model *m, size_t bytes, llamac_error *err);
@@ -82,11 +79,11 @@ const llc_mapped_file *llc_model_map(llamac_model *m, const char *path, llamac_e
  * weights. LLAMAC_PACK=0 in the environment turns packing off (for comparisons). */
 bool llc_model_pack(const llamac_model *m, llc_pool *pool, llamac_error *err);
 
-/* Format-specific loaders. They fill m; the caller frees m on failure. A folder is told apart by
+/* Format-specific loaders (model/format_*.c, each beside its format's writer). They fill m; the caller frees m on failure. A folder is told apart by
  * what it holds: config.json (Hugging Face) or params.json (Meta's original checkpoints). */
 bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err);
 bool llc_model_load_llama2c(llamac_model *m, const char *path, llamac_error *err);
-bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err);   /* model_hf.c */
-bool llc_model_load_meta(llamac_model *m, const char *dir, llamac_error *err); /* model_meta.c */
+bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err);   /* format_hf.c */
+bool llc_model_load_meta(llamac_model *m, const char *dir, llamac_error *err); /* format_meta.c */
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * A loaded model described as a writer source (formats/model_writer.h): what `convert` writes out.
+ * A loaded model described as a writer source (model/model_writer.h): what `convert` writes out.
  * Matrices are re-encoded row by row (dequantize, then quantize to the target type), q/k rows of
  * Hugging Face checkpoints are put back in GGUF's adjacent-pair RoPE order, and rope scaling is
  * carried as rope_freqs.weight.
@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "kernels/types.h"
+#include "model/tensors.h"
 
 typedef struct export_entry {
     const llc_tensor *matrix; /* NULL for vectors */
@@ -86,7 +87,7 @@ bool llc_model_export(const llamac_model *m, const llc_quant_mix *mix, llc_pool 
     const llc_mix_model mm = {hp->n_layers, hp->n_heads, hp->n_kv_heads, m->tied};
     if (m->rope_half_split && hp->rope_dim != hp->head_dim)
         return llc_fail(err, "partial rotary dimensions with the half-split layout are not supported");
-    int cap = 4 + 9 * hp->n_layers;
+    int cap = llc_tensor_refs_max(hp->n_layers);
     memset(out, 0, sizeof *out);
     out->tensors = calloc((size_t)cap, sizeof *out->tensors);
     export_ctx *x = calloc(1, sizeof *x);
@@ -119,52 +120,34 @@ bool llc_model_export(const llamac_model *m, const llc_quant_mix *mix, llc_pool 
     out->ctx = x;
     bool ok = true;
     int n = 0;
-#define ADD_MATRIX(w, rope, ...)                                                                                  \
-    do {                                                                                                          \
-        llc_src_tensor *t_ = &out->tensors[n];                                                                    \
-        snprintf(t_->name, sizeof t_->name, __VA_ARGS__);                                                         \
-        t_->cols = (w)->n_cols;                                                                                   \
-        t_->rows = (w)->n_rows;                                                                                   \
-        t_->type = mix ? llc_quant_tensor_type(mix, t_->name, t_->cols, t_->rows, &mm) : (w)->type;               \
-        e[n].matrix = (w);                                                                                        \
-        e[n].rope_rows = (rope) && m->rope_half_split;                                                            \
-        if (!ok) {                                                                                                \
-        } else if ((t_->type != (w)->type || e[n].rope_rows) &&                                                   \
-            (!llc_type_get(t_->type) || !llc_type_get(t_->type)->from_float))                                     \
-            ok = llc_fail(err, "%s: llamac cannot write %s tensors (not supported by this build)", t_->name,      \
-                          llc_type_name(t_->type));                                                               \
-        else if (t_->cols % llc_type_get(t_->type)->block_size != 0)                                              \
-            ok = llc_fail(err, "%s: rows of %lld values cannot be stored as %s (blocks of %d)", t_->name,         \
-                          (long long)t_->cols, llc_type_name(t_->type), llc_type_get(t_->type)->block_size);      \
-        n++;                                                                                                      \
-    } while (0)
-#define ADD_VECTOR(v, len, ...)                                                                                   \
-    do {                                                                                                          \
-        llc_src_tensor *t_ = &out->tensors[n];                                                                    \
-        snprintf(t_->name, sizeof t_->name, __VA_ARGS__);                                                         \
-        t_->type = LLC_F32;                                                                                       \
-        t_->cols = (len);                                                                                         \
-        t_->rows = 1;                                                                                             \
-        e[n++].vector = (v);                                                                                      \
-    } while (0)
-    ADD_MATRIX(&m->tok_embd, false, "token_embd.weight");
-    ADD_VECTOR(m->output_norm, hp->dim, "output_norm.weight");
-    if (!m->tied) ADD_MATRIX(&m->output, false, "output.weight");
-    if (m->rope_freqs) ADD_VECTOR(m->rope_freqs, hp->rope_dim / 2, "rope_freqs.weight");
-    for (int l = 0; l < hp->n_layers && ok; l++) {
-        const llc_layer *L = &m->layers[l];
-        ADD_VECTOR(L->attn_norm, hp->dim, "blk.%d.attn_norm.weight", l);
-        ADD_MATRIX(&L->wq, true, "blk.%d.attn_q.weight", l);
-        ADD_MATRIX(&L->wk, true, "blk.%d.attn_k.weight", l);
-        ADD_MATRIX(&L->wv, false, "blk.%d.attn_v.weight", l);
-        ADD_MATRIX(&L->wo, false, "blk.%d.attn_output.weight", l);
-        ADD_VECTOR(L->ffn_norm, hp->dim, "blk.%d.ffn_norm.weight", l);
-        ADD_MATRIX(&L->w_gate, false, "blk.%d.ffn_gate.weight", l);
-        ADD_MATRIX(&L->w_up, false, "blk.%d.ffn_up.weight", l);
-        ADD_MATRIX(&L->w_down, false, "blk.%d.ffn_down.weight", l);
+    llc_tensor_ref *refs = malloc((size_t)cap * sizeof *refs);
+    if (!refs) ok = llc_fail(err, "out of memory");
+    int n_refs = refs ? llc_tensor_refs(hp->n_layers, m->tied, m->rope_freqs != NULL, refs) : 0;
+    for (int i = 0; i < n_refs && ok; i++, n++) {
+        const llc_tensor_desc *d = refs[i].d;
+        llc_src_tensor *t = &out->tensors[n];
+        llc_tensor_name(d, LLC_NAMES_GGUF, refs[i].layer, t->name, sizeof t->name);
+        if (d->vector) {
+            t->type = LLC_F32;
+            t->cols = llc_extent_of(hp, d->cols);
+            t->rows = 1;
+            e[n].vector = *llc_model_vector(m, d, refs[i].layer);
+            continue;
+        }
+        const llc_tensor *w = llc_model_matrix(m, d, refs[i].layer);
+        t->cols = w->n_cols;
+        t->rows = w->n_rows;
+        t->type = mix ? llc_quant_tensor_type(mix, t->name, t->cols, t->rows, &mm) : w->type;
+        e[n].matrix = w;
+        e[n].rope_rows = d->rope_rows && m->rope_half_split;
+        const llc_type_traits *tt = llc_type_get(t->type);
+        if ((t->type != w->type || e[n].rope_rows) && (!tt || !tt->from_float))
+            ok = llc_fail(err, "%s: llamac cannot write %s tensors (not supported by this build)", t->name, llc_type_name(t->type));
+        else if (t->cols % tt->block_size != 0)
+            ok = llc_fail(err, "%s: rows of %lld values cannot be stored as %s (blocks of %d)", t->name, (long long)t->cols,
+                          llc_type_name(t->type), tt->block_size);
     }
-#undef ADD_MATRIX
-#undef ADD_VECTOR
+    free(refs);
     out->n_tensors = n;
     if (!ok) llc_model_export_free(out);
     return ok;

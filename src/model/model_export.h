@@ -1,7 +1,7 @@
 #ifndef LLC_MODEL_EXPORT_H
 #define LLC_MODEL_EXPORT_H
 #include "base/threadpool.h"
-#include "formats/model_writer.h"
+#include "model/model_writer.h"
 #include "model/model.h"
 #include "model/quant_mix.h"
 

@@ -15,6 +15,7 @@
 #include "base/error.h"
 #include "kernels/packed.h"
 #include "model/model.h"
+#include "model/tensors.h"
 
 typedef struct pack_job {
     const llc_tensor *W;
@@ -79,18 +80,16 @@ bool llc_model_pack(const llamac_model *cm, llc_pool *pool, llamac_error *err) {
     bool ok = true;
     if (m->pack_done) goto out;
     const char *env = getenv("LLAMAC_PACK");
-    int n = m->hp.n_layers * 7 + 1;
+    int n = llc_tensor_refs_max(m->hp.n_layers);
     llc_tensor **list = malloc((size_t)n * sizeof *list);
     if (!list) {
         ok = llc_fail(err, "out of memory");
         goto out;
     }
     int k = 0;
-    for (int l = 0; l < m->hp.n_layers; l++) {
-        llc_layer *L = &m->layers[l];
-        llc_tensor *lt[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) list[k++] = lt[i];
-    }
+    for (int l = 0; l < m->hp.n_layers; l++)
+        for (int i = 0; i < llc_n_tensors; i++)
+            if (llc_tensors[i].per_layer && !llc_tensors[i].vector) list[k++] = llc_model_matrix(m, &llc_tensors[i], l);
     list[k++] = &m->output;
     size_t total = 0;
     for (int i = 0; i < k; i++)

@@ -107,9 +107,9 @@ llamac_tokenizer *llc_tokenizer_from_memory(const void *data, size_t size, const
     llamac_tokenizer *tok = NULL;
     switch (llc_tokenizer_detect(data, size)) {
     case LLC_TOKFMT_GGUF: {
-        gguf_file *g = gguf_open_memory(data, size, err);
+        llc_gguf_file *g = llc_gguf_open_memory(data, size, err);
         if (g) tok = llc_tokenizer_from_gguf(g, err);
-        gguf_close(g);
+        llc_gguf_close(g);
         if (!tok) llc_error_prefix(err, "%s", name);
         return tok;
     }
@@ -129,10 +129,10 @@ llamac_tokenizer *llamac_tokenizer_load(const char *path, llamac_error *err) {
     enum llc_tok_format f;
     if (!llc_tokenizer_detect_file(path, &f, err)) return NULL;
     if (f == LLC_TOKFMT_GGUF) {
-        gguf_file *g = gguf_open(path, err);
+        llc_gguf_file *g = llc_gguf_open(path, err);
         if (!g) return NULL;
         llamac_tokenizer *tok = llc_tokenizer_from_gguf(g, err);
-        gguf_close(g);
+        llc_gguf_close(g);
         if (!tok) llc_error_prefix(err, "%s", path);
         return tok;
     }

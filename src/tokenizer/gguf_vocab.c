@@ -20,10 +20,10 @@ static bool is_signed_vtype(uint32_t t) { return t == GGUF_I8 || t == GGUF_I16 |
 
 /* An optional token id. Negative or 0xFFFFFFFF means none (llama.cpp's converters write that).
  * Out of range: an error when strict (BOS, EOS), otherwise ignored as llama.cpp does. */
-static bool read_id(const gguf_file *g, const char *key, int n_vocab, bool strict, int32_t *id, llamac_error *err) {
-    const gguf_kv *kv = gguf_find(g, key);
+static bool read_id(const llc_gguf_file *g, const char *key, int n_vocab, bool strict, int32_t *id, llamac_error *err) {
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     if (!kv) return true;
-    if (!is_int_vtype(kv->type)) return llc_fail(err, "%s has type %s, expected an integer", key, gguf_type_name(kv->type));
+    if (!is_int_vtype(kv->type)) return llc_fail(err, "%s has type %s, expected an integer", key, llc_gguf_type_name(kv->type));
     int64_t v = is_signed_vtype(kv->type) ? kv->v.i : kv->v.u > INT64_MAX ? -1 : (int64_t)kv->v.u;
     if (v < 0 || v == UINT32_MAX) {
         *id = -1;
@@ -36,17 +36,17 @@ static bool read_id(const gguf_file *g, const char *key, int n_vocab, bool stric
     return true;
 }
 
-static bool read_bool(const gguf_file *g, const char *key, bool *out, llamac_error *err) {
+static bool read_bool(const llc_gguf_file *g, const char *key, bool *out, llamac_error *err) {
     llamac_error e;
     e.message[0] = 0;
-    if (gguf_get_bool(g, key, out, &e) || !e.message[0]) return true;
+    if (llc_gguf_get_bool(g, key, out, &e) || !e.message[0]) return true;
     return llc_fail(err, "%s", e.message);
 }
 
 /* A numeric array of exactly n elements, NULL (no error) if absent. */
-static const gguf_kv *num_array(const gguf_file *g, const char *key, uint64_t n, bool want_float, llamac_error *err,
+static const llc_gguf_kv *num_array(const llc_gguf_file *g, const char *key, uint64_t n, bool want_float, llamac_error *err,
                                 bool *bad) {
-    const gguf_kv *kv = gguf_find(g, key);
+    const llc_gguf_kv *kv = llc_gguf_find(g, key);
     *bad = false;
     if (!kv) return NULL;
     bool ok = kv->type == GGUF_ARRAY &&
@@ -65,25 +65,25 @@ static const gguf_kv *num_array(const gguf_file *g, const char *key, uint64_t n,
     return kv;
 }
 
-static bool load_merges(llamac_tokenizer *tok, const gguf_file *g, llamac_error *err) {
+static bool load_merges(llamac_tokenizer *tok, const llc_gguf_file *g, llamac_error *err) {
     llamac_error e;
     e.message[0] = 0;
-    const gguf_kv *kv = gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_STRING, &e);
+    const llc_gguf_kv *kv = llc_gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_STRING, &e);
     if (!kv) return llc_fail(err, "%s", e.message[0] ? e.message : "a gpt2 vocabulary needs tokenizer.ggml.merges");
     uint64_t n = kv->v.arr.n;
     llc_str *m = malloc((n ? n : 1) * sizeof *m);
     if (!m) return llc_fail(err, "out of memory for %llu merges", (unsigned long long)n);
-    gguf_arr_strings(kv, m);
+    llc_gguf_arr_strings(kv, m);
     bool ok = llc_tok_set_merges(tok, m, n, err);
     free(m);
     return ok;
 }
 
-llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err) {
+llamac_tokenizer *llc_tokenizer_from_gguf(const llc_gguf_file *g, llamac_error *err) {
     llamac_error e;
     e.message[0] = 0;
     llc_str model;
-    if (!gguf_get_str(g, "tokenizer.ggml.model", &model, &e)) {
+    if (!llc_gguf_get_str(g, "tokenizer.ggml.model", &model, &e)) {
         llc_fail(err, "%s", e.message[0] ? e.message : "no tokenizer.ggml.model: the file carries no tokenizer");
         return NULL;
     }
@@ -97,7 +97,7 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
                  model.ptr);
         return NULL;
     }
-    const gguf_kv *tk = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_STRING, &e);
+    const llc_gguf_kv *tk = llc_gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_STRING, &e);
     if (!tk) {
         llc_fail(err, "%s", e.message[0] ? e.message : "no tokenizer.ggml.tokens");
         return NULL;
@@ -113,22 +113,22 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
         llc_fail(err, "out of memory for %llu tokens", (unsigned long long)n);
         goto fail;
     }
-    gguf_arr_strings(tk, strs);
+    llc_gguf_arr_strings(tk, strs);
     bool ok = llc_tok_set_texts(tok, strs, false, err);
     free(strs);
     if (!ok) goto fail;
 
     bool bad;
-    const gguf_kv *sc = num_array(g, "tokenizer.ggml.scores", n, true, err, &bad);
+    const llc_gguf_kv *sc = num_array(g, "tokenizer.ggml.scores", n, true, err, &bad);
     if (bad) goto fail;
-    const gguf_kv *tt = num_array(g, "tokenizer.ggml.token_type", n, false, err, &bad);
+    const llc_gguf_kv *tt = num_array(g, "tokenizer.ggml.token_type", n, false, err, &bad);
     if (bad) goto fail;
     tok->has_scores = sc != NULL;
     for (uint64_t i = 0; i < n; i++) {
         llc_token *t = &tok->tokens[i];
-        t->score = sc ? (float)gguf_arr_num(sc, i) : 0.0f;
+        t->score = sc ? (float)llc_gguf_arr_num(sc, i) : 0.0f;
         if (isnan(t->score)) t->score = -INFINITY; /* keeps the merge order total */
-        double ty = tt ? gguf_arr_num(tt, i) : LLC_TT_NORMAL;
+        double ty = tt ? llc_gguf_arr_num(tt, i) : LLC_TT_NORMAL;
         t->type = ty >= LLC_TT_UNDEFINED && ty <= LLC_TT_BYTE ? (uint8_t)ty : LLC_TT_UNDEFINED;
     }
 
@@ -148,7 +148,7 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
 
     llc_str pre = {NULL, 0};
     e.message[0] = 0;
-    if (gguf_get_str(g, "tokenizer.ggml.pre", &pre, &e)) {
+    if (llc_gguf_get_str(g, "tokenizer.ggml.pre", &pre, &e)) {
         tok->pre = malloc(pre.len + 1);
         if (!tok->pre) {
             llc_fail(err, "out of memory");
@@ -174,7 +174,7 @@ llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err)
 
     llc_str tmpl;
     e.message[0] = 0;
-    if (gguf_get_str(g, "tokenizer.chat_template", &tmpl, &e)) {
+    if (llc_gguf_get_str(g, "tokenizer.chat_template", &tmpl, &e)) {
         if (!(tok->chat_template = malloc(tmpl.len + 1))) {
             llc_fail(err, "out of memory");
             goto fail;

@@ -14,7 +14,7 @@
 /* A tiktoken vocabulary has no merges list; GGUF's gpt2 model needs one. Written as Hugging Face's
  * converter derives it from the ranks (every split of a token into two tokens, ordered by the rank
  * of the merged token, then of the left and right parts): the same list as Llama 3's tokenizer.json. */
-static void write_ranked_merges(const llamac_tokenizer *tok, gguf_writer *w) {
+static void write_ranked_merges(const llamac_tokenizer *tok, llc_gguf_writer *w) {
     uint32_t *pairs;
     long n = llc_bpe_ranked_merges(tok->bpe, &pairs);
     if (n < 0) return; /* out of memory: the key is left out and the written file fails to load */
@@ -34,7 +34,7 @@ static void write_ranked_merges(const llamac_tokenizer *tok, gguf_writer *w) {
             ml[i] = l->len + 1 + r->len;
             p += ml[i];
         }
-        gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, (uint64_t)n);
+        llc_gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, (uint64_t)n);
     }
     free(pool);
     free(ms);
@@ -42,7 +42,7 @@ static void write_ranked_merges(const llamac_tokenizer *tok, gguf_writer *w) {
     free(pairs);
 }
 
-void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
+void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, llc_gguf_writer *w) {
     size_t n = (size_t)tok->n_vocab;
     const char **strs = malloc(n * sizeof *strs);
     uint64_t *lens = malloc(n * sizeof *lens);
@@ -56,11 +56,11 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
             scores[i] = tok->tokens[i].score;
             types[i] = tok->tokens[i].type;
         }
-        gguf_write_str(w, "tokenizer.ggml.model", tok->model);
-        if (tok->pre) gguf_write_str(w, "tokenizer.ggml.pre", tok->pre);
-        gguf_write_str_arr(w, "tokenizer.ggml.tokens", strs, lens, n);
-        if (tok->has_scores) gguf_write_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
-        gguf_write_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, n);
+        llc_gguf_write_str(w, "tokenizer.ggml.model", tok->model);
+        if (tok->pre) llc_gguf_write_str(w, "tokenizer.ggml.pre", tok->pre);
+        llc_gguf_write_str_arr(w, "tokenizer.ggml.tokens", strs, lens, n);
+        if (tok->has_scores) llc_gguf_write_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
+        llc_gguf_write_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, n);
     }
     free(strs);
     free(lens);
@@ -78,7 +78,7 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
                 ms[i] = tok->merges[i].ptr;
                 ml[i] = tok->merges[i].len;
             }
-            gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, m);
+            llc_gguf_write_str_arr(w, "tokenizer.ggml.merges", ms, ml, m);
         }
         free(ms);
         free(ml);
@@ -99,11 +99,11 @@ void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w) {
         int32_t id;
         memcpy(&id, (const char *)tok + ids[i].off, sizeof id);
         /* Absent ids are written as 0xFFFFFFFF so that loading does not fall back to the defaults. */
-        gguf_write_u32(w, ids[i].key, id >= 0 ? (uint32_t)id : UINT32_MAX);
+        llc_gguf_write_u32(w, ids[i].key, id >= 0 ? (uint32_t)id : UINT32_MAX);
     }
-    gguf_write_bool(w, "tokenizer.ggml.add_bos_token", tok->add_bos);
-    gguf_write_bool(w, "tokenizer.ggml.add_eos_token", tok->add_eos);
-    gguf_write_bool(w, "tokenizer.ggml.add_space_prefix", tok->add_space_prefix);
-    if (tok->remove_extra_ws) gguf_write_bool(w, "tokenizer.ggml.remove_extra_whitespaces", true);
-    if (tok->chat_template) gguf_write_str(w, "tokenizer.chat_template", tok->chat_template);
+    llc_gguf_write_bool(w, "tokenizer.ggml.add_bos_token", tok->add_bos);
+    llc_gguf_write_bool(w, "tokenizer.ggml.add_eos_token", tok->add_eos);
+    llc_gguf_write_bool(w, "tokenizer.ggml.add_space_prefix", tok->add_space_prefix);
+    if (tok->remove_extra_ws) llc_gguf_write_bool(w, "tokenizer.ggml.remove_extra_whitespaces", true);
+    if (tok->chat_template) llc_gguf_write_str(w, "tokenizer.chat_template", tok->chat_template);
 }

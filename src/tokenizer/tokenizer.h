@@ -17,12 +17,12 @@
 #include "llamac.h"
 
 /* From the tokenizer.ggml.* keys of a GGUF (model files and vocabulary-only files). */
-llamac_tokenizer *llc_tokenizer_from_gguf(const gguf_file *g, llamac_error *err);
+llamac_tokenizer *llc_tokenizer_from_gguf(const llc_gguf_file *g, llamac_error *err);
 /* From llama2.c's tokenizer.bin. The file does not store its size: n_vocab > 0 is the model's
  * vocabulary size and the file must hold exactly that many entries; n_vocab <= 0 takes them all. */
 llamac_tokenizer *llc_tokenizer_from_llama2c(const char *path, int n_vocab, llamac_error *err);
 /* Writes the tokenizer.ggml.* keys describing tok into a GGUF being written (synth, convert). */
-void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, gguf_writer *w);
+void llc_tokenizer_write_gguf(const llamac_tokenizer *tok, llc_gguf_writer *w);
 /* Adds an end-of-generation id (generation_config.json's eos_token_id list); ids outside the
  * vocabulary are ignored, as is anything past 16 ids. */
 void llc_tokenizer_add_eog(llamac_tokenizer *tok, int32_t id);

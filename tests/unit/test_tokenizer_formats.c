@@ -206,12 +206,12 @@ static void test_tiktoken_vs_tokenizer_json(void **state) {
      * tokenizer.json list item for item; the GGUF written from tiktoken then loads as llama.cpp would. */
     char path[4096];
     pathf(path, sizeof path, "%s/llama3_from_tiktoken.gguf", tmp_dir);
-    gguf_writer *w = gguf_writer_create();
-    gguf_write_str(w, "general.architecture", "llama");
+    llc_gguf_writer *w = llc_gguf_writer_create();
+    llc_gguf_write_str(w, "general.architecture", "llama");
     llc_tokenizer_write_gguf(tk, w);
     llamac_error err = {{0}};
-    if (!gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
-    gguf_writer_free(w);
+    if (!llc_gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
+    llc_gguf_writer_free(w);
     llamac_tokenizer *gg = load(path);
     assert_int_equal(gg->n_merges, js->n_merges);
     assert_int_equal(js->n_merges, 280147);
@@ -496,12 +496,12 @@ static void test_spm_model_vs_converted(void **state) {
     /* Collapsing survives a GGUF round trip (tokenizer.ggml.remove_extra_whitespaces). */
     char path[4096];
     pathf(path, sizeof path, "%s/tok512_model.gguf", tmp_dir);
-    gguf_writer *w = gguf_writer_create();
-    gguf_write_str(w, "general.architecture", "llama");
+    llc_gguf_writer *w = llc_gguf_writer_create();
+    llc_gguf_write_str(w, "general.architecture", "llama");
     llc_tokenizer_write_gguf(m, w);
     llamac_error err = {{0}};
-    if (!gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
-    gguf_writer_free(w);
+    if (!llc_gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
+    llc_gguf_writer_free(w);
     llamac_tokenizer *gg = load(path);
     assert_true(gg->remove_extra_ws);
     text = "  two  spaces  and a trailing one ";
@@ -773,19 +773,19 @@ static void test_chat_template(void **state) {
 
     /* From GGUF, both ways. */
     pathf(path, sizeof path, "%s/with_template.gguf", tmp_dir);
-    gguf_writer *w = gguf_writer_create();
-    gguf_write_str(w, "general.architecture", "llama");
+    llc_gguf_writer *w = llc_gguf_writer_create();
+    llc_gguf_write_str(w, "general.architecture", "llama");
     llc_tokenizer_write_gguf(js, w);
     llamac_error err = {{0}};
-    if (!gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
-    gguf_writer_free(w);
-    gguf_file *g = gguf_open(path, &err);
+    if (!llc_gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
+    llc_gguf_writer_free(w);
+    llc_gguf_file *g = llc_gguf_open(path, &err);
     assert_non_null(g);
     llc_str s;
-    assert_true(gguf_get_str(g, "tokenizer.chat_template", &s, &err));
+    assert_true(llc_gguf_get_str(g, "tokenizer.chat_template", &s, &err));
     assert_int_equal(s.len, strlen(t));
     assert_memory_equal(s.ptr, t, s.len);
-    gguf_close(g);
+    llc_gguf_close(g);
     llamac_tokenizer *gg = load(path);
     assert_string_equal(llamac_tokenizer_chat_template(gg), t);
     llamac_tokenizer_free(gg);

@@ -711,19 +711,19 @@ static llamac_tokenizer *small_gguf(const char *path, unsigned skip, const char 
     enum { N = 7 };
     float sc[N] = {0, 0, 0, -1, -2, -0.5f, 0};
     int32_t ty[N] = {2, 3, 3, 1, 1, 1, 6};
-    gguf_writer *w = gguf_writer_create();
-    gguf_write_str(w, "general.architecture", "llama");
-    if (!(skip & 1)) gguf_write_str(w, "tokenizer.ggml.model", model);
-    if (!(skip & 2)) gguf_write_str_arr(w, "tokenizer.ggml.tokens", toks, NULL, N);
-    gguf_write_arr(w, "tokenizer.ggml.scores", GGUF_F32, sc, scores_short ? N - 1 : N);
-    if (types_as_strings) gguf_write_str_arr(w, "tokenizer.ggml.token_type", toks, NULL, N);
-    else gguf_write_arr(w, "tokenizer.ggml.token_type", GGUF_I32, ty, N);
-    gguf_write_u32(w, "tokenizer.ggml.bos_token_id", bos);
-    gguf_write_u32(w, "tokenizer.ggml.eos_token_id", 2);
-    gguf_write_u32(w, "tokenizer.ggml.padding_token_id", UINT32_MAX);
-    gguf_write_u32(w, "tokenizer.ggml.eot_token_id", 1000);
-    bool ok = gguf_writer_save(w, path, NULL, NULL, err);
-    gguf_writer_free(w);
+    llc_gguf_writer *w = llc_gguf_writer_create();
+    llc_gguf_write_str(w, "general.architecture", "llama");
+    if (!(skip & 1)) llc_gguf_write_str(w, "tokenizer.ggml.model", model);
+    if (!(skip & 2)) llc_gguf_write_str_arr(w, "tokenizer.ggml.tokens", toks, NULL, N);
+    llc_gguf_write_arr(w, "tokenizer.ggml.scores", GGUF_F32, sc, scores_short ? N - 1 : N);
+    if (types_as_strings) llc_gguf_write_str_arr(w, "tokenizer.ggml.token_type", toks, NULL, N);
+    else llc_gguf_write_arr(w, "tokenizer.ggml.token_type", GGUF_I32, ty, N);
+    llc_gguf_write_u32(w, "tokenizer.ggml.bos_token_id", bos);
+    llc_gguf_write_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    llc_gguf_write_u32(w, "tokenizer.ggml.padding_token_id", UINT32_MAX);
+    llc_gguf_write_u32(w, "tokenizer.ggml.eot_token_id", 1000);
+    bool ok = llc_gguf_writer_save(w, path, NULL, NULL, err);
+    llc_gguf_writer_free(w);
     if (!ok) fail_msg("%s", err->message);
     return llamac_tokenizer_load(path, err);
 }
@@ -787,7 +787,7 @@ static void test_hostile_gguf(void **state) {
             seed = seed * 1103515245u + 12345u;
             copy[at] = (char)(seed >> 16);
         }
-        gguf_file *g = gguf_open_memory(copy, size, &err);
+        llc_gguf_file *g = llc_gguf_open_memory(copy, size, &err);
         if (!g) continue;
         tok = llc_tokenizer_from_gguf(g, &err);
         if (tok) {
@@ -800,7 +800,7 @@ static void test_hostile_gguf(void **state) {
             for (int j = 0; j < 50; j++) llamac_detokenize(&d, j * 641, buf, sizeof buf);
             llamac_tokenizer_free(tok);
         }
-        gguf_close(g);
+        llc_gguf_close(g);
     }
     assert_true(loaded > 0);
     free(copy);
@@ -812,12 +812,12 @@ static void test_hostile_gguf(void **state) {
 static llamac_tokenizer *round_trip(const llamac_tokenizer *tok, const char *name) {
     char path[4096];
     pathf(path, sizeof path, "%s/%s", tmp_dir, name);
-    gguf_writer *w = gguf_writer_create();
-    gguf_write_str(w, "general.architecture", "llama");
+    llc_gguf_writer *w = llc_gguf_writer_create();
+    llc_gguf_write_str(w, "general.architecture", "llama");
     llc_tokenizer_write_gguf(tok, w);
     llamac_error err = {{0}};
-    if (!gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
-    gguf_writer_free(w);
+    if (!llc_gguf_writer_save(w, path, NULL, NULL, &err)) fail_msg("%s", err.message);
+    llc_gguf_writer_free(w);
     llamac_tokenizer *back = llamac_tokenizer_load(path, &err);
     if (!back) fail_msg("%s", err.message);
     return back;

@@ -8,6 +8,21 @@
  * the order its "rotate half" RoPE wants (dimension i of a head pairs with i + head_dim/2); rather than
  * permuting them into Meta's adjacent pairs at load (a copy of every q/k matrix), the forward pass
  * rotates the same pairs transformers does (m->rope_half_split), which gives the same attention.
+ *
+ * Writing a model as a Hugging Face checkpoint folder, laid out as transformers' save_pretrained
+ * leaves a LlamaForCausalLM:
+ *
+ *   config.json             hyperparameters (rope_scaling {"rope_type": "llama3", …} for Llama 3.1 scaling)
+ *   generation_config.json  bos/eos and Meta's sampling defaults
+ *   model.safetensors       the weights under transformers' names; or, with LLAMAC_SHARD_BYTES=N in
+ *                           the environment, shards of about N bytes each (model-00001-of-0000M.safetensors)
+ *                           and model.safetensors.index.json mapping every tensor to its shard
+ *   tokenizer.json + tokenizer_config.json (Llama 3), or tokenizer.model (Llama 2), copied
+ *
+ * Every tensor keeps its source type (F32, F16 or BF16; the norms stay F32 as synth makes them, so the
+ * folder holds exactly the weights a GGUF written from the same source holds). The q/k projection rows
+ * are permuted from Meta/GGUF's adjacent RoPE pairs to transformers' half-split order: the inverse of
+ * the permute() in llama.cpp's convert_hf_to_gguf.py.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -19,14 +34,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "base/json.h"
 #include "base/mapped_file.h"
-#include "formats/model_writer.h"
+#include "base/outfile.h"
 #include "formats/safetensors.h"
 #include "kernels/types.h"
 #include "model/model.h"
+#include "model/model_writer.h"
+#include "model/tensors.h"
 #include "tokenizer/tokenizer.h"
 
 #define MAX_CONFIG_BYTES (4u << 20)  /* config.json, generation_config.json: a few KB in practice */
@@ -453,7 +471,7 @@ static bool bind_matrix(hf_load *L, llc_tensor *dst, const char *name, int64_t c
     return true;
 }
 
-/* A norm weight of n floats: in place when f32, converted once otherwise. */
+/* A norm weight of n floats. */
 static const float *bind_vector(hf_load *L, const char *name, int64_t n) {
     const char *file;
     const llc_st_tensor *t = find(L, name, &file);
@@ -463,82 +481,57 @@ static const float *bind_vector(hf_load *L, const char *name, int64_t n) {
                  t->n_dims, t->n_dims ? t->shape[0] : 1, n);
         return NULL;
     }
-    const void *data = tensor_bytes(L, t);
-    if (!data) return NULL;
-    L->m->weight_bytes += t->nbytes;
-    L->m->n_params += t->n_elements;
-    if (t->type == LLC_F32) return data;
-    float *f = llc_model_alloc(L->m, (size_t)n * sizeof *f, L->err);
-    if (f) llc_type_get((uint32_t)t->type)->to_float(data, f, n);
-    return f;
+    return llc_bind_vector(L->m, t->data, (uint32_t)t->type, n, t->nbytes, L->err);
 }
 
-static const char *const hf_global[] = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", NULL};
-/* inv_freq: a RoPE table older transformers saved with the weights, recomputed from rope_theta. */
-static const char *const hf_layer[] = {"input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.weight",
-                                       "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-                                       "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
-                                       "self_attn.rotary_emb.inv_freq", NULL};
+static bool bind_matrix_cb(void *ctx, const llc_tensor_desc *d, const char *name, llc_tensor *dst, int64_t rows, int64_t cols) {
+    (void)d;
+    return bind_matrix(ctx, dst, name, cols, rows);
+}
+
+static const float *bind_vector_cb(void *ctx, const llc_tensor_desc *d, const char *name, int64_t n) {
+    (void)d;
+    return bind_vector(ctx, name, n);
+}
 
 /* Every tensor of every shard must be one llamac computes with; and a tied model's stored lm_head
  * must be a copy of the embedding, since transformers would then use the embedding where a
  * converter that keeps lm_head would not. */
 static bool check_tensors(hf_load *L) {
-    const llc_tensor_names names = {hf_global, "model.layers.", hf_layer};
+    const char *emb_name = llc_t_tok_embd->name[LLC_NAMES_HF], *head_name = llc_t_output->name[LLC_NAMES_HF];
     const llc_st_tensor *emb = NULL, *head = NULL;
     for (int i = 0; i < L->n_shards; i++) {
         const llc_safetensors *st = &L->shards[i].st;
         for (int k = 0; k < st->n_tensors; k++) {
             const llc_st_tensor *t = &st->tensors[k];
-            if (!llc_check_tensor_name(&names, t->name, strlen(t->name), L->m->hp.n_layers, L->err)) {
+            if (!llc_check_tensor_name(LLC_NAMES_HF, t->name, strlen(t->name), L->m->hp.n_layers, L->err)) {
                 llc_error_prefix(L->err, "%s/%s", L->dir, L->shards[i].file);
                 return false;
             }
-            if (!strcmp(t->name, "model.embed_tokens.weight")) emb = t;
-            if (!strcmp(t->name, "lm_head.weight")) head = t;
+            if (!strcmp(t->name, emb_name)) emb = t;
+            if (!strcmp(t->name, head_name)) head = t;
         }
     }
     if (L->m->tied && head && emb &&
         (head->type != emb->type || head->nbytes != emb->nbytes || head->n_dims != emb->n_dims ||
          memcmp(head->shape, emb->shape, sizeof head->shape) || memcmp(head->data, emb->data, (size_t)head->nbytes)))
-        return llc_fail(L->err, "%s/config.json: tie_word_embeddings is true, but lm_head.weight differs from model.embed_tokens.weight",
-                        L->dir);
+        return llc_fail(L->err, "%s/config.json: tie_word_embeddings is true, but %s differs from %s", L->dir, head_name, emb_name);
     return true;
 }
 
 static bool bind_weights(hf_load *L) {
     llamac_model *m = L->m;
     const llc_hparams *hp = &m->hp;
-    int64_t dim = hp->dim, kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim, ffn = hp->ffn_dim;
-    m->layers = calloc((size_t)hp->n_layers, sizeof *m->layers);
-    if (!m->layers) return llc_fail(L->err, "out of memory");
-
     /* The vocabulary size is config.json's claim; the embedding is the truth it must match. */
-    const char *file;
-    const llc_st_tensor *emb = find(L, "model.embed_tokens.weight", &file);
+    const char *file, *emb_name = llc_t_tok_embd->name[LLC_NAMES_HF];
+    const llc_st_tensor *emb = find(L, emb_name, &file);
     if (!emb) return false;
-    if (emb->n_dims == 2 && emb->shape[1] == dim && emb->shape[0] != hp->n_vocab)
-        return llc_fail(L->err, "%s/config.json: vocab_size %d, but model.embed_tokens.weight has %" PRId64 " rows", L->dir,
-                        hp->n_vocab, emb->shape[0]);
-    bool ok = bind_matrix(L, &m->tok_embd, "model.embed_tokens.weight", dim, hp->n_vocab) &&
-              (m->output_norm = bind_vector(L, "model.norm.weight", dim)) != NULL;
-    if (ok && m->tied) m->output = m->tok_embd; /* transformers ignores a stored lm_head when tied */
-    else if (ok) ok = bind_matrix(L, &m->output, "lm_head.weight", dim, hp->n_vocab);
-
-    char nm[96];
-    for (int l = 0; ok && l < hp->n_layers; l++) {
-        llc_layer *Y = &m->layers[l];
-#define NM(s) (snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, s), nm)
-        ok = (Y->attn_norm = bind_vector(L, NM("input_layernorm"), dim)) != NULL &&
-             (Y->ffn_norm = bind_vector(L, NM("post_attention_layernorm"), dim)) != NULL &&
-             bind_matrix(L, &Y->wq, NM("self_attn.q_proj"), dim, dim) && bind_matrix(L, &Y->wk, NM("self_attn.k_proj"), dim, kv_dim) &&
-             bind_matrix(L, &Y->wv, NM("self_attn.v_proj"), dim, kv_dim) && bind_matrix(L, &Y->wo, NM("self_attn.o_proj"), dim, dim) &&
-             bind_matrix(L, &Y->w_gate, NM("mlp.gate_proj"), dim, ffn) && bind_matrix(L, &Y->w_up, NM("mlp.up_proj"), dim, ffn) &&
-             bind_matrix(L, &Y->w_down, NM("mlp.down_proj"), ffn, dim);
-#undef NM
-    }
-    if (ok) m->main_type = m->layers[0].wq.type;
-    return ok;
+    if (emb->n_dims == 2 && emb->shape[1] == hp->dim && emb->shape[0] != hp->n_vocab)
+        return llc_fail(L->err, "%s/config.json: vocab_size %d, but %s has %" PRId64 " rows", L->dir, hp->n_vocab, emb_name,
+                        emb->shape[0]);
+    /* transformers ignores a stored lm_head when tied */
+    const llc_binder b = {bind_matrix_cb, bind_vector_cb, L};
+    return llc_model_bind(m, LLC_NAMES_HF, &b, L->err);
 }
 
 bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err) {
@@ -579,4 +572,302 @@ bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err) {
     }
     for (int k = 0; m->tok && k < eos.n; k++) llc_tokenizer_add_eog(m->tok, eos.ids[k]);
     return true;
+}
+
+/* ---- writer ------------------------------------------------------------------------------------- */
+
+typedef struct out_tensor {
+    char name[96];     /* transformers' name */
+    int src;           /* index in src->tensors */
+    uint32_t type;
+    int64_t rows, cols;
+    uint64_t nbytes;
+    int permute_heads; /* q: n_heads, k: n_kv_heads; 0: stored as is */
+    int shard;
+} out_tensor;
+
+static const char *torch_dtype(uint32_t type) {
+    return type == LLC_F16 ? "float16" : type == LLC_BF16 ? "bfloat16" : "float32";
+}
+
+/* Rows of one projection from adjacent pairs to half-split: in each head of D rows, HF row
+ * s * D/2 + i is GGUF row 2i + s (convert_hf_to_gguf.py's permute maps the other way). */
+static bool permute_rows(uint8_t *data, int64_t rows, size_t row_bytes, int n_heads, llamac_error *err) {
+    int64_t d = rows / n_heads, half = d / 2;
+    uint8_t *tmp = malloc((size_t)d * row_bytes);
+    if (!tmp) return llc_fail(err, "out of memory");
+    for (int h = 0; h < n_heads; h++) {
+        uint8_t *head = data + (size_t)h * (size_t)d * row_bytes;
+        for (int64_t s = 0; s < 2; s++)
+            for (int64_t i = 0; i < half; i++)
+                memcpy(tmp + (size_t)(s * half + i) * row_bytes, head + (size_t)(2 * i + s) * row_bytes, row_bytes);
+        memcpy(head, tmp, (size_t)d * row_bytes);
+    }
+    free(tmp);
+    return true;
+}
+
+/* Shortest decimal that reads back as the same float, as Python's repr writes it ("1e-05", "500000.0"). */
+static cJSON *json_float(float f) {
+    char buf[64];
+    int p = 1;
+    for (; p < 9; p++) {
+        snprintf(buf, sizeof buf, "%.*e", p - 1, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    /* Python switches to an exponent below 1e-4 and from 1e16 on; %g would already at 1e5. */
+    int exp = f != 0 ? atoi(strchr(buf, 'e') + 1) : 0;
+    if (exp >= -4 && exp < 16) snprintf(buf, sizeof buf - 2, "%.*f", p - 1 - exp > 0 ? p - 1 - exp : 0, (double)f);
+    else snprintf(buf, sizeof buf - 2, "%.*g", p, (double)f);
+    if (!strpbrk(buf, ".eE")) strcat(buf, ".0");
+    return cJSON_CreateRaw(buf);
+}
+
+static bool write_text(const char *path, const char *text, llamac_error *err) {
+    llc_outfile o;
+    if (!llc_outfile_open(&o, path, err)) return false;
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, o.f) == n && fputc('\n', o.f) != EOF;
+    if (!ok) llc_fail(err, "%s: write failed: %s", path, strerror(errno));
+    return llc_outfile_finish(&o, ok, err);
+}
+
+static bool write_json(const char *dir, const char *name, cJSON *root, llamac_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text) return llc_fail(err, "out of memory");
+    bool ok = write_text(path, text, err);
+    cJSON_free(text);
+    return ok;
+}
+
+/* eos_token_id: an instruct model stops at every end-of-generation token, and transformers lists them
+ * all (Llama 3.2 Instruct: [128001, 128008, 128009]); a base model names its one EOS. */
+static cJSON *eos_json(const llc_model_src *src) {
+    int32_t eos = src->tok ? llamac_tokenizer_eos(src->tok) : -1;
+    if (!src->instruct || !src->tok) return eos >= 0 ? cJSON_CreateNumber(eos) : cJSON_CreateNull();
+    cJSON *a = cJSON_CreateArray();
+    int n = llamac_tokenizer_n_vocab(src->tok);
+    for (int32_t id = 0; a && id < n; id++)
+        if (llamac_tokenizer_is_eog(src->tok, id)) cJSON_AddItemToArray(a, cJSON_CreateNumber(id));
+    return a;
+}
+
+static cJSON *id_json(int32_t id) { return id >= 0 ? cJSON_CreateNumber(id) : cJSON_CreateNull(); }
+
+/* Keys in the order transformers writes them (sorted). */
+static bool write_config(const llc_model_src *src, const char *dir, uint32_t main_type, llamac_error *err) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON *arch = cJSON_AddArrayToObject(c, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+    cJSON_AddFalseToObject(c, "attention_bias");
+    cJSON_AddItemToObject(c, "attention_dropout", json_float(0));
+    cJSON_AddItemToObject(c, "bos_token_id", id_json(src->tok ? llamac_tokenizer_bos(src->tok) : -1));
+    cJSON_AddItemToObject(c, "eos_token_id", eos_json(src));
+    cJSON_AddNumberToObject(c, "head_dim", src->dim / src->n_heads);
+    cJSON_AddStringToObject(c, "hidden_act", "silu");
+    cJSON_AddNumberToObject(c, "hidden_size", src->dim);
+    cJSON_AddItemToObject(c, "initializer_range", json_float(0.02f));
+    cJSON_AddNumberToObject(c, "intermediate_size", src->ffn_dim);
+    cJSON_AddNumberToObject(c, "max_position_embeddings", src->n_ctx_train);
+    cJSON_AddFalseToObject(c, "mlp_bias");
+    cJSON_AddStringToObject(c, "model_type", "llama");
+    cJSON_AddNumberToObject(c, "num_attention_heads", src->n_heads);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", src->n_layers);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", src->n_kv_heads);
+    cJSON_AddNumberToObject(c, "pretraining_tp", 1);
+    cJSON_AddItemToObject(c, "rms_norm_eps", json_float(src->rms_eps));
+    if (src->rope_factor > 0) {
+        cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+        cJSON_AddItemToObject(rs, "factor", json_float(src->rope_factor));
+        cJSON_AddItemToObject(rs, "high_freq_factor", json_float(src->rope_high_freq_factor));
+        cJSON_AddItemToObject(rs, "low_freq_factor", json_float(src->rope_low_freq_factor));
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", src->rope_original_ctx);
+        cJSON_AddStringToObject(rs, "rope_type", "llama3");
+    } else {
+        cJSON_AddNullToObject(c, "rope_scaling");
+    }
+    cJSON_AddItemToObject(c, "rope_theta", json_float(src->rope_theta));
+    cJSON_AddBoolToObject(c, "tie_word_embeddings", src->tied);
+    cJSON_AddStringToObject(c, "torch_dtype", torch_dtype(main_type));
+    cJSON_AddStringToObject(c, "transformers_version", "4.45.0");
+    cJSON_AddTrueToObject(c, "use_cache");
+    cJSON_AddNumberToObject(c, "vocab_size", src->n_vocab);
+    return write_json(dir, "config.json", c, err);
+}
+
+/* Meta's published sampling defaults for Llama 2 and 3 (temperature 0.6, top_p 0.9). */
+static bool write_generation_config(const llc_model_src *src, const char *dir, llamac_error *err) {
+    cJSON *g = cJSON_CreateObject();
+    cJSON_AddTrueToObject(g, "_from_model_config");
+    cJSON_AddItemToObject(g, "bos_token_id", id_json(src->tok ? llamac_tokenizer_bos(src->tok) : -1));
+    cJSON_AddTrueToObject(g, "do_sample");
+    cJSON_AddItemToObject(g, "eos_token_id", eos_json(src));
+    cJSON_AddItemToObject(g, "temperature", json_float(0.6f));
+    cJSON_AddItemToObject(g, "top_p", json_float(0.9f));
+    cJSON_AddStringToObject(g, "transformers_version", "4.45.0");
+    return write_json(dir, "generation_config.json", g, err);
+}
+
+static int cmp_out_name(const void *a, const void *b) {
+    return strcmp((*(const out_tensor *const *)a)->name, (*(const out_tensor *const *)b)->name);
+}
+
+typedef struct shard_ctx {
+    const llc_model_src *src;
+    out_tensor **sel;
+} shard_ctx;
+
+static bool shard_tensor_bytes(void *ctx, int i, void *dst, uint64_t nbytes, llamac_error *err) {
+    const shard_ctx *c = ctx;
+    const out_tensor *t = c->sel[i];
+    return c->src->fill(c->src->ctx, t->src, dst, nbytes, err) &&
+           (!t->permute_heads || permute_rows(dst, t->rows, llc_row_size(t->type, t->cols), t->permute_heads, err));
+}
+
+/* One .safetensors file holding the tensors of shard k. */
+static bool write_shard(const llc_model_src *src, out_tensor *ts, int n, int k, const char *path, llamac_error *err) {
+    out_tensor **sel = malloc((size_t)(n ? n : 1) * sizeof *sel);
+    llc_st_out *st = malloc((size_t)(n ? n : 1) * sizeof *st);
+    bool ok = sel && st;
+    if (!ok) llc_fail(err, "out of memory");
+    int m = 0;
+    for (int i = 0; ok && i < n; i++) {
+        if (ts[i].shard != k) continue;
+        sel[m] = &ts[i];
+        st[m++] = (llc_st_out){ts[i].name, ts[i].type, ts[i].rows, ts[i].cols, ts[i].nbytes};
+    }
+    shard_ctx c = {src, sel};
+    llc_outfile o;
+    ok = ok && llc_outfile_open(&o, path, err);
+    if (ok) ok = llc_outfile_finish(&o, llc_safetensors_write(o.f, path, st, m, shard_tensor_bytes, &c, err), err);
+    free(sel);
+    free(st);
+    return ok;
+}
+
+static bool write_index(out_tensor *ts, int n, int n_shards, uint64_t total, const char *dir, llamac_error *err) {
+    out_tensor **sel = malloc((size_t)(n ? n : 1) * sizeof *sel);
+    if (!sel) return llc_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) sel[i] = &ts[i];
+    qsort(sel, (size_t)n, sizeof *sel, cmp_out_name);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
+    cJSON_AddNumberToObject(meta, "total_size", (double)total);
+    cJSON *map = cJSON_AddObjectToObject(root, "weight_map");
+    for (int i = 0; i < n; i++) {
+        char file[64];
+        snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", sel[i]->shard + 1, n_shards);
+        cJSON_AddStringToObject(map, sel[i]->name, file);
+    }
+    free(sel);
+    return write_json(dir, "model.safetensors.index.json", root, err);
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* tokenizer.json with the tokenizer_config.json beside it (BOS/EOS, chat template), or a SentencePiece
+ * tokenizer.model: the files transformers' tokenizers read. */
+static bool copy_tokenizer(const char *from, const char *dir, llamac_error *err) {
+    char to[4096];
+    if (ends_with(from, ".json")) {
+        snprintf(to, sizeof to, "%s/tokenizer.json", dir);
+        if (!llc_copy_file(from, to, err)) return false;
+        char cfg[4096];
+        const char *slash = strrchr(from, '/');
+        int dl = slash ? (int)(slash - from + 1) : 0;
+        snprintf(cfg, sizeof cfg, "%.*stokenizer_config.json", dl, from);
+        struct stat st;
+        if (stat(cfg, &st) != 0) return true;
+        snprintf(to, sizeof to, "%s/tokenizer_config.json", dir);
+        return llc_copy_file(cfg, to, err);
+    }
+    if (ends_with(from, ".model")) {
+        snprintf(to, sizeof to, "%s/tokenizer.model", dir);
+        return llc_copy_file(from, to, err);
+    }
+    return llc_fail(err, "%s: a Hugging Face folder needs the vocabulary as tokenizer.json or tokenizer.model", from);
+}
+
+bool llc_write_hf_folder(const llc_model_src *src, const char *dir, llamac_error *err) {
+    if (err) err->message[0] = 0;
+    if (strlen(dir) > 3000) return llc_fail(err, "%.200s…: path too long", dir);
+    if (src->n_heads < 1 || src->dim % src->n_heads || src->n_kv_heads < 1 || (src->dim / src->n_heads) % 2)
+        return llc_fail(err, "%s: invalid head layout for a Hugging Face checkpoint", dir);
+    /* An optional shard size, so the sharded layout (model.safetensors.index.json) can be produced. */
+    uint64_t shard_bytes = 0;
+    const char *env = getenv("LLAMAC_SHARD_BYTES");
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (errno || *end || v == 0) return llc_fail(err, "LLAMAC_SHARD_BYTES='%.40s' is not a positive byte count", env);
+        shard_bytes = v;
+    }
+
+    out_tensor *ts = calloc((size_t)(src->n_tensors ? src->n_tensors : 1), sizeof *ts);
+    if (!ts) return llc_fail(err, "out of memory");
+    int n = 0, n_shards = 1;
+    uint32_t main_type = LLC_F32;
+    uint64_t total = 0, in_shard = 0;
+    bool ok = true;
+    for (int i = 0; ok && i < src->n_tensors; i++) {
+        const llc_src_tensor *s = &src->tensors[i];
+        out_tensor *t = &ts[n];
+        int layer;
+        const llc_tensor_desc *d = llc_tensor_find(LLC_NAMES_GGUF, s->name, &layer);
+        if (!d) {
+            ok = llc_fail(err, "%s: tensor %s has no Hugging Face name", dir, s->name);
+            break;
+        }
+        /* rope_freqs: transformers computes the Llama 3.1 factors from config.json's rope_scaling. */
+        if (!llc_tensor_name(d, LLC_NAMES_HF, layer, t->name, sizeof t->name)) continue;
+        if (s->type != LLC_F32 && s->type != LLC_F16 && s->type != LLC_BF16) {
+            ok = llc_fail(err, "%s: tensor %s is %s; Hugging Face folders hold f32, f16 or bf16 (use --type f32|f16|bf16)", dir,
+                          s->name, llc_type_name(s->type));
+            break;
+        }
+        t->src = i;
+        t->type = s->type;
+        t->rows = s->rows;
+        t->cols = s->cols;
+        t->nbytes = llc_row_size(s->type, s->cols) * (uint64_t)s->rows;
+        t->permute_heads = !d->rope_rows ? 0 : d->rows == LLC_X_DIM ? src->n_heads : src->n_kv_heads;
+        if (t->permute_heads && t->rows != (int64_t)t->permute_heads * (src->dim / src->n_heads)) {
+            ok = llc_fail(err, "%s: tensor %s has %" PRId64 " rows, not heads x head size", dir, s->name, t->rows);
+            break;
+        }
+        if (s->rows > 1) main_type = s->type;
+        if (shard_bytes && in_shard > 0 && in_shard + t->nbytes > shard_bytes) {
+            n_shards++;
+            in_shard = 0;
+        }
+        t->shard = n_shards - 1;
+        in_shard += t->nbytes;
+        total += t->nbytes;
+        n++;
+    }
+    if (ok) ok = llc_outdir_prepare(dir, true, err);
+
+    char path[4096];
+    /* A stale single file or index from an earlier write would shadow or contradict the new weights. */
+    if (ok) {
+        snprintf(path, sizeof path, "%s/%s", dir, n_shards > 1 ? "model.safetensors" : "model.safetensors.index.json");
+        unlink(path);
+    }
+    for (int k = 0; ok && k < n_shards; k++) {
+        if (n_shards == 1) snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        else snprintf(path, sizeof path, "%s/model-%05d-of-%05d.safetensors", dir, k + 1, n_shards);
+        ok = write_shard(src, ts, n, k, path, err);
+    }
+    if (ok && n_shards > 1) ok = write_index(ts, n, n_shards, total, dir, err);
+    free(ts);
+    ok = ok && write_config(src, dir, main_type, err) && write_generation_config(src, dir, err);
+    if (ok && src->tokenizer_file) ok = copy_tokenizer(src->tokenizer_file, dir, err);
+    return ok;
 }

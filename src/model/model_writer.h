@@ -5,13 +5,12 @@
  * list of tensors named and laid out as in GGUF (blk.N.attn_q.weight, rows x cols with cols the row
  * length, q/k rows in the Meta/GGUF adjacent-pair RoPE order) whose bytes come from a callback one
  * tensor at a time. `synth` and `convert` build one; each output format has a writer for it:
- * GGUF (model_writer_gguf.c), Hugging Face folders, Meta original folders. Every file is written
+ * GGUF (model/format_gguf.c), Hugging Face folders, Meta original folders. Every file is written
  * through base/outfile.h; a folder must be missing (it is created) or a folder.
  */
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "formats/gguf.h"
 #include "llamac.h"
 
 typedef struct llc_src_tensor {
@@ -41,19 +40,13 @@ typedef struct llc_model_src {
     void *ctx;
 } llc_model_src;
 
-/* Llama 3.1's rope scaling as Meta's reference code applies it, as rope_dim/2 divisors of the base
- * frequencies (GGUF's rope_freqs.weight): long wavelengths slowed by factor, short ones kept, the
- * band between interpolated. */
-void llc_llama3_rope_factors(float theta, int rope_dim, float factor, float low_freq_factor, float high_freq_factor,
-                             int original_ctx, float *out);
-
 /* GGUF: hyperparameters as llama.* keys, the tokenizer as tokenizer.ggml.*; loadable by llama.cpp. */
 bool llc_write_gguf_model(const llc_model_src *src, const char *path, llamac_error *err);
 
-/* Hugging Face folder (formats/hf_writer.c): config.json, generation_config.json, model.safetensors
+/* Hugging Face folder (model/format_hf.c): config.json, generation_config.json, model.safetensors
  * (q/k rows permuted to the half-split RoPE layout, as transformers stores them), tokenizer files. */
 bool llc_write_hf_folder(const llc_model_src *src, const char *dir, llamac_error *err);
-/* Meta original folder (formats/meta_writer.c): params.json, consolidated.00.pth, tokenizer.model. */
+/* Meta original folder (model/format_meta.c): params.json, consolidated.00.pth, tokenizer.model. */
 bool llc_write_meta_folder(const llc_model_src *src, const char *dir, llamac_error *err);
 
 #endif

@@ -68,27 +68,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static bool utf8_valid(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t k;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) k = 1;
-        else if (c >= 0xE0 && c <= 0xEF) k = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        else if (c >= 0xF0 && c <= 0xF4) k = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        else return false;
-        if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi) return false;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80) return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 typedef struct accepted {
     int ids[128];
     int n;
@@ -133,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     accepted a = {.n = 0};
     char *answer = NULL;
     int status = llc_server_interpret(model, "stories", n_ctx, path, body, n, &answer, on_request, &a);
-    bool body_utf8 = utf8_valid((const unsigned char *)body, n);
+    bool body_utf8 = fuzz_utf8_valid((const unsigned char *)body, n);
     free(body);
     if (status < 0) return 0; /* out of memory */
     for (int i = 0; i < a.n; i++) llamac_engine_cancel(engine, a.ids[i]);
@@ -153,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (status != 200 && a.n) abort();
     if (!answer) abort();
     size_t len = strlen(answer);
-    if (body_utf8 && !utf8_valid((const unsigned char *)answer, len)) abort();
+    if (body_utf8 && !fuzz_utf8_valid((const unsigned char *)answer, len)) abort();
     llamac_error err = {{0}};
     cJSON *v = llc_json_parse(answer, len, "answer", &err);
     if (!v || !cJSON_IsObject(v)) abort();

@@ -176,27 +176,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static bool is_valid_utf8(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t k;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) k = 1;
-        else if (c >= 0xE0 && c <= 0xEF) k = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        else if (c >= 0xF0 && c <= 0xF4) k = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        else return false;
-        if (n - i <= k || s[i + 1] < lo || s[i + 1] > hi) return false;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xC0) != 0x80) return false;
-        i += k + 1;
-    }
-    return true;
-}
-
 static void fuzz_text(const llamac_tokenizer *tok, bool byte_level, const char *text, size_t len) {
     llamac_error err = {{0}};
     int n_vocab = llamac_tokenizer_n_vocab(tok);
@@ -237,10 +216,10 @@ static void fuzz_text(const llamac_tokenizer *tok, bool byte_level, const char *
         char *buf = malloc(cap);
         for (int i = 0; i < n; i++) {
             size_t k = llamac_detokenize(&d, ids[i], buf, cap);
-            if (k >= cap || !is_valid_utf8((const unsigned char *)buf, k)) abort();
+            if (k >= cap || !fuzz_utf8_valid((const unsigned char *)buf, k)) abort();
         }
         size_t k = llamac_detokenizer_flush(&d, buf, cap);
-        if (k >= cap || !is_valid_utf8((const unsigned char *)buf, k)) abort();
+        if (k >= cap || !fuzz_utf8_valid((const unsigned char *)buf, k)) abort();
         free(buf);
         free(ids);
     }

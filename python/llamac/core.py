@@ -654,6 +654,21 @@ class Engine(_Handle):
             c.finish_reason = e.finish
 
 
+class EngineFront:
+    """What the high-level shapes (Llama, LLM, LLaMa, LlamaInference) share: a model and the engine that runs
+    it (self._model, self._engine), freed by close() or a `with` block."""
+
+    def close(self):
+        self._engine.close()
+        self._model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def parse_size(v):
     """Bytes from an int or a string like "512M", "4G" (powers of 1024, as `llamac --kv-mem`)."""
     if isinstance(v, int) and not isinstance(v, bool):

@@ -36,7 +36,7 @@ def _refuse_unsupported(**given):
             raise LlamacError("%s is not supported by llamac (got %r)" % (name, value))
 
 
-class Llama:
+class Llama(core.EngineFront):
     def __init__(self, model_path, *, n_ctx=512, n_threads=None, n_threads_batch=None, n_batch=512, seed=LLAMA_DEFAULT_SEED,
                  n_gpu_layers=0, chat_format=None, kv_type="f32", tokenizer_path=None, verbose=True):
         if chat_format not in _CHAT_FORMATS:
@@ -85,16 +85,6 @@ class Llama:
                 d.feed(t)
             return b"".join(d.feed(t) for t in tokens) + d.flush()
         return tok.detokenize(tokens)
-
-    def close(self):
-        self._engine.close()
-        self._model.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # ---- generation ----
     def _seed(self, seed):

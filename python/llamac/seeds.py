@@ -23,11 +23,11 @@ def _cpu_only(device):
         raise LlamacError("llamac runs on the CPU: device=%r is not available (use device='cpu')" % (device,))
 
 
-class LLaMa:
+class LLaMa(core.EngineFront):
     """Seed 004's LLaMa: build() from a checkpoint folder and a tokenizer file, then text_completion()."""
 
     def __init__(self, model, max_seq_len, max_batch_size, seed):
-        self.model = model
+        self.model = self._model = model
         self.tokenizer = model.tokenizer
         self.max_seq_len = max_seq_len
         self.max_batch_size = max_batch_size
@@ -81,7 +81,7 @@ class LLaMa:
         return out_tokens, out_text
 
 
-class LlamaInference:
+class LlamaInference(core.EngineFront):
     """Seed 001's LlamaInference: a model by id (a local checkpoint: GGUF, Hugging Face or Meta folder),
     generate() and estimate_memory()."""
 
@@ -91,7 +91,7 @@ class LlamaInference:
         # use_flash_attention is a speed switch of the seed; llamac's attention is exact either way.
         self.use_flash_attention = use_flash_attention
         self.model_id = model_id
-        self.model = core.Model(model_id, tokenizer_path=tokenizer_path)
+        self.model = self._model = core.Model(model_id, tokenizer_path=tokenizer_path)
         self.tokenizer = self.model.tokenizer
         self.kv_type = kv_type
         self._engine = core.Engine(self.model, max_seqs=1, n_ctx=n_ctx, kv_type=kv_type, n_threads=n_threads)
@@ -118,7 +118,3 @@ class LlamaInference:
                 "weights_bytes": w, "kv_cache_bytes": kv, "total_bytes": w + kv, "n_ctx": n_ctx,
                 "batch_size": batch_size, "kv_type": kv_type or self.kv_type,
                 "total_gib": round((w + kv) / 2**30, 3)}
-
-    def close(self):
-        self._engine.close()
-        self.model.close()

@@ -84,7 +84,7 @@ def _progress_bar(total, desc):
         return show, lambda: sys.stderr.write("\n")
 
 
-class LLM:
+class LLM(core.EngineFront):
     def __init__(self, model, tokenizer=None, seed=0, max_num_seqs=64, max_model_len=None, kv_mem=0,
                  kv_cache_dtype="auto", enable_prefix_caching=True, n_threads=0, max_num_batched_tokens=None,
                  dtype="auto", trust_remote_code=False, device="cpu", tensor_parallel_size=1):
@@ -105,16 +105,6 @@ class LLM:
 
     def get_tokenizer(self):
         return self._model.tokenizer
-
-    def close(self):
-        self._engine.close()
-        self._model.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _prompts(self, prompts):
         if isinstance(prompts, (str, dict)):

@@ -128,6 +128,26 @@ bool llamac_model_save(const llamac_model *model, const char *path, const llamac
 bool llamac_save_type_known(const char *type);
 const char *llamac_save_type_names(void);
 
+/* A model of random weights with the shapes asked for (`llamac synth`): tests and benchmarks of a
+ * model's cost where its weights cannot be had. The vocabulary is copied from a tokenizer file, so the
+ * model tokenizes and runs like the real thing; the same seed gives the same weights in every format. */
+typedef struct llamac_synth_params {
+    const char *name;       /* general.name; NULL: "synthetic Llama" */
+    int n_layers, dim, n_heads, n_kv_heads, ffn_dim, n_ctx_train;
+    bool tied;              /* no output matrix: logits from the token embedding */
+    float rope_theta;
+    float rope_factor;      /* Llama 3.1 rope scaling factor (rope_freqs written); 0: none */
+    bool instruct;          /* record the tokenizer's chat template (an instruction-tuned model) */
+    const char *tokenizer_path; /* any tokenizer llamac_tokenizer_load reads (required) */
+    const char *type;       /* as llamac_save_params.type; NULL: f32 */
+    const char *format;     /* NULL or "gguf": a GGUF file; "hf": a Hugging Face folder (config.json,
+                             * model.safetensors, tokenizer files); "meta": a Meta original folder */
+    uint64_t seed;
+} llamac_synth_params;
+/* Writes the model to path (a file for gguf, a folder that is missing or a folder for hf/meta), checked
+ * before any work; shapes that do not make a Llama are refused. */
+bool llamac_model_synth(const char *path, const llamac_synth_params *params, llamac_error *err);
+
 /* Instruction set the kernels run with on this CPU ("scalar", "avx2", "avx512"); LLAMAC_ISA forces one. */
 const char *llamac_isa(void);
 

@@ -81,6 +81,73 @@ typedef struct llamac_tensor_info {
 int llamac_model_n_tensors(const llamac_model *model);
 bool llamac_model_tensor(const llamac_model *model, int i, llamac_tensor_info *out);
 
+/* What the file holds, grouped by element type (what `llamac info` shows): a GGUF's own tensor list,
+ * norms included; for other formats the matrices as loaded plus the norms (and rope_freqs), which
+ * llamac keeps in f32. */
+typedef struct llamac_type_share {
+    const char *type;      /* "q4_k", "f32", … */
+    int n_tensors;
+    uint64_t bytes, n_elements;
+} llamac_type_share;
+/* Writes at most cap shares to out, the biggest share of bytes first, and returns how many there are
+ * (64 always suffice). */
+int llamac_model_type_mix(const llamac_model *model, llamac_type_share *out, int cap);
+/* llama.cpp's general.file_type the file records (GGUF only; e.g. 15 for Q4_K_M), -1 when none; *name
+ * (may be NULL) gets llama.cpp's name for it ("Q4_K - Medium"), NULL when llamac does not know it. */
+int llamac_model_file_type(const llamac_model *model, const char **name);
+
+/* Writing a model as a GGUF (loadable by llama.cpp too): `llamac convert` and `llamac quantize` are
+ * this call. The output is written beside path and renamed over it when complete, so it may replace
+ * the (memory-mapped) file the model was loaded from; on failure nothing is left behind. */
+typedef struct llamac_save_params {
+    /* NULL: keep each tensor's type. Else every matrix re-encoded (any case): "f32", "f16", "bf16",
+     * "q8_0", "q4_0", "q4_k", "q6_k", or llama.cpp's mixes "q4_k_m", "q4_k_s" (as llama-quantize
+     * picks per tensor). Rows a type's block does not divide fall back (q4_k -> q4_0, q6_k -> q8_0, not a
+     * multiple of 32 -> f16); norms stay f32; a tensor already of its type is copied as is. */
+    const char *type;
+    int n_threads;        /* threads re-encoding rows; 0: all cores */
+    const char *format;   /* NULL or "gguf" (the only one so far; anything else is refused) */
+    /* Optional, called after each tensor is written: the tensor as stored (GGUF name such as
+     * "blk.0.attn_q.weight", its type and bytes) and the bytes done of the total. Returning false
+     * cancels the save (error "cancelled"). The library never prints: progress bars are the caller's. */
+    bool (*progress)(void *user, const llamac_tensor_info *tensor, uint64_t done_bytes, uint64_t total_bytes);
+    void *user;
+} llamac_save_params;
+/* What a save wrote (for the caller's summary). */
+typedef struct llamac_save_stats {
+    int n_tensors;
+    uint64_t bytes, n_elements; /* tensor data written, and the values it holds */
+    int n_threads;              /* threads actually used */
+    const char *file_type;      /* llama.cpp's name of the general.file_type recorded for a mix, else NULL */
+} llamac_save_stats;
+/* params and stats may be NULL (params NULL: a GGUF keeping every type, on all cores). */
+bool llamac_model_save(const llamac_model *model, const char *path, const llamac_save_params *params,
+                       llamac_save_stats *stats, llamac_error *err);
+/* Whether llamac_model_save takes this type name, so a caller can refuse it before any work; and the
+ * names it takes, as a human-readable list. */
+bool llamac_save_type_known(const char *type);
+const char *llamac_save_type_names(void);
+
+/* A model of random weights with the shapes asked for (`llamac synth`): tests and benchmarks of a
+ * model's cost where its weights cannot be had. The vocabulary is copied from a tokenizer file, so the
+ * model tokenizes and runs like the real thing; the same seed gives the same weights in every format. */
+typedef struct llamac_synth_params {
+    const char *name;       /* general.name; NULL: "synthetic Llama" */
+    int n_layers, dim, n_heads, n_kv_heads, ffn_dim, n_ctx_train;
+    bool tied;              /* no output matrix: logits from the token embedding */
+    float rope_theta;
+    float rope_factor;      /* Llama 3.1 rope scaling factor (rope_freqs written); 0: none */
+    bool instruct;          /* record the tokenizer's chat template (an instruction-tuned model) */
+    const char *tokenizer_path; /* any tokenizer llamac_tokenizer_load reads (required) */
+    const char *type;       /* as llamac_save_params.type; NULL: f32 */
+    const char *format;     /* NULL or "gguf": a GGUF file; "hf": a Hugging Face folder (config.json,
+                             * model.safetensors, tokenizer files); "meta": a Meta original folder */
+    uint64_t seed;
+} llamac_synth_params;
+/* Writes the model to path (a file for gguf, a folder that is missing or a folder for hf/meta), checked
+ * before any work; shapes that do not make a Llama are refused. */
+bool llamac_model_synth(const char *path, const llamac_synth_params *params, llamac_error *err);
+
 /* Instruction set the kernels run with on this CPU ("scalar", "avx2", "avx512"); LLAMAC_ISA forces one. */
 const char *llamac_isa(void);
 
@@ -110,6 +177,11 @@ size_t llamac_token_bytes(const llamac_tokenizer *tok, int32_t id, const char **
 const char *llamac_tokenizer_chat_template(const llamac_tokenizer *tok);
 /* Id of the token spelled exactly text as the vocabulary has it (e.g. "<|eot_id|>"), -1 if none. */
 int32_t llamac_tokenizer_token_id(const llamac_tokenizer *tok, const char *text);
+
+/* Well-formed UTF-8 by the rule the tokenizers and the detokenizer apply (no overlongs, surrogates,
+ * code points past U+10FFFF or truncated characters), for callers choosing text a strict reference
+ * tokenizer (tiktoken) also accepts. */
+bool llamac_utf8_valid(const char *s, size_t n);
 
 /* Streaming detokenizer: feeds ids, returns text that is safe to print (never a broken UTF-8
  * character; a partial one is held until it completes). */

@@ -89,13 +89,10 @@ int cli_tokenize(const llamac_tokenizer *tok, const char *text, size_t len, bool
 /* Reads a whole file as text (limit 1 GiB); prints the error itself. */
 char *cli_read_text(const char *path, size_t *len);
 
-/* convert and quantize: loads IN and writes it as the GGUF OUT (base/outfile.h: checked first, written
- * beside it and renamed over it when complete),
- * each matrix typed by the mix (model/quant_mix.h; NULL keeps the types), rows encoded on n_threads
- * (0: all cores), a progress bar labelled verb, and a summary on stderr. Returns the exit code. */
-struct llc_quant_mix;
-int cli_write_gguf(const char *in, const char *out, const char *tok_path, const struct llc_quant_mix *mix, int n_threads,
-                   const char *verb);
+/* convert and quantize: loads IN and writes it as the GGUF OUT with llamac_model_save (OUT checked
+ * first, base/outfile.h), each matrix of the type or mix named (NULL keeps the types), rows encoded on
+ * n_threads (0: all cores), a progress bar labelled verb, and a summary on stderr. Returns the exit code. */
+int cli_write_gguf(const char *in, const char *out, const char *tok_path, const char *type, int n_threads, const char *verb);
 
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

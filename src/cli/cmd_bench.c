@@ -13,7 +13,7 @@
 
 #include "base/threadpool.h"
 #include "cli/cli.h"
-#include "kernels/probe.h"
+#include "cli/probe.h"
 
 static const char usage_text[] =
     "usage: llamac bench -m MODEL [-p 128,512] [-n 64] [-b 1] [-t N] [--kv-type T] [--reps R] [--json|--csv|--md] [--peer 'COMMAND']\n"
@@ -65,14 +65,14 @@ static void run_peer(const char *cmd, FILE *log) {
 }
 
 /* The probes run in a child process: their 1 GiB read buffer must not count in our peak RSS. */
-static void probe_machine(int threads, enum llc_peak_kind kind, double *bw, double *peak) {
+static void probe_machine(int threads, enum cli_peak_kind kind, double *bw, double *peak) {
     int fd[2];
     if (pipe(fd) != 0) return;
     pid_t pid = fork();
     if (pid == 0) {
         close(fd[0]);
         llc_pool *pool = llc_pool_create(threads);
-        double r[2] = {llc_probe_read_gbs(pool, (size_t)1 << 30), llc_probe_peak_ops(pool, kind)};
+        double r[2] = {cli_probe_read_gbs(pool, (size_t)1 << 30), cli_probe_peak_ops(pool, kind)};
         llc_pool_free(pool);
         ssize_t w = write(fd[1], r, sizeof r);
         _exit(w == (ssize_t)sizeof r ? 0 : 1);
@@ -209,15 +209,15 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < n_t; i++) max_t = threads[i] > max_t ? threads[i] : max_t;
     bool int8 = !strcmp(info.weight_type, "q8_0") || !strcmp(info.weight_type, "q4_0") || !strcmp(info.weight_type, "q4_k") ||
                 !strcmp(info.weight_type, "q6_k");
-    enum llc_peak_kind kind = !strcmp(info.weight_type, "bf16") ? LLC_PEAK_BF16_DOT : int8 ? LLC_PEAK_INT8_DOT : LLC_PEAK_FP32_FMA;
+    enum cli_peak_kind kind = !strcmp(info.weight_type, "bf16") ? CLI_PEAK_BF16_DOT : int8 ? CLI_PEAK_INT8_DOT : CLI_PEAK_FP32_FMA;
     double bw = 0, peak = 0;
     probe_machine(max_t, kind, &bw, &peak);
     fprintf(stderr, "llamac bench: %s, %s kernels, loaded in %.2f s, read bandwidth %.1f GB/s, %s peak %.0f G-op/s (%d threads)\n",
-            info.name, llamac_isa(), t_load, bw, llc_peak_name(kind), peak / 1e9, max_t);
+            info.name, llamac_isa(), t_load, bw, cli_peak_name(kind), peak / 1e9, max_t);
 
     if (!strcmp(fmt, "md")) {
         printf("| model | type | threads | n_prompt | n_gen | batch | prefill tok/s | decode tok/s | decode GB/s (%% of %.0f) | prefill G-op/s (%% of %s peak) | peak RSS MB | hash |\n",
-               bw, llc_peak_name(kind));
+               bw, cli_peak_name(kind));
         printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     } else if (!strcmp(fmt, "csv")) {
         printf("model,type,threads,n_prompt,n_gen,batch,prefill_tok_s,prefill_sd,decode_tok_s,decode_sd,decode_gb_s,bandwidth_gb_s,prefill_gops,peak_gops,peak_rss_mb,hash\n");
@@ -309,7 +309,7 @@ int cmd_bench(int argc, char **argv) {
                                "\"peak_gops\": %.1f, \"peak_kind\": \"%s\", \"peak_rss_mb\": %.1f, \"load_s\": %.3f, \"kv_type\": \"%s\", %s, "
                                "\"hash\": \"%s\"}\n",
                                info.name, info.weight_type, llamac_isa(), nt, np, ng, nb, reps, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw,
-                               ops / 1e9, peak / 1e9, llc_peak_name(kind), rss, t_load, llamac_kv_type_name(kv_type), kvs, hs);
+                               ops / 1e9, peak / 1e9, cli_peak_name(kind), rss, t_load, llamac_kv_type_name(kv_type), kvs, hs);
                     } else if (!strcmp(fmt, "csv")) {
                         printf("\"%s\",%s,%d,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f,%s\n", info.name, info.weight_type, nt, np,
                                ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw, ops / 1e9, peak / 1e9, rss, hs);

@@ -12,7 +12,6 @@
 
 #include "base/mapped_file.h"
 #include "cli/cli.h"
-#include "tokenizer/tokenizer.h"
 
 static const char usage_text[] =
     "usage: llamac bench-tokenizer [--tokenizer FILE] [--file TEXT] [--mb N] [--rounds R] [--tiktoken]\n"
@@ -66,7 +65,7 @@ static size_t add_files(text_buf *b, const char *const *patterns, size_t n_patte
                 size_t n;
                 char *d = llc_read_file(g.gl_pathv[i], (size_t)64 << 20, &n, NULL);
                 if (!d) continue;
-                if (llc_utf8_valid((const unsigned char *)d, n)) {
+                if (llamac_utf8_valid(d, n)) {
                     size_t take = n < want - (b->n - start) ? n : want - (b->n - start);
                     while (take < n && take > 0 && ((unsigned char)d[take] & 0xC0) == 0x80) take--; /* whole chars */
                     if (!tb_append(b, d, take)) {
@@ -277,7 +276,7 @@ int cmd_bench_tokenizer(int argc, char **argv) {
         corpus.p = d;
         corpus.n = n;
         parts[n_parts++] = (part){"file", corpus.p, corpus.n, NULL, 0, 0, 0};
-        if (tiktoken && !llc_utf8_valid((const unsigned char *)d, n))
+        if (tiktoken && !llamac_utf8_valid(d, n))
             fprintf(stderr, "llamac: warning: %s is not valid UTF-8: tiktoken reads it with U+FFFD replacements, so ids will "
                             "differ\n", file);
     } else {

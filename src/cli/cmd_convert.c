@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "model/quant_mix.h"
 
 static const char usage_text[] =
     "usage: llamac convert IN OUT.gguf [--type TYPE] [--tokenizer FILE] [--threads N]\n"
@@ -33,8 +32,7 @@ int cmd_convert(int argc, char **argv) {
         }
     }
     if (!in || !out) return cli_usage("convert: IN and OUT.gguf are required");
-    llc_quant_mix mix;
-    if (type_name && !llc_quant_mix_parse(type_name, &mix))
-        return cli_usage("convert: unknown --type '%s' (%s)", type_name, llc_quant_mix_names());
-    return cli_write_gguf(in, out, tok_path, type_name ? &mix : NULL, n_threads, "converting");
+    if (type_name && !llamac_save_type_known(type_name))
+        return cli_usage("convert: unknown --type '%s' (%s)", type_name, llamac_save_type_names());
+    return cli_write_gguf(in, out, tok_path, type_name, n_threads, "converting");
 }

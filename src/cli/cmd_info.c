@@ -4,50 +4,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "kernels/types.h"
-#include "model/model.h"
-#include "model/quant_mix.h"
-
-/* The tensors by type: count, bytes, elements. */
-typedef struct type_mix {
-    int n;
-    const char *name[LLC_TYPE_COUNT + 1];
-    int count[LLC_TYPE_COUNT + 1];
-    uint64_t bytes[LLC_TYPE_COUNT + 1], elements[LLC_TYPE_COUNT + 1];
-} type_mix;
-
-static void mix_add(type_mix *x, const char *type, uint64_t bytes, uint64_t elements) {
-    int k = 0;
-    while (k < x->n && strcmp(x->name[k], type)) k++;
-    if (k == x->n) {
-        if (x->n == LLC_TYPE_COUNT + 1) return;
-        x->name[x->n++] = type;
-    }
-    x->count[k]++;
-    x->bytes[k] += bytes;
-    x->elements[k] += elements;
-}
-
-/* What the file holds: a GGUF's own tensor list; for other formats the matrices as loaded plus the
- * norms (and rope_freqs), which llamac keeps in f32. */
-static void model_mix(const llamac_model *m, type_mix *x) {
-    memset(x, 0, sizeof *x);
-    if (m->gguf) {
-        for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
-            const llc_gguf_tensor *t = &m->gguf->tensors[i];
-            uint64_t n = 1;
-            for (int d = 0; d < 4; d++) n *= (uint64_t)t->ne[d];
-            mix_add(x, llc_type_name(t->type), t->nbytes, n);
-        }
-        return;
-    }
-    llamac_tensor_info ti;
-    for (int i = 0; llamac_model_tensor(m, i, &ti); i++)
-        if (!ti.tied) mix_add(x, ti.type, ti.bytes, (uint64_t)ti.cols * (uint64_t)ti.rows);
-    const llc_hparams *hp = &m->hp;
-    for (int i = 0; i < 1 + 2 * hp->n_layers; i++) mix_add(x, "f32", 4ull * (uint64_t)hp->dim, (uint64_t)hp->dim);
-    if (m->rope_freqs) mix_add(x, "f32", 4ull * (uint64_t)(hp->rope_dim / 2), (uint64_t)(hp->rope_dim / 2));
-}
 
 static const char usage_text[] =
     "usage: llamac info MODEL [--ctx N] [--kv-type T] [--tokenizer FILE] [--tensors]\n"
@@ -86,31 +42,22 @@ int cmd_info(int argc, char **argv) {
     printf("parameters:     %.2f M in %.2f MiB, weights mostly %s\n", (double)in.n_params / 1e6, (double)in.weight_bytes / 1048576.0,
            in.weight_type);
     /* llama.cpp's file type, when the file names one */
-    uint32_t ft;
-    llamac_error ft_err = {{0}};
-    if (m->gguf && llc_gguf_get_u32(m->gguf, "general.file_type", &ft, &ft_err)) {
-        const char *ft_name = llc_file_type_name(ft);
-        printf("file type:      %s (general.file_type %u)\n", ft_name ? ft_name : "unknown", ft);
-    }
+    const char *ft_name;
+    int ft = llamac_model_file_type(m, &ft_name);
+    if (ft >= 0) printf("file type:      %s (general.file_type %d)\n", ft_name ? ft_name : "unknown", ft);
     /* The mix of tensor types, the biggest share first, e.g. "q4_k  97 tensors  650.1 MiB  80.1%" */
-    type_mix x;
-    model_mix(m, &x);
+    llamac_type_share x[64];
+    int n_types = llamac_model_type_mix(m, x, 64);
     uint64_t total_bytes = 0, total_elements = 0;
-    for (int k = 0; k < x.n; k++) {
-        total_bytes += x.bytes[k];
-        total_elements += x.elements[k];
+    for (int k = 0; k < n_types; k++) {
+        total_bytes += x[k].bytes;
+        total_elements += x[k].n_elements;
     }
     printf("weight types:   %.2f bits per weight overall\n", total_elements ? 8.0 * (double)total_bytes / (double)total_elements : 0.0);
-    bool shown[LLC_TYPE_COUNT + 1] = {false};
-    for (int r = 0; r < x.n; r++) {
-        int k = -1;
-        for (int j = 0; j < x.n; j++)
-            if (!shown[j] && (k < 0 || x.bytes[j] > x.bytes[k])) k = j;
-        shown[k] = true;
-        printf("  %-6s %5d tensor%s %10.2f MiB %6.1f%%  %5.2f bits per weight\n", x.name[k], x.count[k], x.count[k] == 1 ? " " : "s",
-               (double)x.bytes[k] / 1048576.0, total_bytes ? 100.0 * (double)x.bytes[k] / (double)total_bytes : 0.0,
-               x.elements[k] ? 8.0 * (double)x.bytes[k] / (double)x.elements[k] : 0.0);
-    }
+    for (int k = 0; k < n_types; k++)
+        printf("  %-6s %5d tensor%s %10.2f MiB %6.1f%%  %5.2f bits per weight\n", x[k].type, x[k].n_tensors, x[k].n_tensors == 1 ? " " : "s",
+               (double)x[k].bytes / 1048576.0, total_bytes ? 100.0 * (double)x[k].bytes / (double)total_bytes : 0.0,
+               x[k].n_elements ? 8.0 * (double)x[k].bytes / (double)x[k].n_elements : 0.0);
     printf("layers:         %d\n", in.n_layers);
     printf("embedding:      %d\n", in.dim);
     printf("heads:          %d query, %d key/value (head size %d)\n", in.n_heads, in.n_kv_heads, in.head_dim);

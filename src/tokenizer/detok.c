@@ -120,3 +120,5 @@ size_t llamac_detokenizer_flush(llamac_detokenizer *d, char *buf, size_t cap) {
 /* A token's bytes are never longer than its stored text (▁ and <0xNN> shrink, byte-level BPE's
  * characters stand for single bytes); add room for a held partial character, U+FFFD and the NUL. */
 size_t llamac_detokenizer_max_bytes(const llamac_tokenizer *tok) { return (size_t)tok->max_len + 16; }
+
+bool llamac_utf8_valid(const char *s, size_t n) { return llc_utf8_valid((const unsigned char *)s, n); }

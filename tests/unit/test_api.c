@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sys/stat.h>
 
 #include "llamac.h"
 
@@ -236,14 +237,274 @@ static void test_sampler(void **state) {
     llamac_sampler_free(a);
 }
 
+/* ---- writing models: llamac_model_save, llamac_model_synth, and what info reads back ---------- */
+
+static char tmp_dir[4096];
+
+static void tmp_path(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/test_api_%s", tmp_dir, name);
+}
+
+static bool file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Bytes of a whole file (the test's own small outputs), NULL-terminated buffer left to the caller. */
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)len + 1);
+    assert_non_null(b);
+    *n = fread(b, 1, (size_t)len, f);
+    fclose(f);
+    return b;
+}
+
+typedef struct save_seen {
+    int calls;
+    uint64_t sum_bytes, last_done, last_total;
+    int cancel_after; /* 0: never */
+    bool bad_name;
+} save_seen;
+
+static bool on_saved(void *user, const llamac_tensor_info *t, uint64_t done, uint64_t total) {
+    save_seen *s = user;
+    s->calls++;
+    s->sum_bytes += t->bytes;
+    if (strstr(t->name, ".weight") == NULL || !t->type || t->cols <= 0 || t->rows <= 0) s->bad_name = true;
+    s->last_done = done;
+    s->last_total = total;
+    return s->cancel_after == 0 || s->calls < s->cancel_after;
+}
+
+/* Kept types: the file loads back with the same matrices (name, type, shape, bytes) as the source. */
+static void test_save_keeps_tensors(void **state) {
+    (void)state;
+    char out[4200];
+    tmp_path(out, sizeof out, "keep.gguf");
+    llamac_error err = {{0}};
+    llamac_model *a = llamac_model_load(model_path, NULL, &err);
+    assert_non_null(a);
+    save_seen seen = {0};
+    llamac_save_params sp = {.n_threads = 2, .progress = on_saved, .user = &seen};
+    llamac_save_stats st;
+    if (!llamac_model_save(a, out, &sp, &st, &err)) fail_msg("save: %s", err.message);
+    assert_int_equal(seen.calls, st.n_tensors);
+    assert_false(seen.bad_name);
+    assert_true(seen.sum_bytes == st.bytes && seen.last_done == st.bytes && seen.last_total == st.bytes);
+    assert_null(st.file_type); /* no type asked: no mix recorded */
+    llamac_model *b = llamac_model_load(out, NULL, &err);
+    if (!b) fail_msg("load back: %s", err.message);
+    assert_int_equal(llamac_model_n_tensors(a), llamac_model_n_tensors(b));
+    llamac_tensor_info ta, tb;
+    for (int i = 0; llamac_model_tensor(a, i, &ta); i++) {
+        assert_true(llamac_model_tensor(b, i, &tb));
+        assert_string_equal(ta.name, tb.name);
+        assert_string_equal(ta.type, tb.type);
+        assert_true(ta.cols == tb.cols && ta.rows == tb.rows && ta.bytes == tb.bytes && ta.tied == tb.tied);
+    }
+    /* every tensor of the file, matrices and norms, written: the type mixes agree */
+    llamac_type_share xa[64], xb[64];
+    int na = llamac_model_type_mix(a, xa, 64), nb = llamac_model_type_mix(b, xb, 64);
+    assert_int_equal(na, nb);
+    int n_tensors = 0;
+    uint64_t bytes = 0;
+    for (int k = 0; k < na; k++) {
+        assert_string_equal(xa[k].type, xb[k].type);
+        assert_true(xa[k].n_tensors == xb[k].n_tensors && xa[k].bytes == xb[k].bytes && xa[k].n_elements == xb[k].n_elements);
+        n_tensors += xa[k].n_tensors;
+        bytes += xa[k].bytes;
+    }
+    assert_int_equal(n_tensors, st.n_tensors);
+    assert_true(bytes == st.bytes);
+    llamac_model_free(b);
+    llamac_model_free(a);
+    remove(out);
+}
+
+/* A type: every matrix in it (rows not a multiple of Q8_0's 32 values fall back to f16, as
+ * llama-quantize does: stories260K's ffn_down has rows of 172), llama.cpp's file type recorded
+ * (LLAMA_FTYPE_MOSTLY_Q8_0 = 7), norms in f32 (two per layer and the output norm). From a llama2.c
+ * .bin, which records no file type. */
+static void test_save_quantizes(void **state) {
+    (void)state;
+    char out[4200];
+    tmp_path(out, sizeof out, "q8.gguf");
+    llamac_error err = {{0}};
+    llamac_model_params mp = {.tokenizer_path = tok_path};
+    llamac_model *a = llamac_model_load(bin_path, &mp, &err);
+    assert_non_null(a);
+    assert_int_equal(llamac_model_file_type(a, NULL), -1);
+    llamac_save_params sp = {.type = "Q8_0", .n_threads = 1};
+    llamac_save_stats st;
+    if (!llamac_model_save(a, out, &sp, &st, NULL)) fail_msg("save failed");
+    assert_non_null(st.file_type);
+    assert_int_equal(st.n_threads, 1);
+    llamac_model *b = llamac_model_load(out, NULL, &err);
+    if (!b) fail_msg("load back: %s", err.message);
+    const char *ft_name = NULL;
+    assert_int_equal(llamac_model_file_type(b, &ft_name), 7);
+    assert_non_null(ft_name);
+    assert_string_equal(ft_name, st.file_type);
+    llamac_tensor_info ti;
+    int n_q8 = 0, n_f16 = 0;
+    for (int i = 0; llamac_model_tensor(b, i, &ti); i++) {
+        if (ti.tied) continue;
+        assert_string_equal(ti.type, ti.cols % 32 == 0 ? "q8_0" : "f16");
+        if (ti.cols % 32 == 0) n_q8++;
+        else n_f16++;
+    }
+    assert_true(n_q8 > 0 && n_f16 > 0);
+    llamac_model_info info;
+    llamac_model_get_info(b, &info);
+    llamac_type_share x[64];
+    int n = llamac_model_type_mix(b, x, 64);
+    assert_int_equal(n, 3);
+    assert_string_equal(x[0].type, "q8_0"); /* the biggest share first */
+    assert_int_equal(x[0].n_tensors, n_q8);
+    assert_true(x[0].bytes * 32 == x[0].n_elements * 34); /* Q8_0: 34 bytes per 32 values */
+    for (int k = 1; k < 3; k++) {
+        assert_true(x[k].bytes <= x[k - 1].bytes);
+        if (!strcmp(x[k].type, "f32")) assert_int_equal(x[k].n_tensors, 1 + 2 * info.n_layers);
+        else assert_true(!strcmp(x[k].type, "f16") && x[k].n_tensors == n_f16 && x[k].bytes == 2 * x[k].n_elements);
+    }
+    assert_int_equal(llamac_model_type_mix(b, x, 1), 3); /* the count, whatever the room */
+    llamac_model_free(b);
+    llamac_model_free(a);
+    remove(out);
+}
+
+static void test_save_refusals(void **state) {
+    (void)state;
+    char out[4200];
+    tmp_path(out, sizeof out, "refused.gguf");
+    remove(out);
+    llamac_error err = {{0}};
+    llamac_model *a = llamac_model_load(model_path, NULL, &err);
+    assert_non_null(a);
+    assert_true(llamac_save_type_known("Q4_K_M") && llamac_save_type_known("f16"));
+    assert_false(llamac_save_type_known("q3_k") || llamac_save_type_known(NULL) || llamac_save_type_known(""));
+    assert_non_null(strstr(llamac_save_type_names(), "q4_k_m"));
+    llamac_save_params sp = {.type = "q3_k"};
+    assert_false(llamac_model_save(a, out, &sp, NULL, &err));
+    assert_non_null(strstr(err.message, "unknown type 'q3_k'"));
+    sp = (llamac_save_params){.format = "safetensors"};
+    assert_false(llamac_model_save(a, out, &sp, NULL, &err));
+    assert_non_null(strstr(err.message, "unknown format"));
+    sp = (llamac_save_params){.n_threads = -1};
+    assert_false(llamac_model_save(a, out, &sp, NULL, &err));
+    assert_true(err.message[0] && !strchr(err.message, '\n'));
+    assert_false(llamac_model_save(a, NULL, NULL, NULL, NULL)); /* err NULL allowed */
+    assert_false(llamac_model_save(a, tmp_dir, NULL, NULL, &err)); /* a folder is not an output file */
+    assert_true(err.message[0] != 0);
+    /* a cancelled save leaves nothing behind */
+    save_seen seen = {.cancel_after = 3};
+    sp = (llamac_save_params){.progress = on_saved, .user = &seen};
+    assert_false(llamac_model_save(a, out, &sp, NULL, &err));
+    assert_non_null(strstr(err.message, "cancelled"));
+    assert_int_equal(seen.calls, 3);
+    assert_false(file_exists(out));
+    llamac_model_free(a);
+}
+
+static void synth_params(llamac_synth_params *p, const char *vocab) {
+    *p = (llamac_synth_params){.name = "test synth", .n_layers = 2, .dim = 64, .n_heads = 4, .n_kv_heads = 2, .ffn_dim = 96,
+                               .n_ctx_train = 256, .tied = false, .rope_theta = 10000.0f, .tokenizer_path = vocab, .type = "f16",
+                               .seed = 7};
+}
+
+/* The shapes asked for, read back by the loader; the same seed, the same bytes; another seed, others. */
+static void test_synth(void **state) {
+    (void)state;
+    char vocab[4200], a_path[4200], b_path[4200], c_path[4200];
+    const char *shared = getenv("LLAMAC_SHARED");
+    snprintf(vocab, sizeof vocab, "%s/models/llama2-tokenizer/tokenizer.model", shared ? shared : "../shared");
+    tmp_path(a_path, sizeof a_path, "synth_a.gguf");
+    tmp_path(b_path, sizeof b_path, "synth_b.gguf");
+    tmp_path(c_path, sizeof c_path, "synth_c.gguf");
+    llamac_error err = {{0}};
+    llamac_synth_params p;
+    synth_params(&p, vocab);
+    if (!llamac_model_synth(a_path, &p, &err)) fail_msg("synth: %s", err.message);
+    assert_true(llamac_model_synth(b_path, &p, NULL));
+    p.seed = 8;
+    assert_true(llamac_model_synth(c_path, &p, &err));
+    size_t na, nb, nc;
+    char *a = slurp(a_path, &na), *b = slurp(b_path, &nb), *c = slurp(c_path, &nc);
+    assert_true(a && b && c && na == nb && na == nc);
+    assert_memory_equal(a, b, na);
+    assert_true(memcmp(a, c, na) != 0);
+    free(a);
+    free(b);
+    free(c);
+    llamac_model *m = llamac_model_load(a_path, NULL, &err);
+    if (!m) fail_msg("load synth: %s", err.message);
+    llamac_model_info in;
+    llamac_model_get_info(m, &in);
+    assert_true(in.n_layers == 2 && in.dim == 64 && in.n_heads == 4 && in.n_kv_heads == 2 && in.ffn_dim == 96);
+    assert_true(in.n_ctx_train == 256 && in.n_vocab == 32000 && !in.tied_output && !in.has_rope_freqs);
+    assert_string_equal(in.name, "test synth");
+    llamac_tensor_info ti;
+    for (int i = 0; llamac_model_tensor(m, i, &ti); i++) assert_string_equal(ti.type, "f16");
+    llamac_model_free(m);
+    remove(a_path);
+    remove(b_path);
+    remove(c_path);
+    /* refusals, before any file is made */
+    synth_params(&p, vocab);
+    p.n_heads = 5; /* 64 is not 5 heads */
+    assert_false(llamac_model_synth(a_path, &p, &err));
+    assert_non_null(strstr(err.message, "heads"));
+    synth_params(&p, vocab);
+    p.format = "onnx";
+    assert_false(llamac_model_synth(a_path, &p, &err));
+    assert_non_null(strstr(err.message, "unknown format 'onnx'"));
+    synth_params(&p, vocab);
+    p.type = "q5_k";
+    assert_false(llamac_model_synth(a_path, &p, &err));
+    assert_non_null(strstr(err.message, "unknown type"));
+    synth_params(&p, "/nonexistent/tokenizer.model");
+    assert_false(llamac_model_synth(a_path, &p, &err));
+    assert_non_null(strstr(err.message, "/nonexistent/tokenizer.model"));
+    synth_params(&p, vocab);
+    p.n_layers = 0;
+    assert_false(llamac_model_synth(a_path, &p, NULL));
+    assert_false(llamac_model_synth(a_path, NULL, NULL));
+    assert_false(file_exists(a_path));
+}
+
+/* Known well- and ill-formed UTF-8 (RFC 3629). */
+static void test_utf8_valid(void **state) {
+    (void)state;
+    assert_true(llamac_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    assert_true(llamac_utf8_valid("", 0));
+    assert_false(llamac_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+    assert_false(llamac_utf8_valid("\xed\xa0\x80", 3));     /* surrogate U+D800 */
+    assert_false(llamac_utf8_valid("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
+    assert_false(llamac_utf8_valid("\xe2\x82", 2));         /* truncated */
+    assert_false(llamac_utf8_valid("\x80", 1));             /* lone continuation */
+}
+
 int main(void) {
     paths();
+    const char *tmp = getenv("LLAMAC_TMP");
+    snprintf(tmp_dir, sizeof tmp_dir, "%s", tmp ? tmp : "/tmp");
+    mkdir(tmp_dir, 0777); /* ctest's LLAMAC_TMP may not exist yet; an existing one is fine */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_gguf),
         cmocka_unit_test(test_golden_bin),
         cmocka_unit_test(test_batch_equals_sequential),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sampler),
+        cmocka_unit_test(test_save_keeps_tensors),
+        cmocka_unit_test(test_save_quantizes),
+        cmocka_unit_test(test_save_refusals),
+        cmocka_unit_test(test_synth),
+        cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

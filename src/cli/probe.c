@@ -1,10 +1,10 @@
-#include "kernels/probe.h"
+#include "cli/probe.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "kernels/kernels.h"
+#include "llamac.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -12,13 +12,20 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-const char *llc_peak_name(enum llc_peak_kind kind) {
+const char *cli_peak_name(enum cli_peak_kind kind) {
     static const char *const names[] = {"fp32 FMA", "bf16 dot", "int8 dot"};
     return names[kind];
 }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+/* The probes measure the instructions the library's kernels run with, as llamac_isa() names them. */
+typedef enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512 } isa_kind;
+static isa_kind kernels_isa(void) {
+    const char *n = llamac_isa();
+    return !strcmp(n, "avx512") ? ISA_AVX512 : !strcmp(n, "avx2") ? ISA_AVX2 : ISA_SCALAR;
+}
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")))
 #define AVX2 __attribute__((target("avx2,fma")))
 
@@ -64,7 +71,7 @@ AVX2 static void read_task_avx2(void *ctx, int ith, int nth) {
 #define PEAK_ITERS 2000000
 
 typedef struct peak_job {
-    enum llc_peak_kind kind;
+    enum cli_peak_kind kind;
     float sink[64];
 } peak_job;
 
@@ -82,13 +89,13 @@ typedef struct peak_job {
                            [r10] "+v"(r10), [r11] "+v"(r11)                                                        \
                          : [a] "v"(a), [b] "v"(b))
 
-AVX512 static float peak_avx512(enum llc_peak_kind kind) {
+AVX512 static float peak_avx512(enum cli_peak_kind kind) {
     /* twelve scalars of vector type, not an array: an array was stored and reloaded every iteration */
     __m512 r0 = _mm512_set1_ps(0), r1 = r0, r2 = r0, r3 = r0, r4 = r0, r5 = r0, r6 = r0, r7 = r0, r8 = r0, r9 = r0, r10 = r0,
            r11 = r0;
     const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-4f); /* bf16 pairs of small values too */
-    if (kind == LLC_PEAK_FP32_FMA) PEAK_BODY("vfmadd231ps");
-    else if (kind == LLC_PEAK_BF16_DOT) PEAK_BODY("vdpbf16ps");
+    if (kind == CLI_PEAK_FP32_FMA) PEAK_BODY("vfmadd231ps");
+    else if (kind == CLI_PEAK_BF16_DOT) PEAK_BODY("vdpbf16ps");
     else PEAK_BODY("vpdpbusd");
     __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r0, r1), _mm512_add_ps(r2, r3)), _mm512_add_ps(r4, r5));
     s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r6, r7), _mm512_add_ps(r8, r9)), _mm512_add_ps(r10, r11)));
@@ -117,10 +124,10 @@ AVX2 static void peak_task_avx2(void *ctx, int ith, int nth) {
 }
 #endif
 
-double llc_probe_read_gbs(llc_pool *pool, size_t bytes) {
+double cli_probe_read_gbs(llc_pool *pool, size_t bytes) {
 #if defined(__x86_64__)
-    enum llc_isa isa = llc_kernels_get()->isa;
-    if (isa == LLC_ISA_SCALAR) return 0;
+    isa_kind isa = kernels_isa();
+    if (isa == ISA_SCALAR) return 0;
     float *buf = aligned_alloc(64, bytes);
     if (!buf) return 0;
     memset(buf, 0, bytes);
@@ -128,7 +135,7 @@ double llc_probe_read_gbs(llc_pool *pool, size_t bytes) {
     double best = 0;
     for (int pass = 0; pass < 4; pass++) {
         double t0 = now_s();
-        llc_pool_run(pool, isa == LLC_ISA_AVX512 ? read_task_avx512 : read_task_avx2, &j);
+        llc_pool_run(pool, isa == ISA_AVX512 ? read_task_avx512 : read_task_avx2, &j);
         double gbs = (double)bytes / (now_s() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
@@ -141,22 +148,22 @@ double llc_probe_read_gbs(llc_pool *pool, size_t bytes) {
 #endif
 }
 
-double llc_probe_peak_ops(llc_pool *pool, enum llc_peak_kind kind) {
+double cli_probe_peak_ops(llc_pool *pool, enum cli_peak_kind kind) {
 #if defined(__x86_64__)
-    enum llc_isa isa = llc_kernels_get()->isa;
-    if (isa == LLC_ISA_SCALAR || (isa == LLC_ISA_AVX2 && kind != LLC_PEAK_FP32_FMA)) return 0;
+    isa_kind isa = kernels_isa();
+    if (isa == ISA_SCALAR || (isa == ISA_AVX2 && kind != CLI_PEAK_FP32_FMA)) return 0;
     peak_job j = {kind, {0}};
     /* Best of 5: one pass is a few milliseconds, the same order as a sleeping worker's wake-up and the
      * clock's ramp, which made single passes read 50-100% of the true rate. */
     double secs = 1e30;
     for (int pass = 0; pass < 5; pass++) {
         double t0 = now_s();
-        llc_pool_run(pool, isa == LLC_ISA_AVX512 ? peak_task_avx512 : peak_task_avx2, &j);
+        llc_pool_run(pool, isa == ISA_AVX512 ? peak_task_avx512 : peak_task_avx2, &j);
         double dt = now_s() - t0;
         if (dt < secs) secs = dt;
     }
     /* per instruction: FMA 16 lanes x 2; bf16 dot 32 products + adds; VNNI 64 byte products + adds */
-    double per = isa == LLC_ISA_AVX2 ? 16 : kind == LLC_PEAK_FP32_FMA ? 32 : kind == LLC_PEAK_BF16_DOT ? 64 : 128;
+    double per = isa == ISA_AVX2 ? 16 : kind == CLI_PEAK_FP32_FMA ? 32 : kind == CLI_PEAK_BF16_DOT ? 64 : 128;
     return per * 12.0 * PEAK_ITERS * llc_pool_size(pool) / secs;
 #else
     (void)pool;

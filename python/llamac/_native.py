@@ -62,6 +62,20 @@ class TensorInfo(Structure):
                 ("bytes", c_uint64), ("tied", c_bool)]
 
 
+# bool (*progress)(void *user, const llamac_tensor_info *, uint64_t done_bytes, uint64_t total_bytes)
+SAVE_PROGRESS = ctypes.CFUNCTYPE(c_bool, c_void_p, POINTER(TensorInfo), c_uint64, c_uint64)
+
+
+class SaveParams(Structure):
+    _fields_ = [("type", c_char_p), ("n_threads", c_int), ("format", c_char_p), ("progress", SAVE_PROGRESS),
+                ("user", c_void_p)]
+
+
+class SaveStats(Structure):
+    _fields_ = [("n_tensors", c_int), ("bytes", c_uint64), ("n_elements", c_uint64), ("n_threads", c_int),
+                ("file_type", c_char_p)]
+
+
 class Detokenizer(Structure):
     _fields_ = [("tok", c_void_p), ("prev", c_int32), ("pending", c_ubyte * 8), ("n_pending", c_int)]
 
@@ -116,7 +130,8 @@ class EngineStats(Structure):
 # Every struct the header declares, by its C name (the ABI test walks this).
 STRUCTS = {
     "llamac_error": Error, "llamac_model_params": ModelParams, "llamac_model_info": ModelInfo,
-    "llamac_tensor_info": TensorInfo, "llamac_detokenizer": Detokenizer, "llamac_session_params": SessionParams,
+    "llamac_tensor_info": TensorInfo, "llamac_save_params": SaveParams, "llamac_save_stats": SaveStats,
+    "llamac_detokenizer": Detokenizer, "llamac_session_params": SessionParams,
     "llamac_sampler_params": SamplerParams, "llamac_chat_message": ChatMessage,
     "llamac_engine_params": EngineParams, "llamac_request": Request, "llamac_event": Event,
     "llamac_engine_stats": EngineStats,
@@ -137,6 +152,9 @@ _PROTOTYPES = {
     "llamac_model_kv_bytes": (c_uint64, [c_void_p, c_int, c_int]),
     "llamac_model_n_tensors": (c_int, [c_void_p]),
     "llamac_model_tensor": (c_bool, [c_void_p, c_int, POINTER(TensorInfo)]),
+    "llamac_model_save": (c_bool, [c_void_p, c_char_p, POINTER(SaveParams), POINTER(SaveStats), _ERR]),
+    "llamac_save_type_known": (c_bool, [c_char_p]),
+    "llamac_save_type_names": (c_char_p, []),
     "llamac_isa": (c_char_p, []),
     "llamac_tokenizer_load": (c_void_p, [c_char_p, _ERR]),
     "llamac_tokenizer_free": (None, [c_void_p]),

@@ -139,6 +139,34 @@ class Model(_Handle):
         return out
 
 
+    def save(self, path, type=None, n_threads=0, progress=None):
+        """Writes the model as a GGUF (`llamac convert` / `llamac quantize`): type None keeps each tensor's
+        type, else "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m", "q4_k_s". progress(name,
+        done_bytes, total_bytes) is called after each tensor; returning False cancels (nothing is left on
+        disk). Returns a dict: n_tensors, bytes, n_elements, n_threads, file_type."""
+        if type is not None and not N.lib.llamac_save_type_known(_utf8(type)):
+            raise LlamacError("unknown type %r (one of %s)" % (type, N.lib.llamac_save_type_names().decode()))
+        failure = []
+
+        def hook(_user, tensor, done, total):
+            try:
+                return progress(tensor.contents.name.decode(), done, total) is not False
+            except BaseException as e:  # noqa: BLE001 — re-raised after the C call returns
+                failure.append(e)
+                return False
+        p = N.SaveParams(_utf8(type) if type is not None else None, _check_int("n_threads", n_threads, 0), None,
+                         N.SAVE_PROGRESS(hook) if progress else N.SAVE_PROGRESS(), None)
+        st = N.SaveStats()
+        err = N.Error()
+        ok = N.lib.llamac_model_save(self.ptr, _path(path, "path"), byref(p), byref(st), byref(err))
+        if failure:
+            raise failure[0]
+        if not ok:
+            raise N.fail(err)
+        return {"n_tensors": st.n_tensors, "bytes": st.bytes, "n_elements": st.n_elements, "n_threads": st.n_threads,
+                "file_type": st.file_type.decode() if st.file_type else None}
+
+
 def _kv_type(name):
     if isinstance(name, int) and not isinstance(name, bool) and name in N.KV_TYPES.values():
         return name

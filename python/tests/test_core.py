@@ -190,3 +190,22 @@ print(" ".join(repr(x) for x in last))
     with llamac.Model(GGUF) as m, llamac.Session(m, n_ctx=32) as s:
         want = s.eval([1, 403, 407])
     np.testing.assert_array_equal(np.array([float(x) for x in out.stdout.split()], dtype=np.float32), want)
+
+
+def test_save_matches_cli_quantize(tmp):
+    """Model.save is `llamac quantize`: the same bytes for the same type; progress sees every tensor."""
+    seen = []
+    with llamac.Model(GGUF) as m:
+        st = m.save(tmp + "/q8.gguf", "q8_0", progress=lambda name, done, total: seen.append((name, done, total)))
+        with pytest.raises(llamac.LlamacError, match="unknown type"):
+            m.save(tmp + "/x.gguf", "q3_k")
+        with pytest.raises(llamac.LlamacError, match="cancelled"):
+            m.save(tmp + "/c.gguf", "q8_0", progress=lambda *a: False)
+        with pytest.raises(ZeroDivisionError):
+            m.save(tmp + "/z.gguf", "q8_0", progress=lambda *a: 1 / 0)
+    assert not os.path.exists(tmp + "/c.gguf") and not os.path.exists(tmp + "/z.gguf")
+    assert st["n_tensors"] == len(seen) and seen[-1][1] == seen[-1][2] == st["bytes"]
+    subprocess.run([LLAMAC, "quantize", GGUF, tmp + "/cli.gguf", "q8_0"], check=True, capture_output=True, timeout=300)
+    assert open(tmp + "/q8.gguf", "rb").read() == open(tmp + "/cli.gguf", "rb").read()
+    with llamac.Model(tmp + "/q8.gguf") as q:
+        assert q.info.weight_type == "q8_0"

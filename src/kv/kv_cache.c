@@ -268,8 +268,8 @@ llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_
     return p;
 oom:
     llc_kv_pool_free(p);
-    llc_fail(err, "KV cache: out of memory for %d blocks of %d positions (%.1f MiB)", n_blocks, block_size,
-             (double)total / (1024.0 * 1024.0));
+    llc_fail(err, "KV cache: out of memory for %d blocks of %d positions (%.1f MiB, %s)", n_blocks, block_size,
+             (double)total / (1024.0 * 1024.0), llc_type_name(type));
     return NULL;
 }
 

@@ -218,10 +218,6 @@ llamac_engine *llamac_engine_create(const llamac_model *model, const llamac_engi
         llc_fail(err, "no model");
         return NULL;
     }
-    if (p.n_threads < 0 || p.n_threads > 1024) {
-        llc_fail(err, "invalid thread count %d", p.n_threads);
-        return NULL;
-    }
     if (p.max_seqs < 0 || p.max_seqs > 65536) {
         llc_fail(err, "max_seqs must be in [1, 65536] (got %d)", p.max_seqs);
         return NULL;
@@ -242,21 +238,16 @@ llamac_engine *llamac_engine_create(const llamac_model *model, const llamac_engi
         llc_fail(err, "kv_tokens must be >= 0 (got %d)", p.kv_tokens);
         return NULL;
     }
-    int elem = llc_kv_elem_type(p.kv_type);
-    if (elem < 0) {
-        llc_fail(err, "unknown KV cache type %d (f32, f16, bf16, q8_0)", (int)p.kv_type);
-        return NULL;
-    }
+    llc_forward_config c;
+    if (!llc_forward_config_resolve(model, p.n_ctx, p.n_threads, p.kv_type, &c, err)) return NULL;
     llamac_model_info info;
     llamac_model_get_info(model, &info);
     int max_seqs = p.max_seqs ? p.max_seqs : 64;
-    int n_ctx = p.n_ctx ? p.n_ctx : (info.n_ctx_train < 4096 ? info.n_ctx_train : 4096);
+    int n_ctx = c.n_ctx;
     int bs = p.block_size ? p.block_size : 16;
     int step_tokens = p.step_tokens ? p.step_tokens : 512;
-    int kv_dim = info.n_kv_heads * info.head_dim;
-    if (!llc_kv_check_type((enum llc_type)elem, kv_dim, err)) return NULL;
     /* the budget buys blocks of the cache's type: half as many bytes a block for f16 as for f32 */
-    uint64_t block_bytes = 2ull * (uint64_t)info.n_layers * (uint64_t)bs * llc_kv_row_bytes_of((enum llc_type)elem, kv_dim);
+    uint64_t block_bytes = 2ull * (uint64_t)info.n_layers * (uint64_t)bs * llc_kv_row_bytes_of(c.type, c.kv_dim);
     uint64_t n_blocks;
     if (p.kv_mem) {
         n_blocks = p.kv_mem / block_bytes;
@@ -292,8 +283,7 @@ llamac_engine *llamac_engine_create(const llamac_model *model, const llamac_engi
     e->block_size = bs;
     e->n_blocks = (int)n_blocks;
     e->prefix_cache = !p.no_prefix_cache;
-    if (!(e->pool = llc_kv_pool_create(info.n_layers, kv_dim, bs, (int)n_blocks, (enum llc_type)elem, err))) goto fail;
-    if (!(e->fwd = llc_forward_create(model, p.n_threads, err))) goto fail;
+    if (!llc_forward_open(model, &c, bs, (int)n_blocks, &e->fwd, &e->pool, err)) goto fail;
     e->b_tok = malloc((size_t)step_tokens * sizeof *e->b_tok);
     e->b_pos = malloc((size_t)step_tokens * sizeof *e->b_pos);
     e->b_seq = malloc((size_t)step_tokens * sizeof *e->b_seq);

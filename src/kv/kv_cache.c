@@ -185,36 +185,6 @@ static void unref_block(llc_kv_pool *p, int32_t b) {
     else p->free_stack[p->n_free++] = b;
 }
 
-/* ---- element types ---- */
-
-static const char *const kv_type_names[] = {"f32", "f16", "bf16", "q8_0"};
-static const enum llc_type kv_elem_types[] = {LLC_F32, LLC_F16, LLC_BF16, LLC_Q8_0};
-
-int llamac_kv_type_from_name(const char *name) {
-    for (int i = 0; name && i < 4; i++)
-        if (strcasecmp(name, kv_type_names[i]) == 0) return i;
-    return -1;
-}
-
-const char *llamac_kv_type_name(llamac_kv_type type) {
-    return (unsigned)type < 4 ? kv_type_names[type] : "?";
-}
-
-int llc_kv_elem_type(llamac_kv_type t) { return (unsigned)t < 4 ? (int)kv_elem_types[t] : -1; }
-
-size_t llc_kv_row_bytes_of(enum llc_type type, int kv_dim) {
-    if (kv_dim <= 0 || (type != LLC_F32 && type != LLC_F16 && type != LLC_BF16 && type != LLC_Q8_0)) return 0;
-    return llc_row_size(type, kv_dim);
-}
-
-bool llc_kv_check_type(enum llc_type type, int kv_dim, llamac_error *err) {
-    if (llc_kv_row_bytes_of(type, kv_dim) != 0) return true;
-    if (type == LLC_Q8_0 && kv_dim > 0)
-        return llc_fail(err, "KV cache type q8_0 needs rows (n_kv_heads x head_dim = %d) that are a multiple of %d", kv_dim,
-                        QK8_0);
-    return llc_fail(err, "KV cache: element type %s is not one of f32, f16, bf16, q8_0", llc_type_name(type));
-}
-
 /* ---- the pool ---- */
 
 static bool mul_ok(uint64_t a, uint64_t b, uint64_t limit, uint64_t *out) {
@@ -298,8 +268,8 @@ llc_kv_pool *llc_kv_pool_create(int n_layers, int kv_dim, int block_size, int n_
     return p;
 oom:
     llc_kv_pool_free(p);
-    llc_fail(err, "KV cache: out of memory for %d blocks of %d positions (%.1f MiB)", n_blocks, block_size,
-             (double)total / (1024.0 * 1024.0));
+    llc_fail(err, "KV cache: out of memory for %d blocks of %d positions (%.1f MiB, %s)", n_blocks, block_size,
+             (double)total / (1024.0 * 1024.0), llc_type_name(type));
     return NULL;
 }
 
@@ -326,6 +296,7 @@ void llc_kv_pool_free(llc_kv_pool *p) {
 }
 
 int llc_kv_block_size(const llc_kv_pool *p) { return p->block_size; }
+int llc_kv_dim(const llc_kv_pool *p) { return p->kv_dim; }
 int llc_kv_n_blocks(const llc_kv_pool *p) { return p->n_blocks; }
 enum llc_type llc_kv_type(const llc_kv_pool *p) { return p->type; }
 size_t llc_kv_row_bytes(const llc_kv_pool *p) { return p->row_bytes; }

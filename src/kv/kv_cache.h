@@ -6,10 +6,9 @@
  * PagedAttention design). Memory is bounded by the pool's size, not by sequences x context.
  *
  * Storage: one allocation per layer for K and one for V, each [block][position in block][row], a row
- * being one position's kv_dim values in the pool's element type: f32 (the default), f16, bf16 or
- * q8_0 (ggml's blocks of 32 values with an fp16 scale, laid along the row: kv_dim must be a multiple
- * of 32). Block b of layer l starts row_bytes * block_size * b bytes into the layer's storage. A
- * sequence whose table is 0, 1, 2, ... is then exactly a contiguous cache ([position][row] per layer).
+ * being one position's kv_dim values in the pool's element type (the format, and the functions that
+ * write rows and build attention's views of them, are in kv_row.h). A sequence whose table is
+ * 0, 1, 2, ... is then exactly a contiguous cache ([position][row] per layer).
  *
  * Blocks are reference counted: a block shared by several sequences (a common prompt prefix) is
  * freed when its last user lets go. Prefix caching: a block that is full is "published" under the
@@ -30,17 +29,8 @@
 #include <stdint.h>
 
 #include "kernels/types.h"
+#include "kv/kv_row.h" /* the row format: element types, writing rows, views for attention */
 #include "llamac.h"
-
-typedef struct llc_kv_pool llc_kv_pool;
-
-/* The pool's element type for a public KV type (LLC_F32, LLC_F16, LLC_BF16, LLC_Q8_0); -1 if t is not one. */
-int llc_kv_elem_type(llamac_kv_type t);
-/* Bytes of one position's K (or V) row of kv_dim values of the element type; 0 when the type is not
- * a KV type or kv_dim is not a multiple of its block. */
-size_t llc_kv_row_bytes_of(enum llc_type type, int kv_dim);
-/* true if a pool of rows of kv_dim values can have this element type; false with the reason in err. */
-bool llc_kv_check_type(enum llc_type type, int kv_dim, llamac_error *err);
 
 /* n_blocks blocks of block_size positions, n_layers layers of kv_dim values of element type `type`
  * (LLC_F32, LLC_F16, LLC_BF16 or LLC_Q8_0) per position for K and V (64-byte aligned, not zeroed: read
@@ -53,6 +43,8 @@ void llc_kv_pool_free(llc_kv_pool *p);
 int llc_kv_block_size(const llc_kv_pool *p);
 int llc_kv_n_blocks(const llc_kv_pool *p);
 enum llc_type llc_kv_type(const llc_kv_pool *p);
+/* Values in one position's K (or V) row: n_kv_heads x head_dim. */
+int llc_kv_dim(const llc_kv_pool *p);
 /* Bytes of one position's K (or V) row in one layer. */
 size_t llc_kv_row_bytes(const llc_kv_pool *p);
 /* Bytes of one block (all layers, K and V). */

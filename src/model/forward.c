@@ -258,18 +258,11 @@ static void project(llc_forward *f, int n_mats, float *const *outs, const llc_te
     }
 }
 
-/* Layer l's view of every sequence of the batch: its block table turned into K and V block pointers. */
+/* Layer l's view of every sequence of the batch (kv/kv_row.h), pointing into f->block_ptrs. */
 static void build_views(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, const int *n_blocks, int l) {
-    size_t kv_dim = (size_t)f->m->hp.n_kv_heads * f->m->hp.head_dim, bs = (size_t)llc_kv_block_size(kv);
-    size_t block_bytes = bs * llc_kv_row_bytes(kv);
-    const unsigned char *kb = llc_kv_k_base(kv, l), *vb = llc_kv_v_base(kv, l);
     const void **kp = f->block_ptrs, **vp = f->block_ptrs + f->ptr_cap / 2;
     for (int s = 0; s < b->n_seqs; s++) {
-        for (int i = 0; i < n_blocks[s]; i++) {
-            kp[i] = kb + (size_t)b->block_tables[s][i] * block_bytes;
-            vp[i] = vb + (size_t)b->block_tables[s][i] * block_bytes;
-        }
-        f->views[s] = (llc_kv_view){kp, vp, (int)bs, kv_dim, (size_t)f->m->hp.head_dim, llc_kv_type(kv)};
+        f->views[s] = llc_kv_layer_view(kv, l, b->block_tables[s], n_blocks[s], f->m->hp.head_dim, kp, vp);
         kp += n_blocks[s];
         vp += n_blocks[s];
     }
@@ -282,9 +275,6 @@ static void forward_chunk(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, c
     const llamac_model *m = f->m;
     const llc_hparams *hp = &m->hp;
     size_t dim = (size_t)hp->dim, kv_dim = (size_t)hp->n_kv_heads * hp->head_dim, ffn = (size_t)hp->ffn_dim;
-    size_t bs = (size_t)llc_kv_block_size(kv), row_bytes = llc_kv_row_bytes(kv);
-    const enum llc_type kv_type = llc_kv_type(kv);
-    void (*to_kv)(const float *, void *, int64_t) = llc_type_get(kv_type)->from_float;
 
     for (int t = 0; t < n; t++) llc_tensor_get_row(&m->tok_embd, tokens[t], f->x + t * dim);
     rope_tables(f, f->pos, n);
@@ -296,17 +286,13 @@ static void forward_chunk(llc_forward *f, llc_kv_pool *kv, const llc_batch *b, c
         const llc_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         project(f, 3, qkv_out, qkv, L->attn_norm, n);
         /* RoPE on the way into the cache: Q and K are rotated in place, then each token's K and V
-         * rows go to its sequence's slot, converted to the cache's type (f32: copied). */
-        unsigned char *kc = llc_kv_k_base(kv, l), *vc = llc_kv_v_base(kv, l);
+         * rows go to its sequence's slot (converted to the cache's type there). */
         for (int t = 0; t < n; t++) {
             const float *cs = f->rope_cs + (size_t)t * hp->rope_dim;
             for (int h = 0; h < hp->n_heads; h++) rope(f->q + t * dim + (size_t)h * hp->head_dim, cs, hp->rope_dim);
             float *kt = f->k + t * kv_dim;
             for (int h = 0; h < hp->n_kv_heads; h++) rope(kt + (size_t)h * hp->head_dim, cs, hp->rope_dim);
-            int p = f->pos[t];
-            size_t slot = ((size_t)b->block_tables[f->seq[t]][p / (int)bs] * bs + (size_t)p % bs) * row_bytes;
-            to_kv(kt, kc + slot, (int64_t)kv_dim);
-            to_kv(f->v + t * kv_dim, vc + slot, (int64_t)kv_dim);
+            llc_kv_store(kv, l, b->block_tables[f->seq[t]], f->pos[t], kt, f->v + t * kv_dim);
         }
 
         build_views(f, kv, b, n_blocks, l);

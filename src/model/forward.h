@@ -22,6 +22,23 @@ llc_forward *llc_forward_create(const llamac_model *m, int n_threads, llamac_err
 void llc_forward_free(llc_forward *f);
 int llc_forward_n_threads(const llc_forward *f);
 
+/* What a session's or an engine's parameters come to, decided in one place (model/forward_setup.c). */
+typedef struct llc_forward_config {
+    int n_ctx;           /* as given, or min(training context, 4096) for 0; the caller bounds it */
+    int n_threads;       /* as given (0: one per core, decided by llc_forward_create) */
+    enum llc_type type;  /* the KV cache's element type */
+    int kv_dim;          /* values in one position's K (or V) row */
+} llc_forward_config;
+
+/* Checks the thread count and the KV type (known, and possible for the model's rows) and applies the
+ * default context. false with the reason in err. */
+bool llc_forward_config_resolve(const llamac_model *m, int n_ctx, int n_threads, llamac_kv_type kv_type,
+                                llc_forward_config *c, llamac_error *err);
+/* The forward pass and a KV pool of n_blocks blocks of block_size positions for c; false (err set,
+ * *fwd and *kv NULL, nothing left allocated) when either cannot be made. */
+bool llc_forward_open(const llamac_model *m, const llc_forward_config *c, int block_size, int n_blocks, llc_forward **fwd,
+                      llc_kv_pool **kv, llamac_error *err);
+
 typedef struct llc_batch {
     int n_tok;
     const int32_t *tokens;              /* [n_tok] */

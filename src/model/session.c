@@ -26,20 +26,15 @@ struct llamac_session {
 
 llamac_session *llamac_session_create(const llamac_model *m, const llamac_session_params *params, llamac_error *err) {
     const llc_hparams *hp = &m->hp;
-    int n_ctx = params ? params->n_ctx : 0;
-    int n_threads = params ? params->n_threads : 0;
-    llamac_kv_type kv_type = params ? params->kv_type : LLAMAC_KV_F32;
-    int elem = llc_kv_elem_type(kv_type);
-    if (elem < 0) {
-        llc_fail(err, "unknown KV cache type %d (f32, f16, bf16, q8_0)", (int)kv_type);
+    llc_forward_config c;
+    if (!llc_forward_config_resolve(m, params ? params->n_ctx : 0, params ? params->n_threads : 0,
+                                    params ? params->kv_type : LLAMAC_KV_F32, &c, err))
         return NULL;
-    }
-    if (!llc_kv_check_type((enum llc_type)elem, hp->n_kv_heads * hp->head_dim, err)) return NULL;
+    int n_ctx = c.n_ctx;
     if (n_ctx < 0) {
         llc_fail(err, "context size must be positive (got %d)", n_ctx);
         return NULL;
     }
-    if (n_ctx == 0) n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     if (n_ctx > (1 << 24)) {
         llc_fail(err, "context size %d is too large", n_ctx);
         return NULL;
@@ -51,19 +46,16 @@ llamac_session *llamac_session_create(const llamac_model *m, const llamac_sessio
     }
     s->m = m;
     s->n_ctx = n_ctx;
-    s->fwd = llc_forward_create(m, n_threads, err);
-    if (!s->fwd) {
+    if (!llc_forward_open(m, &c, n_ctx, 1, &s->fwd, &s->kv, err)) {
         llamac_session_free(s);
         return NULL;
     }
-    s->kv = llc_kv_pool_create(hp->n_layers, hp->n_kv_heads * hp->head_dim, n_ctx, 1, (enum llc_type)elem, NULL);
     s->positions = malloc((size_t)n_ctx * sizeof(int32_t));
     s->seq0 = calloc((size_t)n_ctx, sizeof(int32_t));
     s->out_idx = malloc((size_t)n_ctx * sizeof(int32_t));
     s->logits = malloc((size_t)hp->n_vocab * sizeof(float));
-    if (!s->kv || !s->positions || !s->seq0 || !s->out_idx || !s->logits) {
-        llc_fail(err, "out of memory for a session of %d positions (KV cache %.1f MiB, %s)", n_ctx,
-                 (double)llamac_model_kv_bytes(m, n_ctx, kv_type) / 1048576.0, llamac_kv_type_name(kv_type));
+    if (!s->positions || !s->seq0 || !s->out_idx || !s->logits) {
+        llc_fail(err, "out of memory for a session of %d positions", n_ctx);
         llamac_session_free(s);
         return NULL;
     }

@@ -880,6 +880,61 @@ static void test_types(void **state) {
     g_type = LLC_F32;
 }
 
+/* kv_row.h: llc_kv_store puts a position's rows where the layout says (block table entry, position in
+ * the block, rows of 256/128/128/68 bytes for 64 values of f32/f16/bf16/q8_0), rounded as the type's
+ * from_float rounds; llc_kv_layer_view's blocks and strides lead the kernel's to_f32 back to the same
+ * values, head by head. */
+static void test_row_format(void **state) {
+    (void)state;
+    const enum llc_type types[] = {LLC_F32, LLC_F16, LLC_BF16, LLC_Q8_0};
+    const size_t row64[] = {256, 128, 128, 68};
+    enum { KV_DIM = 64, HD = 16, BS = 4, N_POS = 11 };
+    const int32_t table[] = {3, 0, 4}; /* not in order: the table, not the position, picks the block */
+    for (int ti = 0; ti < 4; ti++) {
+        llamac_error err = {{0}};
+        llc_kv_pool *p = llc_kv_pool_create(2, KV_DIM, BS, 5, types[ti], &err);
+        assert_non_null(p);
+        float k[KV_DIM], v[KV_DIM];
+        for (int pos = 0; pos < N_POS; pos++)
+            for (int l = 0; l < 2; l++) {
+                for (int d = 0; d < KV_DIM; d++) {
+                    k[d] = 0.37f * (float)(d - 20) + 0.011f * (float)(pos * 3 + l);
+                    v[d] = -k[d] * 1.7f;
+                }
+                llc_kv_store(p, l, table, pos, k, v);
+                unsigned char want[2][256];
+                llc_type_get(types[ti])->from_float(k, want[0], KV_DIM);
+                llc_type_get(types[ti])->from_float(v, want[1], KV_DIM);
+                size_t at = ((size_t)table[pos / BS] * BS + (size_t)(pos % BS)) * row64[ti];
+                assert_memory_equal((unsigned char *)llc_kv_k_base(p, l) + at, want[0], row64[ti]);
+                assert_memory_equal((unsigned char *)llc_kv_v_base(p, l) + at, want[1], row64[ti]);
+            }
+        for (int l = 0; l < 2; l++) {
+            const void *kp[3], *vp[3];
+            llc_kv_view view = llc_kv_layer_view(p, l, table, 3, HD, kp, vp);
+            assert_int_equal(view.block_size, BS);
+            assert_int_equal(view.row_stride, KV_DIM);
+            assert_int_equal(view.head_stride, HD);
+            assert_int_equal(view.type, types[ti]);
+            for (int i = 0; i < 3; i++) {
+                assert_ptr_equal(kp[i], (unsigned char *)llc_kv_k_base(p, l) + (size_t)table[i] * BS * row64[ti]);
+                assert_ptr_equal(vp[i], (unsigned char *)llc_kv_v_base(p, l) + (size_t)table[i] * BS * row64[ti]);
+            }
+            for (int pos = 0; pos < N_POS; pos++) {
+                float full[KV_DIM], head[HD];
+                size_t at = ((size_t)table[pos / BS] * BS + (size_t)(pos % BS)) * row64[ti];
+                llc_type_get(types[ti])->to_float((unsigned char *)llc_kv_k_base(p, l) + at, full, KV_DIM);
+                for (int h = 0; h < KV_DIM / HD; h++) {
+                    size_t e = (size_t)(pos % BS) * view.row_stride + (size_t)h * view.head_stride;
+                    llc_attn_to_f32_scalar(view.type, view.k_blocks[pos / BS], e, HD, head);
+                    assert_memory_equal(head, full + h * HD, sizeof head);
+                }
+            }
+        }
+        llc_kv_pool_free(p);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_invalid), cmocka_unit_test(test_append_release),
@@ -887,7 +942,7 @@ int main(void) {
         cmocka_unit_test(test_publish_duplicate), cmocka_unit_test(test_eviction_lru),
         cmocka_unit_test(test_hash_collision), cmocka_unit_test(test_copy_on_write),
         cmocka_unit_test(test_fork_stale_parent), cmocka_unit_test(test_stress),
-        cmocka_unit_test(test_types),
+        cmocka_unit_test(test_types),          cmocka_unit_test(test_row_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

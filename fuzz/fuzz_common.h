@@ -46,6 +46,27 @@ static inline bool fuzz_utf8_valid(const unsigned char *s, size_t n) {
     return true;
 }
 
+/* Where the shared test data may be: $LLAMAC_SHARED, beside the repository whose build folder holds this
+ * program, or relative to the working directory. Fills dirs[FUZZ_N_SHARED] (NULL entries skipped);
+ * exe_rel is the caller's buffer for the second. */
+#define FUZZ_N_SHARED 4
+static inline void fuzz_shared_dirs(const char *dirs[FUZZ_N_SHARED], char exe_rel[4096]) {
+    exe_rel[0] = 0;
+    ssize_t k = readlink("/proc/self/exe", exe_rel, 4096 - 32);
+    if (k > 0) {
+        exe_rel[k] = 0;
+        char *slash = strrchr(exe_rel, '/');
+        if (slash) strcpy(slash, "/../../shared");
+        else exe_rel[0] = 0;
+    } else {
+        exe_rel[0] = 0;
+    }
+    dirs[0] = getenv("LLAMAC_SHARED");
+    dirs[1] = exe_rel[0] ? exe_rel : NULL;
+    dirs[2] = "../shared";
+    dirs[3] = "../../shared";
+}
+
 static volatile uint8_t fuzz_sink;
 
 /* A failure must say something, on one line. */

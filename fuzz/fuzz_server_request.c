@@ -27,20 +27,11 @@ static llamac_model *model;
 static llamac_engine *engine;
 static int n_ctx, n_vocab;
 
-/* The shared data: $LLAMAC_SHARED, or beside the repository whose build folder holds this program. */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    const char *env = getenv("LLAMAC_SHARED");
-    char exe_rel[4096] = "";
-    ssize_t k = readlink("/proc/self/exe", exe_rel, sizeof exe_rel - 32);
-    if (k > 0) {
-        exe_rel[k] = 0;
-        char *slash = strrchr(exe_rel, '/');
-        if (slash) strcpy(slash, "/../../shared");
-    } else {
-        exe_rel[0] = 0;
-    }
-    const char *dirs[] = {env, exe_rel[0] ? exe_rel : NULL, "../shared", "../../shared"};
+    char exe_rel[4096];
+    const char *dirs[FUZZ_N_SHARED];
+    fuzz_shared_dirs(dirs, exe_rel);
     llamac_error err = {{0}};
     for (size_t d = 0; d < sizeof dirs / sizeof dirs[0] && !model; d++) {
         if (!dirs[d]) continue;

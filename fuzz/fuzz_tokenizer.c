@@ -144,18 +144,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fixed_byte_level[n_fixed++] = true;
     fixed[n_fixed] = tiny_spm();
     fixed_byte_level[n_fixed++] = false;
-    /* The shared data: $LLAMAC_SHARED, or beside the repository whose build folder holds this program. */
-    const char *env = getenv("LLAMAC_SHARED");
-    char exe_rel[4096] = "";
-    ssize_t k = readlink("/proc/self/exe", exe_rel, sizeof exe_rel - 32);
-    if (k > 0) {
-        exe_rel[k] = 0;
-        char *slash = strrchr(exe_rel, '/');
-        if (slash) strcpy(slash, "/../../shared");
-    } else {
-        exe_rel[0] = 0;
-    }
-    const char *dirs[] = {env, exe_rel[0] ? exe_rel : NULL, "../shared", "../../shared"};
+    char exe_rel[4096];
+    const char *dirs[FUZZ_N_SHARED];
+    fuzz_shared_dirs(dirs, exe_rel);
     for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
         if (!dirs[d]) continue;
         char p3[4096], p2[4096];

@@ -35,7 +35,10 @@ def _utf8(text):
 def _path(path, what):
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError("%s must be a path, got %s" % (what, type(path).__name__))
-    return os.fsencode(path)
+    p = os.fsencode(path)
+    if b"\0" in p:  # as open() does: C would read a shorter path
+        raise ValueError("%s contains a NUL character" % what)
+    return p
 
 
 def _check_int(name, v, lo=None, hi=None):
@@ -241,7 +244,10 @@ class Tokenizer(_Handle):
 
     def token_id(self, text):
         """The id of the token spelled exactly text (e.g. "<|eot_id|>"), or None."""
-        i = N.lib.llamac_tokenizer_token_id(self.ptr, _utf8(text))
+        spelled = _utf8(text)
+        if b"\0" in spelled:
+            return None  # no token is spelled with a NUL (C would look up a shorter text)
+        i = N.lib.llamac_tokenizer_token_id(self.ptr, spelled)
         return None if i < 0 else i
 
     def _check_id(self, token):
@@ -289,6 +295,8 @@ class Tokenizer(_Handle):
             if not isinstance(content, str) or not isinstance(m["role"], str):
                 raise LlamacError("message %d: role and content must be strings" % i)
             role, text = m["role"].encode(), _utf8(content)
+            if b"\0" in role or b"\0" in text:  # C strings: a NUL would silently cut the message
+                raise LlamacError("message %d contains a NUL character" % i)
             keep += [role, text]
             arr[i].role, arr[i].content = role, text
         err = N.Error()
@@ -532,6 +540,8 @@ class Engine(_Handle):
         if len(stops) > N.MAX_STOP:
             raise LlamacError("at most %d stop strings (got %d)" % (N.MAX_STOP, len(stops)))
         for s in stops:
+            if b"\0" in s:
+                raise LlamacError("a stop string contains a NUL character")
             if not s or len(s) > N.MAX_STOP_LEN:
                 raise LlamacError("a stop string must be 1 to %d bytes (got %d)" % (N.MAX_STOP_LEN, len(s)))
         stop_arr = (c_char_p * max(1, len(stops)))(*stops)

@@ -209,3 +209,18 @@ def test_save_matches_cli_quantize(tmp):
     assert open(tmp + "/q8.gguf", "rb").read() == open(tmp + "/cli.gguf", "rb").read()
     with llamac.Model(tmp + "/q8.gguf") as q:
         assert q.info.weight_type == "q8_0"
+
+
+def test_nul_characters(model):
+    """Text with NUL is tokenized whole (its length is passed); where C takes NUL-terminated strings (chat
+    messages, stop strings) it is refused instead of silently cut."""
+    tok = model.tokenizer
+    assert len(tok.tokenize("a\0b", add_bos=False)) > len(tok.tokenize("a", add_bos=False))
+    with pytest.raises(llamac.LlamacError, match="NUL"):
+        tok.apply_chat([{"role": "user", "content": "hi\0there"}])
+    with llamac.Engine(model, max_seqs=1, n_ctx=32) as e:
+        with pytest.raises(llamac.LlamacError, match="NUL"):
+            e.submit([1, 2], stop=["a\0b"])
+    with pytest.raises(ValueError, match="NUL"):
+        llamac.Model(GGUF + "\0.ignored")
+    assert tok.token_id("</s>\0") is None and tok.token_id("</s>") == 2

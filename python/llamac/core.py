@@ -23,13 +23,17 @@ try:
 except ImportError:  # logits become memoryviews
     _np = None
 
-# Text is passed to C as UTF-8; surrogates (lone halves from bad input) become U+FFFD, never an exception.
+# Text is passed to C as UTF-8. A str with a lone surrogate has no UTF-8 form: refused, rather than
+# tokenized as a silently substituted character.
 def _utf8(text):
     if isinstance(text, bytes):
         return text
     if not isinstance(text, str):
         raise TypeError("expected str or bytes, got %s" % type(text).__name__)
-    return text.encode("utf-8", "replace")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise LlamacError("text is not valid Unicode: %s at position %d" % (e.reason, e.start)) from None
 
 
 def _path(path, what):

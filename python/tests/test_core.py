@@ -223,4 +223,7 @@ def test_nul_characters(model):
             e.submit([1, 2], stop=["a\0b"])
     with pytest.raises(ValueError, match="NUL"):
         llamac.Model(GGUF + "\0.ignored")
+    with pytest.raises(llamac.LlamacError, match="not valid Unicode"):
+        tok.tokenize("a\ud800b")  # a lone surrogate: no UTF-8 form, never a silent '?'
+
     assert tok.token_id("</s>\0") is None and tok.token_id("</s>") == 2

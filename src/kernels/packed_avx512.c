@@ -10,6 +10,17 @@
 #include "kernels/packed.h"
 #include "kernels/types.h"
 
+/* Software prefetch of the weights ahead of use (tuning: bench/bench_packed.c, BENCHMARKS.md) */
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0
+#endif
+#ifndef PF_AHEAD
+#define PF_AHEAD 4096
+#endif
+#ifndef PF_AHEAD_K
+#define PF_AHEAD_K 0
+#endif
+
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -43,12 +54,21 @@ static inline int32_t load_i32(const void *p) {
     }
 
 /* T is a constant at every call site, so the token loops unroll and the accumulators stay in
- * registers (8 weight vectors + T accumulators + scales fit in the 32 zmm registers). */
-AVX512 INLINE void packed_tile(int q4, int64_t nb, const uint8_t *q, const uint16_t *d, const char *act, size_t act_rb,
+ * registers (8 weight vectors + T accumulators + scales fit in the 32 zmm registers). So is q4: the
+ * Q4_0 and Q8_0 instances are compiled apart, with no test of the type inside the loop.
+ *
+ * One token (decode) has a single chain of 8 dependent vpdpbusd per block; Zen 4 executes a 512-bit
+ * vpdpbusd as two 256-bit halves with a latency of several cycles, and the chain left the kernel at
+ * ~33 GB/s per thread with its weights in L2 — too close to what one core can read from memory. So a
+ * lone token runs two chains (even and odd weight vectors), summed at the end of the block. Several tokens already
+ * interleave independent chains. The offset term (Q4_0's 8, Q8_0's 128, times the activations' block
+ * sum) is subtracted once per block from a broadcast of the sum, off the chains. */
+AVX512 INLINE void packed_tile(const int q4, int64_t nb, const uint8_t *q, const uint16_t *d, const char *act, size_t act_rb,
                                const int T, float *out, size_t ldo) {
     const size_t qb = q4 ? 256 : 512;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const int offset = q4 ? 8 : 128;
+    const int offset_shift = q4 ? 3 : 7; /* offset 8 or 128 */
+    const int C = T == 1 ? 2 : 1;        /* dependency chains per token */
     const block_q8_0 *x[LLC_PACK_TOKENS];
     const float *xd[LLC_PACK_TOKENS];
     const int32_t *xs[LLC_PACK_TOKENS];
@@ -64,7 +84,8 @@ AVX512 INLINE void packed_tile(int q4, int64_t nb, const uint8_t *q, const uint1
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *qp = q + (size_t)b * qb;
         /* Every cache line 4 KB ahead (best of 1/2/4/8/16 KB in bench/bench_packed.c, BENCHMARKS.md). */
-        for (size_t l = 0; l < qb; l += 64) _mm_prefetch((const char *)qp + 4096 + l, _MM_HINT_T0);
+        #pragma GCC unroll 8
+        for (size_t l = 0; l < qb; l += 64) _mm_prefetch((const char *)qp + PF_AHEAD + l, PF_HINT);
         __m512i u[8];
         if (q4) {
             #pragma GCC unroll 4
@@ -80,23 +101,27 @@ AVX512 INLINE void packed_tile(int q4, int64_t nb, const uint8_t *q, const uint1
         __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(d + b * LLC_PACK_ROWS)));
         /* weight vector outer, token inner: consecutive vpdpbusd feed independent accumulators (+20-37%
          * over token-outer in bench_packed, BENCHMARKS.md) */
-        __m512i s[LLC_PACK_TOKENS];
+        __m512i s[LLC_PACK_TOKENS][2];
         #pragma GCC unroll 8
-        for (int t = 0; t < T; t++) s[t] = _mm512_set1_epi32(-offset * xs[t][b]);
+        for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
         #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
             #pragma GCC unroll 8
-            for (int t = 0; t < T; t++) s[t] = _mm512_dpbusd_epi32(s[t], u[i], _mm512_set1_epi32(load_i32(x[t][b].qs + 4 * i)));
+            for (int t = 0; t < T; t++)
+                s[t][i % C] = _mm512_dpbusd_epi32(s[t][i % C], u[i], _mm512_set1_epi32(load_i32(x[t][b].qs + 4 * i)));
         }
         #pragma GCC unroll 8
-        for (int t = 0; t < T; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[t][b])), acc[t]);
+        for (int t = 0; t < T; t++) {
+            __m512i st = C == 2 ? _mm512_add_epi32(s[t][0], s[t][1]) : s[t][0];
+            st = _mm512_sub_epi32(st, _mm512_slli_epi32(_mm512_set1_epi32(xs[t][b]), offset_shift));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(st), _mm512_mul_ps(dw, _mm512_set1_ps(xd[t][b])), acc[t]);
+        }
     }
     #pragma GCC unroll 8
     for (int t = 0; t < T; t++) _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);
 }
 
-AVX512 static void packed_gemm(int q4, int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+AVX512 INLINE void packed_gemm(const int q4, int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
                                float *out, size_t ldo) {
     int64_t nb = n_cols / 32;
     const uint8_t *q = group;
@@ -122,7 +147,7 @@ AVX512 INLINE void packed_tile_bf16(int64_t nb, const uint8_t *w, const char *ac
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wp = w + (size_t)b * 1024;
-        for (size_t l = 0; l < 1024; l += 64) _mm_prefetch((const char *)wp + 4096 + l, _MM_HINT_T0);
+        for (size_t l = 0; l < 1024; l += 64) _mm_prefetch((const char *)wp + PF_AHEAD + l, PF_HINT);
         __m512bh u[16];
         #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) u[i] = (__m512bh)_mm512_load_si512((const void *)(wp + 64 * i));
@@ -164,6 +189,7 @@ AVX512 void llc_packed_gemm_q8_0_avx512(int64_t n_cols, const void *group, const
 
 AVX512 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
                                     size_t ldo) {
+    const int C = T == 1 ? 2 : 1; /* dependency chains per token, as in packed_tile */
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const block_q8_K *x[LLC_PACK_TOKENS];
     __m512 acc[LLC_PACK_TOKENS];
@@ -174,30 +200,36 @@ AVX512 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *a
     }
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *o = w + (size_t)sb * PK_Q4_K_BYTES;
-        for (size_t l = 0; l < PK_Q4_K_BYTES; l += 64) _mm_prefetch((const char *)o + 4 * PK_Q4_K_BYTES + l, _MM_HINT_T0);
+        for (size_t l = 0; l < PK_Q4_K_BYTES; l += 64) _mm_prefetch((const char *)o + (PF_AHEAD_K ? PF_AHEAD_K : 4 * PK_Q4_K_BYTES) + l, PF_HINT);
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + PK_Q4_K_D)));
         __m512 sum[LLC_PACK_TOKENS];
         #pragma GCC unroll 8
         for (int t = 0; t < T; t++) sum[t] = _mm512_setzero_ps();
-        for (int j = 0; j < 8; j++) {
-            const uint8_t *qp = o + PK_Q4_K_QS + (j / 2) * 512;
-            __m512i u[8];
+        /* A pair of sub-blocks shares its bytes (low and high nibbles): load them once, and unroll the
+         * halves so both chains are in flight together and the nibble choice is not a branch. */
+        for (int pr = 0; pr < 4; pr++) {
+            const uint8_t *qp = o + PK_Q4_K_QS + pr * 512;
+            __m512i v[8];
             #pragma GCC unroll 8
-            for (int c = 0; c < 8; c++) {
-                __m512i p = _mm512_load_si512((const void *)(qp + 64 * c));
-                u[c] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(p, 4) : p, m4);
-            }
-            __m512 dsc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + PK_Q4_K_SC + 16 * j)))));
-            __m512i s[LLC_PACK_TOKENS];
-            #pragma GCC unroll 8
-            for (int t = 0; t < T; t++) s[t] = _mm512_setzero_si512();
-            #pragma GCC unroll 8
-            for (int c = 0; c < 8; c++) {
+            for (int c = 0; c < 8; c++) v[c] = _mm512_load_si512((const void *)(qp + 64 * c));
+            #pragma GCC unroll 2
+            for (int half = 0; half < 2; half++) {
+                const int j = 2 * pr + half;
+                __m512 dsc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + PK_Q4_K_SC + 16 * j)))));
+                __m512i s[LLC_PACK_TOKENS][2];
                 #pragma GCC unroll 8
-                for (int t = 0; t < T; t++) s[t] = _mm512_dpbusd_epi32(s[t], u[c], _mm512_set1_epi32(load_i32(x[t][sb].qs + 32 * j + 4 * c)));
+                for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
+                #pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) {
+                    const __m512i u = _mm512_and_si512(half ? _mm512_srli_epi16(v[c], 4) : v[c], m4);
+                    #pragma GCC unroll 8
+                    for (int t = 0; t < T; t++)
+                        s[t][c % C] = _mm512_dpbusd_epi32(s[t][c % C], u, _mm512_set1_epi32(load_i32(x[t][sb].qs + 32 * j + 4 * c)));
+                }
+                #pragma GCC unroll 8
+                for (int t = 0; t < T; t++)
+                    sum[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(C == 2 ? _mm512_add_epi32(s[t][0], s[t][1]) : s[t][0]), dsc, sum[t]);
             }
-            #pragma GCC unroll 8
-            for (int t = 0; t < T; t++) sum[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), dsc, sum[t]);
         }
         const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + PK_Q4_K_DMIN)));
         #pragma GCC unroll 8
@@ -230,7 +262,7 @@ AVX512 INLINE void packed_tile_q6_K(int64_t nsb, const uint8_t *w, const char *a
     }
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *o = w + (size_t)sb * PK_Q6_K_BYTES;
-        for (size_t l = 0; l < PK_Q6_K_BYTES; l += 64) _mm_prefetch((const char *)o + 2 * PK_Q6_K_BYTES + l, _MM_HINT_T0);
+        for (size_t l = 0; l < PK_Q6_K_BYTES; l += 64) _mm_prefetch((const char *)o + (PF_AHEAD_K ? PF_AHEAD_K : 2 * PK_Q6_K_BYTES) + l, PF_HINT);
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + PK_Q6_K_D)));
         __m512 sum[LLC_PACK_TOKENS];
         #pragma GCC unroll 8
@@ -238,6 +270,7 @@ AVX512 INLINE void packed_tile_q6_K(int64_t nsb, const uint8_t *w, const char *a
         for (int b = 0; b < 8; b++) {
             const uint8_t *qp = o + b * 384;
             const __m512i h0 = _mm512_load_si512((const void *)(qp + 256)), h1 = _mm512_load_si512((const void *)(qp + 320));
+            #pragma GCC unroll 2
             for (int half = 0; half < 2; half++) {
                 /* sub-block 2b + half: weights 16 half .. 16 half + 15 of the 32, vectors i = 4 half .. */
                 const int j = 2 * b + half;

@@ -27,6 +27,9 @@
  *
  * Decode passes one token, prompts and batches up to LLC_PACK_TOKENS per call (the weights are
  * unpacked once per block for all of them).
+ *
+ * AVX2 without VNNI reads the same layout (packed_avx2.c): a 64-byte vector is two ymm of 8 rows, and
+ * vpmaddubsw + vpmaddwd stand in for vpdpbusd, with the int16 intermediates kept from saturating.
  */
 #include <stddef.h>
 #include <stdint.h>

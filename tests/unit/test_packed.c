@@ -296,6 +296,7 @@ static void test_act_convert(void **state) {
         if (b == 5 && i % 32 == 3) x[i] = -INFINITY;
         if (b == 6) x[i] = 1e-40f * (float)(i % 7);        /* subnormal scales */
         if (b == 7) x[i] = 6e4f * frand();                  /* scales past fp16's range */
+        if (b == 8) x[i] = i % 32 == 0 ? 127.0f : (float)(i % 32) - 15.5f; /* scale 1: exact ties, ±0.5 .. ±15.5 */
     }
     size_t rb = llc_act_row_bytes(LLC_Q8_0, n);
     char *a = calloc(1, rb), *b = calloc(1, rb);

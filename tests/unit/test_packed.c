@@ -289,7 +289,7 @@ static void test_act_convert(void **state) {
     for (int64_t i = 0; i < n; i++) {
         int64_t b = i / 32;
         x[i] = frand() * (float)(1 + b % 9) * (b % 5 == 0 ? 1e-3f : 1.0f);
-        if (b == 1) x[i] = (float)(i % 32) - 15.5f;        /* halves: ties after scaling */
+        if (b == 1) x[i] = (float)(i % 32) - 15.5f;        /* halves, scaled off the ties (block 8 keeps them) */
         if (b == 2) x[i] = 0;
         if (b == 3 && i % 32 == 7) x[i] = NAN;
         if (b == 4 && i % 32 == 9) x[i] = INFINITY;

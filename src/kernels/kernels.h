@@ -84,8 +84,8 @@ typedef struct llc_kernels {
     /* twins llc_gemm4_<type>_scalar; NULL: the matmul uses vec_dot for every pair */
     llc_gemm4_fn gemm4[LLC_TYPE_COUNT];
     /* twins llc_packed_gemm_<type>_scalar; NULL: matrices of the type stay in the file layout. The
-     * scalar table leaves these empty (without an int8 dot-product instruction repacking gains
-     * nothing), so its twins are only in llc_kernels_twins. */
+     * scalar table leaves these empty (without SIMD repacking gains nothing), so its twins are only in
+     * llc_kernels_twins; AVX2 and AVX-512 fill the same five types over the same layout. */
     llc_packed_gemm_fn packed[LLC_TYPE_COUNT];
     /* twin llc_act_q8_0_scalar, which the vector ones match byte for byte */
     llc_act_q8_0_fn act_q8_0;
@@ -134,7 +134,7 @@ float llc_attn_exp_sum_scalar(float *s, int n, float m);
 void llc_attn_accumulate_scalar(float *acc, int rows, int hd, const float *c, const float *p, const float *const *v, int n);
 void llc_attn_to_f32_scalar(enum llc_type type, const void *src, size_t skip, int n, float *dst);
 
-/* ---- AVX2 + FMA + F16C (dot_avx2.c, attention_avx2.c) ---- */
+/* ---- AVX2 + FMA + F16C (dot_avx2.c, packed_avx2.c, attention_avx2.c) ---- */
 float llc_dot_f32_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_f16_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_bf16_avx2(int64_t n, const void *w, const void *x);
@@ -142,6 +142,17 @@ float llc_dot_q8_0_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_q4_0_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_q4_K_avx2(int64_t n, const void *w, const void *x);
 float llc_dot_q6_K_avx2(int64_t n, const void *w, const void *x);
+void llc_packed_gemm_q4_0_avx2(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                               float *out, size_t ldo);
+void llc_packed_gemm_q8_0_avx2(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                               float *out, size_t ldo);
+void llc_packed_gemm_bf16_avx2(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                               float *out, size_t ldo);
+void llc_packed_gemm_q4_K_avx2(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                               float *out, size_t ldo);
+void llc_packed_gemm_q6_K_avx2(int64_t n_cols, const void *group, const void *act, size_t act_rb, int n_tok,
+                               float *out, size_t ldo);
+void llc_act_q8_0_avx2(const float *x, void *row, int64_t n, float scale, const float *w);
 void llc_attn_scores_avx2(const float *q, int rows, int hd, const float *const *k, int n, float scale, float *s);
 float llc_attn_max_avx2(const float *s, int n);
 float llc_attn_exp_sum_avx2(float *s, int n, float m);

@@ -27,6 +27,9 @@
  *
  * Decode passes one token, prompts and batches up to LLC_PACK_TOKENS per call (the weights are
  * unpacked once per block for all of them).
+ *
+ * AVX2 without VNNI reads the same layout (packed_avx2.c): a 64-byte vector is two ymm of 8 rows, and
+ * vpmaddubsw + vpmaddwd stand in for vpdpbusd, with the int16 intermediates kept from saturating.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +55,20 @@
 #define PK_Q6_K_SC 3072
 #define PK_Q6_K_D 3328
 #define PK_Q6_K_BYTES 3392 /* 3360, padded to whole cache lines */
+
+/* The SIMD kernels (packed_<isa>.c) are written for a token count T known at compile time (the loops
+ * over tokens unroll and the accumulators stay in registers); this picks the instance for n_tok. */
+#define PACKED_DISPATCH(tile, n_tok, ...)                   \
+    switch (n_tok) {                                        \
+    case 1: tile(__VA_ARGS__, 1, out, ldo); break;          \
+    case 2: tile(__VA_ARGS__, 2, out, ldo); break;          \
+    case 3: tile(__VA_ARGS__, 3, out, ldo); break;          \
+    case 4: tile(__VA_ARGS__, 4, out, ldo); break;          \
+    case 5: tile(__VA_ARGS__, 5, out, ldo); break;          \
+    case 6: tile(__VA_ARGS__, 6, out, ldo); break;          \
+    case 7: tile(__VA_ARGS__, 7, out, ldo); break;          \
+    default: tile(__VA_ARGS__, 8, out, ldo); break;         \
+    }
 
 /* Bytes of one packed group of 16 rows of n_cols (a multiple of 64, so groups stay cache-line aligned). */
 size_t llc_packed_group_bytes(uint32_t type, int64_t n_cols);

@@ -39,20 +39,6 @@ static inline int32_t load_i32(const void *p) {
     return v;
 }
 
-/* The kernels below are written for a token count T known at compile time (the loops over tokens
- * unroll and the accumulators stay in registers); this picks the instance for n_tok. */
-#define PACKED_DISPATCH(tile, n_tok, ...)                   \
-    switch (n_tok) {                                        \
-    case 1: tile(__VA_ARGS__, 1, out, ldo); break;          \
-    case 2: tile(__VA_ARGS__, 2, out, ldo); break;          \
-    case 3: tile(__VA_ARGS__, 3, out, ldo); break;          \
-    case 4: tile(__VA_ARGS__, 4, out, ldo); break;          \
-    case 5: tile(__VA_ARGS__, 5, out, ldo); break;          \
-    case 6: tile(__VA_ARGS__, 6, out, ldo); break;          \
-    case 7: tile(__VA_ARGS__, 7, out, ldo); break;          \
-    default: tile(__VA_ARGS__, 8, out, ldo); break;         \
-    }
-
 /* T is a constant at every call site, so the token loops unroll and the accumulators stay in
  * registers (8 weight vectors + T accumulators + scales fit in the 32 zmm registers). So is q4: the
  * Q4_0 and Q8_0 instances are compiled apart, with no test of the type inside the loop.

@@ -95,7 +95,7 @@ static bool pack_to_cache(llamac_model *m, llc_pool *pool, llc_tensor *const *W,
         size_t s = (size_t)slice_groups(W[i]) * llc_packed_group_bytes(W[i]->type, W[i]->n_cols);
         if (s > max_slice) max_slice = s;
     }
-    size_t cap = max_slice + LLC_PACK_CACHE_CHUNK, fill = 0;
+    size_t cap = max_slice + (2u << 20), fill = 0; /* what a write leaves over is under 2 MiB */
     uint8_t *buf = malloc(cap);
     if (!buf) {
         llc_pack_cache_abort(c);

@@ -155,8 +155,12 @@ bool llc_model_pack(const llamac_model *cm, llc_pool *pool, llamac_error *err) {
         m->pack_done = true;
         goto out;
     }
+    /* What loading touched of the matrices goes first: with the cache it is never needed again, and
+     * without, packing reads it back from the page cache. */
+    for (int i = 0; i < n_pk; i++) drop_file_pages(m, list[i], 0, list[i]->n_rows);
     if (llc_pack_cache_load(m, pool, list, n_pk)) {
-        /* as if packed here: the file's rows are only read one at a time from now on (embeddings) */
+        /* as if packed here (the sampled bytes the check read): the file's rows are only read one at
+         * a time from now on (embeddings) */
         for (int i = 0; i < n_pk; i++) drop_file_pages(m, list[i], 0, list[i]->n_rows);
         free(list);
         m->pack_done = true;

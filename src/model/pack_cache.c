@@ -134,17 +134,21 @@ static bool cache_on(void) {
 
 /* The cache folder, opened; created (with a missing ~/.cache) when create. -1 when there is none. */
 static int open_cache_dir(bool create) {
-    char path[4096], parent[4096];
+    char path[4096], parent[4096] = "";
     const char *env = getenv("LLAMAC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int n;
-    parent[0] = 0;
-    if (env && *env) n = snprintf(path, sizeof path, "%s", env);
-    else if (xdg && xdg[0] == '/') /* the XDG spec: a relative value is ignored */
-        n = snprintf(parent, sizeof parent, "%s", xdg) < 0 ? -1 : snprintf(path, sizeof path, "%s/llamac", xdg);
-    else if (home && home[0] == '/')
-        n = snprintf(parent, sizeof parent, "%s/.cache", home) < 0 ? -1 : snprintf(path, sizeof path, "%s/.cache/llamac", home);
-    else return -1;
-    if (n < 0 || (size_t)n >= sizeof path || strlen(parent) >= sizeof parent - 1) return -1;
+    if (env && *env) {
+        n = snprintf(path, sizeof path, "%s", env);
+    } else if (xdg && xdg[0] == '/') { /* the XDG spec: a relative value is ignored */
+        snprintf(parent, sizeof parent, "%s", xdg);
+        n = snprintf(path, sizeof path, "%s/llamac", xdg);
+    } else if (home && home[0] == '/') {
+        snprintf(parent, sizeof parent, "%s/.cache", home);
+        n = snprintf(path, sizeof path, "%s/.cache/llamac", home);
+    } else {
+        return -1;
+    }
+    if (n < 0 || (size_t)n >= sizeof path) return -1; /* parent is shorter than path */
     if (create) {
         if (parent[0]) mkdir(parent, 0700);
         mkdir(path, 0700);

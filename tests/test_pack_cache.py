@@ -205,6 +205,22 @@ def test_hostile(model, ref, cache):
     case(model, f, ref, "cache folder is a regular file")
     case(model, "/proc/self", ref, "cache folder not writable (/proc/self)")
 
+    # Temporary files of writers killed mid-write are removed by the next writer; a live one's is kept
+    # (pid 999999999 cannot exist: above Linux's pid_max).
+    d = os.path.join(WORK, "cache-temps")
+    os.makedirs(d)
+    dead = os.path.join(d, f".{name}.999999999.1.tmp")
+    live = os.path.join(d, f".{name}.{os.getpid()}.1.tmp")
+    other = os.path.join(d, f".other-model.llcpack.999999999.1.tmp")
+    for p in (dead, live, other):
+        with open(p, "wb") as f:
+            f.write(b"partial")
+    check(outputs(model, d) == ref, "dead writers' temporary files present: same outputs")
+    check(not os.path.exists(dead), "a dead writer's temporary file is removed")
+    check(os.path.exists(live) and os.path.exists(other), "a live writer's and another cache's temporary files are kept")
+    for p in (live, other):
+        os.remove(p)
+
     # Turned off: nothing written.
     d = os.path.join(WORK, "cache-off")
     got = outputs(model, d, {"LLAMAC_PACK_CACHE": "0"})

@@ -13,7 +13,9 @@
 #include "model/pack_cache.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +299,30 @@ static bool name_replaceable(int dfd, const char *name) {
     return S_ISREG(st.st_mode);
 }
 
+/* Removes the temporary files of name left by writers that died (killed while writing): the pid in
+ * ".<name>.<pid>.<n>.tmp" no longer exists. Removing a live writer's file by mistake (a pid of another
+ * namespace) costs nothing but that writer's rename: it keeps its mapping of the file. */
+static void remove_dead_temps(int dfd, const char *name) {
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    size_t nl = strlen(name);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *f = e->d_name;
+        size_t fl = strlen(f);
+        if (f[0] != '.' || fl < nl + 6 || strncmp(f + 1, name, nl) != 0 || f[1 + nl] != '.' || strcmp(f + fl - 4, ".tmp") != 0)
+            continue;
+        char *end;
+        long pid = strtol(f + nl + 2, &end, 10);
+        if (pid > 0 && *end == '.' && kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlinkat(dfd, f, 0);
+    }
+    closedir(d);
+}
+
 llc_pack_cache *llc_pack_cache_create(const llamac_model *m, llc_tensor *const *W, int n) {
     llc_pack_cache *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -307,6 +333,7 @@ llc_pack_cache *llc_pack_cache_create(const llamac_model *m, llc_tensor *const *
     if (!c->sums || c->dfd < 0) goto fail;
     cache_name(m, c->name, sizeof c->name);
     if (!name_replaceable(c->dfd, c->name)) goto fail;
+    remove_dead_temps(c->dfd, c->name);
     /* The cache doubles the disk a model takes: not on a file system it would leave with under 5% free. */
     struct statvfs vfs;
     uint64_t need = c->h.payload_off + c->h.payload_bytes;

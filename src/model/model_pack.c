@@ -50,14 +50,16 @@ static bool in_own_mapping(const llamac_model *m, const void *p, size_t n) {
     return false;
 }
 
-/* Drops the whole pages inside rows [r0, r1) of W's file bytes from this process. */
-static void drop_file_pages(const llamac_model *m, const llc_tensor *W, int64_t r0, int64_t r1) {
+/* Drops the whole pages inside rows [r0, r1) of W's file bytes from this process; packed says they
+ * were packed (read row by row from now on), else they are about to be read whole. */
+static void drop_file_pages(const llamac_model *m, const llc_tensor *W, int64_t r0, int64_t r1, bool packed) {
     const uint8_t *p = (const uint8_t *)W->data + (size_t)r0 * W->row_bytes;
     size_t n = (size_t)(r1 - r0) * W->row_bytes, page = (size_t)sysconf(_SC_PAGESIZE);
     if (!in_own_mapping(m, p, n)) return;
     uintptr_t lo = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1), hi = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
     if (hi <= lo) return;
     madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    if (!packed) return;
     /* What is read from here later is single rows (embedding lookups of a tied output matrix): without
      * this, each lookup would fault in its neighbours too (fault-around, readahead). */
     madvise((void *)lo, hi - lo, MADV_RANDOM);
@@ -68,7 +70,7 @@ static void pack_slice(const llamac_model *m, llc_pool *pool, const llc_tensor *
     pack_job j = {W->type, (const uint8_t *)W->data + (size_t)g0 * LLC_PACK_ROWS * W->row_bytes, W->row_bytes, W->n_cols,
                   g1 - g0, dst};
     llc_pool_run(pool, pack_task, &j);
-    drop_file_pages(m, W, (int64_t)g0 * LLC_PACK_ROWS, (int64_t)g1 * LLC_PACK_ROWS);
+    drop_file_pages(m, W, (int64_t)g0 * LLC_PACK_ROWS, (int64_t)g1 * LLC_PACK_ROWS, true);
 }
 
 /* Groups per slice: about 16 MiB of file bytes, so the process never holds more than one slice of a
@@ -157,11 +159,11 @@ bool llc_model_pack(const llamac_model *cm, llc_pool *pool, llamac_error *err) {
     }
     /* What loading touched of the matrices goes first: with the cache it is never needed again, and
      * without, packing reads it back from the page cache. */
-    for (int i = 0; i < n_pk; i++) drop_file_pages(m, list[i], 0, list[i]->n_rows);
+    for (int i = 0; i < n_pk; i++) drop_file_pages(m, list[i], 0, list[i]->n_rows, false);
     if (llc_pack_cache_load(m, pool, list, n_pk)) {
         /* as if packed here (the sampled bytes the check read): the file's rows are only read one at
          * a time from now on (embeddings) */
-        for (int i = 0; i < n_pk; i++) drop_file_pages(m, list[i], 0, list[i]->n_rows);
+        for (int i = 0; i < n_pk; i++) drop_file_pages(m, list[i], 0, list[i]->n_rows, true);
         free(list);
         m->pack_done = true;
         goto out;

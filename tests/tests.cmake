@@ -7,7 +7,8 @@ pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
 
 set(LLAMAC_SHARED_DIR "${CMAKE_SOURCE_DIR}/../shared" CACHE PATH "shared test data")
 set(LLAMAC_PYTHON "/usr/bin/python3" CACHE FILEPATH "python with numpy")
-set(LLAMAC_TEST_ENV "LLAMAC=$<TARGET_FILE:llamac_cli>;LLAMAC_SHARED=${LLAMAC_SHARED_DIR};LLAMAC_TMP=${CMAKE_BINARY_DIR}/testtmp")
+# LLAMAC_CACHE_DIR: packed-weights caches (src/model/pack_cache.h) go to the build tree, not ~/.cache.
+set(LLAMAC_TEST_ENV "LLAMAC=$<TARGET_FILE:llamac_cli>;LLAMAC_SHARED=${LLAMAC_SHARED_DIR};LLAMAC_TMP=${CMAKE_BINARY_DIR}/testtmp;LLAMAC_CACHE_DIR=${CMAKE_BINARY_DIR}/testtmp/pack-cache")
 
 file(GLOB LLAMAC_UNIT_TESTS CONFIGURE_DEPENDS tests/unit/test_*.c)
 foreach(src ${LLAMAC_UNIT_TESTS})

@@ -64,6 +64,9 @@ bool llc_map_file(llc_mapped_file *f, const char *path, llamac_error *err) {
     f->data = p;
     f->size = (size_t)st.st_size;
     f->owns_map = 1;
+    f->dev = (uint64_t)st.st_dev;
+    f->ino = (uint64_t)st.st_ino;
+    f->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     return true;
 }
 

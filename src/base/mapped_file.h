@@ -9,6 +9,10 @@ typedef struct llc_mapped_file {
     const uint8_t *data;
     size_t size;
     int owns_map; /* 1: munmap on close; 0: borrowed memory (tests, fuzzing) */
+    /* The mapped file's identity when it was opened (owns_map only): what a cache made from it is
+     * checked against (model/pack_cache.c). */
+    uint64_t dev, ino;
+    int64_t mtime_ns;
 } llc_mapped_file;
 
 /* Opens a regular file for reading. FIFOs, devices and directories are refused up front: opening a

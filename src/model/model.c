@@ -99,6 +99,7 @@ static void model_free_parts(llamac_model *m) {
     llc_unmap_file(&m->map);
     llamac_tokenizer_free(m->tok);
     if (m->packed_mem) munmap(m->packed_mem, m->packed_bytes);
+    free(m->path);
     pthread_mutex_destroy(&m->pack_lock);
     free(m);
 }
@@ -173,6 +174,7 @@ llamac_model *llamac_model_load(const char *path, const llamac_model_params *par
         ok = llc_read_head(path, magic, 4, &got, err);
         if (ok && got == 4 && memcmp(magic, "GGUF", 4) == 0) ok = llc_model_load_gguf(m, path, err);
         else if (ok) ok = llc_model_load_llama2c(m, path, err);
+        if (ok) m->path = realpath(path, NULL); /* NULL (out of memory): no packed cache, nothing else */
     }
     if (ok && !m->tok && is_dir) ok = llc_fail(err, "%s has no tokenizer: pass one with --tokenizer FILE", path);
     if (ok && !m->tok) {

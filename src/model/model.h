@@ -47,8 +47,9 @@ struct llamac_model {
     /* Weights repacked for the machine's kernels (model_pack.c), made once, by the first session. */
     pthread_mutex_t pack_lock;
     bool pack_done;
-    void *packed_mem;                 /* mmap'ed, packed_bytes long */
+    void *packed_mem;                 /* mmap'ed, packed_bytes long (anonymous, or the packed cache file) */
     size_t packed_bytes;
+    char *path;                       /* the model file's canonical path (single-file models; the cache's name) */
     llamac_tokenizer *tok;
 };
 
@@ -76,7 +77,8 @@ const llc_mapped_file *llc_model_map(llamac_model *m, const char *path, llamac_e
 /* Repacks the matrices that have a packed kernel on this machine (kernels/packed.h), once per model,
  * using the pool's threads; later calls return at once. Safe to call from several threads. The file's
  * pages of a repacked matrix are handed back to the kernel, so memory stays at one copy of the
- * weights. LLAMAC_PACK=0 in the environment turns packing off (for comparisons). */
+ * weights. LLAMAC_PACK=0 in the environment turns packing off (for comparisons). The packed copy
+ * of a single-file model is kept on disk and mapped the next time (model/pack_cache.h). */
 bool llc_model_pack(const llamac_model *m, llc_pool *pool, llamac_error *err);
 
 /* Format-specific loaders (model/format_*.c, each beside its format's writer). They fill m; the caller frees m on failure. A folder is told apart by

@@ -16,7 +16,7 @@
 #include "cli/probe.h"
 
 static const char usage_text[] =
-    "usage: llamac bench -m MODEL [-p 128,512] [-n 64] [-b 1] [-t N] [--kv-type T] [--reps R] [--json|--csv|--md] [--peer 'COMMAND']\n"
+    "usage: llamac bench -m MODEL [-p 128,512] [-n 64] [-b 1] [-t N] [--decode-after 0,2048] [--kv-type T] [--reps R] [--json|--csv|--md] [--peer 'COMMAND']\n"
     "  -p LIST     prompt lengths for the prefill test (default 512)\n"
     "  -n LIST     tokens for the decode test (default 64); with -b 1 decode starts from BOS, one token per step\n"
     "  -b LIST     sequences run together (default 1). With B > 1 the B sequences go through the batching\n"
@@ -28,6 +28,14 @@ static const char usage_text[] =
     "              order; --json adds the KV cache figures (kv_blocks, kv_blocks_peak, kv_waste: unfilled\n"
     "              positions per sequence in blocks, preemptions). -b 1 is the single-session test below\n"
     "  -t LIST     thread counts (default: all cores)\n"
+    "  --decode-after LIST\n"
+    "              decode with N tokens already in the KV cache (default 0), like llama-bench's -d: the cache\n"
+    "              is filled once per configuration by a prefill of N random ids (not timed) and each\n"
+    "              repetition decodes -n tokens greedily after it, reported as decode tok/s @ d N; the\n"
+    "              context is sized to fit (N + n must not exceed the model's trained context). Prefill is\n"
+    "              still timed from an empty cache. -b 1 only. Peers at the same depth: llama-bench -d N\n"
+    "              (recent builds; b4748 has none), or llama-batched-bench -c N+n -npp N -ntg n -npl 1\n"
+    "              (its S_TG t/s column)\n"
     "  --kv-type T element type of the KV cache: f32 (default), f16, bf16, q8_0\n"
     "  --reps R    repetitions, reported as mean ± sd (default 3)\n"
     "  --peer CMD  a peer's benchmark command run between repetitions, its output printed after ours\n"
@@ -153,10 +161,37 @@ done:
     return ok;
 }
 
+/* A session of depth + n_gen positions whose first `depth` positions hold a prefill of random ids (the
+ * same for every configuration of this depth), and in *first the greedy token after them: the start of
+ * the decode test at that depth. */
+static llamac_session *fill_depth(const llamac_model *m, int n_vocab, int depth, int ng, int nt, llamac_kv_type kv_type,
+                                  int32_t *first, llamac_error *err) {
+    llamac_session_params sp = {.n_ctx = depth + ng, .n_threads = nt, .kv_type = kv_type};
+    llamac_session *s = llamac_session_create(m, &sp, err);
+    int32_t *ids = s ? malloc((size_t)depth * sizeof *ids) : NULL;
+    if (s && !ids) snprintf(err->message, sizeof err->message, "out of memory for %d ids", depth);
+    const float *l = NULL;
+    if (ids) {
+        uint64_t rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)depth;
+        for (int i = 0; i < depth; i++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            ids[i] = (int32_t)(rng % (uint64_t)n_vocab);
+        }
+        l = llamac_session_eval(s, ids, depth, err);
+        free(ids);
+    }
+    if (!l) {
+        llamac_session_free(s);
+        return NULL;
+    }
+    *first = argmax(l, n_vocab);
+    return s;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *peer = NULL, *fmt = "md", *v;
-    int prompts[MAX_LIST] = {512}, gens[MAX_LIST] = {64}, batches[MAX_LIST] = {1}, threads[MAX_LIST] = {0};
-    int n_p = 1, n_n = 1, n_b = 1, n_t = 1, reps = 3;
+    int prompts[MAX_LIST] = {512}, gens[MAX_LIST] = {64}, batches[MAX_LIST] = {1}, threads[MAX_LIST] = {0}, depths[MAX_LIST] = {0};
+    int n_p = 1, n_n = 1, n_b = 1, n_t = 1, n_d = 1, reps = 3;
     cli_args a = {argc, 1, argv, false};
     llamac_kv_type kv_type = LLAMAC_KV_F32;
     const cli_common common = {&model_path, NULL, NULL, NULL, &kv_type};
@@ -171,6 +206,8 @@ int cmd_bench(int argc, char **argv) {
             if (!(v = cli_value(&a, o)) || (n_b = parse_list(o, v, 1, 4096, batches)) < 0) return 2;
         } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
             if (!(v = cli_value(&a, o)) || (n_t = parse_list(o, v, 1, 1024, threads)) < 0) return 2;
+        } else if (!strcmp(o, "--decode-after")) {
+            if (!(v = cli_value(&a, o)) || (n_d = parse_list(o, v, 0, 1 << 24, depths)) < 0) return 2;
         } else if (!strcmp(o, "--reps")) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1000, &reps)) return 2;
         } else if (!strcmp(o, "--peer")) {
@@ -183,6 +220,12 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!model_path) return cli_usage("bench: -m MODEL is required");
     if (threads[0] == 0) threads[0] = llc_n_cores();
+    int max_d = 0, max_n = 0;
+    for (int i = 0; i < n_d; i++) max_d = depths[i] > max_d ? depths[i] : max_d;
+    for (int i = 0; i < n_n; i++) max_n = gens[i] > max_n ? gens[i] : max_n;
+    if (max_d > 0)
+        for (int i = 0; i < n_b; i++)
+            if (batches[i] > 1) return cli_usage("bench: --decode-after applies to -b 1 only (got -b %d)", batches[i]);
 
     /* Load time as a user sees it: the model opened and its first session ready (which repacks the
      * weights for the machine's kernels). */
@@ -191,6 +234,11 @@ int cmd_bench(int argc, char **argv) {
     if (!m) return 1;
     llamac_model_info info;
     llamac_model_get_info(m, &info);
+    if (max_d > 0 && (int64_t)max_d + max_n > info.n_ctx_train) {
+        llamac_model_free(m);
+        return cli_usage("bench: --decode-after %d with -n %d needs %lld positions, more than the model's context of %d", max_d,
+                         max_n, (long long)max_d + max_n, info.n_ctx_train);
+    }
     const llamac_tokenizer *tok = llamac_model_tokenizer(m);
     {
         llamac_error err = {{0}};
@@ -212,15 +260,17 @@ int cmd_bench(int argc, char **argv) {
     enum cli_peak_kind kind = !strcmp(info.weight_type, "bf16") ? CLI_PEAK_BF16_DOT : int8 ? CLI_PEAK_INT8_DOT : CLI_PEAK_FP32_FMA;
     double bw = 0, peak = 0;
     probe_machine(max_t, kind, &bw, &peak);
-    fprintf(stderr, "llamac bench: %s, %s kernels, loaded in %.2f s, read bandwidth %.1f GB/s, %s peak %.0f G-op/s (%d threads)\n",
-            info.name, llamac_isa(), t_load, bw, cli_peak_name(kind), peak / 1e9, max_t);
+    char cpu[192];
+    cli_cpu_name(cpu, sizeof cpu);
+    fprintf(stderr, "llamac bench: %s, %s, %s kernels, loaded in %.2f s, read bandwidth %.1f GB/s, %s peak %.0f G-op/s (%d threads)\n",
+            info.name, cpu, llamac_isa(), t_load, bw, cli_peak_name(kind), peak / 1e9, max_t);
 
     if (!strcmp(fmt, "md")) {
         printf("| model | type | threads | n_prompt | n_gen | batch | prefill tok/s | decode tok/s | decode GB/s (%% of %.0f) | prefill G-op/s (%% of %s peak) | peak RSS MB | hash |\n",
                bw, cli_peak_name(kind));
         printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     } else if (!strcmp(fmt, "csv")) {
-        printf("model,type,threads,n_prompt,n_gen,batch,prefill_tok_s,prefill_sd,decode_tok_s,decode_sd,decode_gb_s,bandwidth_gb_s,prefill_gops,peak_gops,peak_rss_mb,hash\n");
+        printf("model,type,threads,n_prompt,n_gen,batch,prefill_tok_s,prefill_sd,decode_tok_s,decode_sd,decode_gb_s,bandwidth_gb_s,prefill_gops,peak_gops,peak_rss_mb,hash,n_depth\n");
     }
     int rc = 0;
     char *peer_log = NULL;
@@ -230,14 +280,26 @@ int cmd_bench(int argc, char **argv) {
     for (int ti = 0; ti < n_t && !rc; ti++)
         for (int pi = 0; pi < n_p && !rc; pi++)
             for (int ni = 0; ni < n_n && !rc; ni++)
-                for (int bi = 0; bi < n_b && !rc; bi++) {
-                    int np = prompts[pi], ng = gens[ni], nt = threads[ti], nb = batches[bi];
+                for (int bi = 0; bi < n_b && !rc; bi++)
+                for (int di = 0; di < n_d && !rc; di++) {
+                    int np = prompts[pi], ng = gens[ni], nt = threads[ti], nb = batches[bi], nd = depths[di];
                     int ctx = (np > ng + 1 ? np : ng + 1);
                     double pre[1000], dec[1000];
                     uint64_t hash = 0;
                     bool same_hash = true;
                     batch_kv kv = {0};
                     int32_t *ids = malloc((size_t)(np > ng + 1 ? np : ng + 1) * sizeof *ids);
+                    /* the cache at depth is filled once; each repetition truncates back to it */
+                    llamac_session *deep = NULL;
+                    int32_t deep_first = 0;
+                    if (nd > 0) {
+                        llamac_error err = {{0}};
+                        if (!(deep = fill_depth(m, info.n_vocab, nd, ng, nt, kv_type, &deep_first, &err))) {
+                            free(ids);
+                            rc = cli_error("%s", err.message);
+                            break;
+                        }
+                    }
                     /* Rep -1 warms the page cache and the allocator and is not counted. */
                     for (int r = -1; r < reps && !rc; r++) {
                         llamac_error err = {{0}};
@@ -264,12 +326,19 @@ int cmd_bench(int argc, char **argv) {
                             double t0 = cli_now_ms();
                             if (!llamac_session_eval(s, ids, np, &err)) rc = cli_error("%s", err.message);
                             t_pre = cli_now_ms() - t0;
-                            /* decode: from BOS, greedy, one token per step, as llama-bench's tg */
+                            /* decode: from BOS (or after the depth's prefill), greedy, one token per step, as
+                             * llama-bench's tg */
                             llamac_session_truncate(s, 0);
                             int32_t cur = llamac_tokenizer_bos(tok) >= 0 ? llamac_tokenizer_bos(tok) : 0;
+                            llamac_session *ds = s;
+                            if (deep) {
+                                llamac_session_truncate(deep, nd);
+                                ds = deep;
+                                cur = deep_first;
+                            }
                             t0 = cli_now_ms();
                             for (int i = 0; i < ng && !rc; i++) {
-                                const float *l = llamac_session_eval(s, &cur, 1, &err);
+                                const float *l = llamac_session_eval(ds, &cur, 1, &err);
                                 if (!l) {
                                     rc = cli_error("%s", err.message);
                                     break;
@@ -289,6 +358,7 @@ int cmd_bench(int argc, char **argv) {
                         if (peer_out) run_peer(peer, peer_out);
                     }
                     free(ids);
+                    llamac_session_free(deep);
                     if (rc) break;
                     stats ps = summarize(pre, reps), ds = summarize(dec, reps);
                     /* a decode step reads the weights once for all nb sequences */
@@ -307,16 +377,18 @@ int cmd_bench(int argc, char **argv) {
                                "\"batch\": %d, \"reps\": %d, \"prefill_tok_s\": %.2f, \"prefill_sd\": %.2f, \"decode_tok_s\": %.2f, "
                                "\"decode_sd\": %.2f, \"decode_gb_s\": %.2f, \"bandwidth_gb_s\": %.2f, \"prefill_gops\": %.1f, "
                                "\"peak_gops\": %.1f, \"peak_kind\": \"%s\", \"peak_rss_mb\": %.1f, \"load_s\": %.3f, \"kv_type\": \"%s\", %s, "
-                               "\"hash\": \"%s\"}\n",
+                               "\"n_depth\": %d, \"cpu\": \"%s\", \"hash\": \"%s\"}\n",
                                info.name, info.weight_type, llamac_isa(), nt, np, ng, nb, reps, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw,
-                               ops / 1e9, peak / 1e9, cli_peak_name(kind), rss, t_load, llamac_kv_type_name(kv_type), kvs, hs);
+                               ops / 1e9, peak / 1e9, cli_peak_name(kind), rss, t_load, llamac_kv_type_name(kv_type), kvs, nd, cpu, hs);
                     } else if (!strcmp(fmt, "csv")) {
-                        printf("\"%s\",%s,%d,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f,%s\n", info.name, info.weight_type, nt, np,
-                               ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw, ops / 1e9, peak / 1e9, rss, hs);
+                        printf("\"%s\",%s,%d,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.1f,%s,%d\n", info.name, info.weight_type, nt, np,
+                               ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw, ops / 1e9, peak / 1e9, rss, hs, nd);
                     } else {
-                        printf("| %s | %s%s%s | %d | %d | %d | %d | %.1f ± %.1f | %.2f ± %.2f | %.1f (%.0f%%) | %.0f (%.0f%%) | %.0f | %s |\n",
+                        char at[32] = "";
+                        if (nd > 0) snprintf(at, sizeof at, " @ d %d", nd);
+                        printf("| %s | %s%s%s | %d | %d | %d | %d | %.1f ± %.1f | %.2f ± %.2f%s | %.1f (%.0f%%) | %.0f (%.0f%%) | %.0f | %s |\n",
                                info.name, info.weight_type, kv_type ? ", KV " : "", kv_type ? llamac_kv_type_name(kv_type) : "", nt,
-                               np, ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, gbs, bw > 0 ? 100 * gbs / bw : 0, ops / 1e9,
+                               np, ng, nb, ps.mean, ps.sd, ds.mean, ds.sd, at, gbs, bw > 0 ? 100 * gbs / bw : 0, ops / 1e9,
                                peak > 0 ? 100 * ops / peak : 0, rss, hs);
                     }
                     fflush(stdout);

@@ -1,5 +1,6 @@
 #include "cli/probe.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,44 @@ static double now_s(void) {
 const char *cli_peak_name(enum cli_peak_kind kind) {
     static const char *const names[] = {"fp32 FMA", "bf16 dot", "int8 dot"};
     return names[kind];
+}
+
+/* The value of the first "key : value" line of /proc/cpuinfo whose key is exactly `key`, or "". */
+static void cpuinfo_field(const char *text, const char *key, char *out, size_t cap) {
+    out[0] = 0;
+    size_t kl = strlen(key);
+    for (const char *line = text; line && *line;) {
+        const char *eol = strchr(line, '\n'), *c = strchr(line, ':');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        if (c && c < line + len && !strncmp(line, key, kl) && strspn(line + kl, " \t") == (size_t)(c - line) - kl) {
+            for (c++; *c == ' ' || *c == '\t'; c++) {}
+            size_t n = (size_t)(line + len - c);
+            if (n >= cap) n = cap - 1;
+            memcpy(out, c, n);
+            out[n] = 0;
+            return;
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+}
+
+void cli_cpu_name(char *out, size_t cap) {
+    snprintf(out, cap, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    /* the first processor's lines are within the first few KiB */
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    char name[128], family[16], model[16];
+    cpuinfo_field(text, "model name", name, sizeof name);
+    cpuinfo_field(text, "cpu family", family, sizeof family);
+    cpuinfo_field(text, "model", model, sizeof model);
+    if (!name[0]) return;
+    /* a virtual machine may hide the marketing name ("AMD EPYC"): the numbers tell the generation */
+    if (family[0] && model[0]) snprintf(out, cap, "%s (family %s model %s)", name, family, model);
+    else snprintf(out, cap, "%s", name);
 }
 
 #if defined(__x86_64__)

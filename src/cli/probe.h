@@ -18,5 +18,8 @@ double cli_probe_read_gbs(llc_pool *pool, size_t bytes);
  * 0 if the CPU lacks it. */
 double cli_probe_peak_ops(llc_pool *pool, enum cli_peak_kind kind);
 const char *cli_peak_name(enum cli_peak_kind kind);
+/* The CPU as /proc/cpuinfo names it, with its family and model numbers where given (x86), e.g.
+ * "AMD EPYC (family 25 model 17)"; "unknown CPU" if unreadable. */
+void cli_cpu_name(char *out, size_t cap);
 
 #endif

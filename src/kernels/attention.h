@@ -9,11 +9,14 @@
  * with the context and one pass reads each key and value row once.
  *
  * One call handles the query heads that share one KV head under GQA (Llama 3.2 1B: 4 query heads per
- * KV head), so each K/V row is read once for the whole group. The arithmetic is f32. The keys and
- * values may be stored as f32 (read in place) or as f16, bf16 or q8_0: then each tile's rows are
- * first converted to f32 (exactly: every f16, bf16 and q8_0 value is an f32) into a scratch on the
- * stack, and the same f32 kernels run on them, so a converted view gives bit for bit the result of an
- * f32 view of the rounded values.
+ * KV head), so each K/V row is read once for the whole group; llc_attn_tokens walks the keys once for
+ * several tokens of a prompt too. The arithmetic is f32. The keys and values may be stored as f32
+ * (read in place) or as f16, bf16 or q8_0: then each tile's rows are first converted to f32 (exactly:
+ * every f16, bf16 and q8_0 value is an f32) into a scratch on the stack, once for every query row and
+ * token of the walk, and the same f32 kernels run on them, so a converted view gives bit for bit the
+ * result of an f32 view of the rounded values. Except q8_0 keys (when head_dim and the view's strides are
+ * multiples of 32): as in llama.cpp the query rows are quantized to q8_0 once per call and scored
+ * against the cached blocks with the integer dot product (scores_q8_0), which rounds the queries.
  *
  * A range of positions can be done in pieces (split-KV): llc_attn_partial gives (m, l, acc) for a
  * range and llc_attn_merge combines pieces exactly (the log-sum-exp merge), so decoding one token over
@@ -30,6 +33,10 @@
 /* Query rows per pass over the keys: the vector kernels hold this many accumulators in registers.
  * A larger group is done in several passes. */
 #define LLC_ATTN_MAX_ROWS 8
+/* Passes of the kernels (up to LLC_ATTN_MAX_ROWS rows of one token each) one walk over the keys serves:
+ * a converted tile is shared by all of them (a large GQA group's passes, a prompt's tokens), so a
+ * typed cache is converted once per this many passes. */
+#define LLC_ATTN_MAX_UNITS 16
 /* Floats of K (and as many of V) a converted tile may hold: LLC_ATTN_TILE positions up to head_dim 128;
  * beyond, a converted view's tiles are shorter (LLC_ATTN_SCRATCH / head_dim positions). head_dim must
  * not exceed it for a view that is not f32. */
@@ -93,5 +100,12 @@ void llc_attn_merge(const float *parts, int n_parts, int rows, int head_dim, flo
  * The same arithmetic as llc_attn_partial over [0, n_pos) followed by the division by l. */
 void llc_attn(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int head_dim, const float *q, int rows, int n_pos,
               float scale, float *out);
+
+/* Causal attention of n_tok tokens of one sequence (a prompt): token t's rows (q + t * stride, rows x
+ * head_dim) see positions [0, n_pos[t]) and its output goes to out + t * stride. Per token the same
+ * arithmetic as llc_attn; what the tokens share is the walk over the keys (one per LLC_ATTN_MAX_UNITS
+ * passes), so a typed cache's tiles are converted once for several tokens instead of once per token. */
+void llc_attn_tokens(const llc_attn_ops *ops, const llc_kv_view *kv, int kv_head, int head_dim, int n_tok, const int *n_pos,
+                     const float *q, size_t stride, int rows, float scale, float *out);
 
 #endif

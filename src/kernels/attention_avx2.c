@@ -37,6 +37,37 @@ AVX2_INLINE void store_scores4(float *s, int avail, __m128 v) {
     }
 }
 
+/* 32 int8 products summed into 8 int32 lanes: vpmaddubsw wants unsigned x signed, so |k| x (q with k's
+ * sign); the int16 pair sums cannot saturate as q8_0 values are within [-127, 127]. */
+AVX2_INLINE __m256i dot_i8x32(__m256i k, __m256i q) {
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(k, k), _mm256_sign_epi8(q, k));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* scores_q8_0: per row, 4 positions at a time; per block and position the int32 lanes become floats
+ * scaled by the two block scales into one accumulator, the four reduced together at the end. */
+__attribute__((target("avx2,fma,f16c"))) void llc_attn_scores_q8_0_avx2(const block_q8_0 *q8, int rows, int hd, const void *const *k, int n, float scale, float *s) {
+    const int nb = hd / QK8_0;
+    for (int i = 0; i < n; i += 4) {
+        const block_q8_0 *kp[4];
+        for (int j = 0; j < 4; j++) kp[j] = k[i + j < n ? i + j : n - 1];
+        for (int r = 0; r < rows; r++) {
+            const block_q8_0 *qr = q8 + (size_t)r * nb;
+            __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int b = 0; b < nb; b++) {
+                __m256i qv = _mm256_loadu_si256((const __m256i *)qr[b].qs);
+                float dq = _cvtsh_ss(qr[b].d);
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    __m256 p = _mm256_cvtepi32_ps(dot_i8x32(_mm256_loadu_si256((const __m256i *)kp[j][b].qs), qv));
+                    a[j] = _mm256_fmadd_ps(p, _mm256_set1_ps(_cvtsh_ss(kp[j][b].d) * dq), a[j]);
+                }
+            }
+            store_scores4(s + r * TILE + i, n - i, _mm_mul_ps(hsum4_256(a[0], a[1], a[2], a[3]), _mm_set1_ps(scale)));
+        }
+    }
+}
+
 /* R (1 or 2) rows x 4 positions: 8 accumulators + 4 keys + 1 query of the 16 registers. */
 AVX2_INLINE void scores256_block(const float *q, const int R, int hd, const float *const *k, int n, float scale, float *s) {
     const int hd8 = hd & ~7;

@@ -67,6 +67,36 @@ AVX512 void llc_attn_scores_avx512(const float *q, int rows, int hd, const float
     }
 }
 
+/* scores_q8_0 as the AVX2 version, with VNNI: vpdpbusd wants unsigned x signed, so |k| x (q with k's sign). */
+__attribute__((target("avx512f,avx512vl,avx512vnni,avx2,fma,f16c"))) void llc_attn_scores_q8_0_avx512(const block_q8_0 *q8, int rows, int hd,
+                                                                                                 const void *const *k, int n, float scale,
+                                                                                                 float *s) {
+    const int nb = hd / QK8_0;
+    for (int i = 0; i < n; i += 4) {
+        const block_q8_0 *kp[4];
+        for (int j = 0; j < 4; j++) kp[j] = k[i + j < n ? i + j : n - 1];
+        for (int r = 0; r < rows; r++) {
+            const block_q8_0 *qr = q8 + (size_t)r * nb;
+            __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+            for (int b = 0; b < nb; b++) {
+                __m256i qv = _mm256_loadu_si256((const __m256i *)qr[b].qs);
+                float dq = _cvtsh_ss(qr[b].d);
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    __m256i kv = _mm256_loadu_si256((const __m256i *)kp[j][b].qs);
+                    __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(kv), _mm256_sign_epi8(qv, kv));
+                    a[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(_cvtsh_ss(kp[j][b].d) * dq), a[j]);
+                }
+            }
+            __m256 ab = _mm256_add_ps(_mm256_unpacklo_ps(a[0], a[1]), _mm256_unpackhi_ps(a[0], a[1]));
+            __m256 cd = _mm256_add_ps(_mm256_unpacklo_ps(a[2], a[3]), _mm256_unpackhi_ps(a[2], a[3]));
+            __m256 x = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+            __m128 v = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1)), _mm_set1_ps(scale));
+            _mm_mask_storeu_ps(s + r * TILE + i, (__mmask8)lanes512(n - i < 4 ? n - i : 4), v);
+        }
+    }
+}
+
 AVX512_INLINE __m512 exp512(__m512 x) {
     const __m512 lo = _mm512_set1_ps(EXP_LO);
     __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);

@@ -27,6 +27,22 @@ void llc_attn_scores_scalar(const float *q, int rows, int hd, const float *const
         }
 }
 
+void llc_attn_scores_q8_0_scalar(const block_q8_0 *q8, int rows, int hd, const void *const *k, int n, float scale, float *s) {
+    const int nb = hd / QK8_0;
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++) {
+            const block_q8_0 *qr = q8 + (size_t)r * nb, *kr = k[i];
+            /* as ggml's vec_dot_q8_0_q8_0: per block the exact int32 sum, times the two scales */
+            float sum = 0;
+            for (int b = 0; b < nb; b++) {
+                int32_t sumi = 0;
+                for (int j = 0; j < QK8_0; j++) sumi += qr[b].qs[j] * kr[b].qs[j];
+                sum += (float)sumi * (llc_fp16_to_fp32(kr[b].d) * llc_fp16_to_fp32(qr[b].d));
+            }
+            s[r * TILE + i] = sum * scale;
+        }
+}
+
 float llc_attn_max_scalar(const float *s, int n) {
     float mx = s[0];
     for (int i = 1; i < n; i++) mx = s[i] > mx ? s[i] : mx;

@@ -64,6 +64,10 @@ static inline const int32_t *llc_q8_act_sums(const void *row, int64_t n_blocks) 
 typedef struct llc_attn_ops {
     /* s[r][i] = scale * (q_r · k_i); q_r = q + r * head_dim */
     void (*scores)(const float *q, int rows, int head_dim, const float *const *k, int n, float scale, float *s);
+    /* the same for q8_0 keys and queries: q8 holds rows q8_0 rows of head_dim / 32 blocks, consecutive;
+     * k[i] points at position i's first block (head_dim a multiple of 32). Per row and position, the
+     * blocks' int32 dot products times the two scales, summed in f32 (the order is the kernel's). */
+    void (*scores_q8_0)(const block_q8_0 *q8, int rows, int head_dim, const void *const *k, int n, float scale, float *s);
     /* max(s[0..n)), n >= 1 */
     float (*max)(const float *s, int n);
     /* s[i] = exp(s[i] - m) for i < n (m >= every s[i]); returns their sum */
@@ -129,6 +133,7 @@ void llc_packed_gemm_q6_K_scalar(int64_t n_cols, const void *group, const void *
                                  float *out, size_t ldo);
 void llc_act_q8_0_scalar(const float *x, void *row, int64_t n, float scale, const float *w);
 void llc_attn_scores_scalar(const float *q, int rows, int hd, const float *const *k, int n, float scale, float *s);
+void llc_attn_scores_q8_0_scalar(const block_q8_0 *q8, int rows, int hd, const void *const *k, int n, float scale, float *s);
 float llc_attn_max_scalar(const float *s, int n);
 float llc_attn_exp_sum_scalar(float *s, int n, float m);
 void llc_attn_accumulate_scalar(float *acc, int rows, int hd, const float *c, const float *p, const float *const *v, int n);
@@ -154,6 +159,7 @@ void llc_packed_gemm_q6_K_avx2(int64_t n_cols, const void *group, const void *ac
                                float *out, size_t ldo);
 void llc_act_q8_0_avx2(const float *x, void *row, int64_t n, float scale, const float *w);
 void llc_attn_scores_avx2(const float *q, int rows, int hd, const float *const *k, int n, float scale, float *s);
+void llc_attn_scores_q8_0_avx2(const block_q8_0 *q8, int rows, int hd, const void *const *k, int n, float scale, float *s);
 float llc_attn_max_avx2(const float *s, int n);
 float llc_attn_exp_sum_avx2(float *s, int n, float m);
 void llc_attn_accumulate_avx2(float *acc, int rows, int hd, const float *c, const float *p, const float *const *v, int n);
@@ -182,6 +188,7 @@ void llc_packed_gemm_q6_K_avx512(int64_t n_cols, const void *group, const void *
                                  float *out, size_t ldo);
 void llc_act_q8_0_avx512(const float *x, void *row, int64_t n, float scale, const float *w);
 void llc_attn_scores_avx512(const float *q, int rows, int hd, const float *const *k, int n, float scale, float *s);
+void llc_attn_scores_q8_0_avx512(const block_q8_0 *q8, int rows, int hd, const void *const *k, int n, float scale, float *s);
 float llc_attn_max_avx512(const float *s, int n);
 float llc_attn_exp_sum_avx512(float *s, int n, float m);
 void llc_attn_accumulate_avx512(float *acc, int rows, int hd, const float *c, const float *p, const float *const *v, int n);

@@ -26,6 +26,6 @@ const llc_kernels llc_kernels_avx2 = {
         [LLC_Q6_K] = llc_packed_gemm_q6_K_avx2,
     },
     .act_q8_0 = llc_act_q8_0_avx2,
-    .attn = {llc_attn_scores_avx2, llc_attn_max_avx2, llc_attn_exp_sum_avx2, llc_attn_accumulate_avx2, llc_attn_to_f32_avx2},
+    .attn = {llc_attn_scores_avx2, llc_attn_scores_q8_0_avx2, llc_attn_max_avx2, llc_attn_exp_sum_avx2, llc_attn_accumulate_avx2, llc_attn_to_f32_avx2},
 };
 #endif

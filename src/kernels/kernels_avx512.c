@@ -29,7 +29,7 @@ const llc_kernels llc_kernels_avx512 = {
         [LLC_Q6_K] = llc_packed_gemm_q6_K_avx512,
     },
     .act_q8_0 = llc_act_q8_0_avx512,
-    .attn = {llc_attn_scores_avx512, llc_attn_max_avx512, llc_attn_exp_sum_avx512, llc_attn_accumulate_avx512,
+    .attn = {llc_attn_scores_avx512, llc_attn_scores_q8_0_avx512, llc_attn_max_avx512, llc_attn_exp_sum_avx512, llc_attn_accumulate_avx512,
              llc_attn_to_f32_avx512},
 };
 #endif

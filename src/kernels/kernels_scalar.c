@@ -12,8 +12,8 @@
                 [LLC_Q8_K] = llc_dot_q8_K_scalar},                                                                     \
     .gemm4 = {[LLC_Q8_0] = llc_gemm4_q8_0_scalar, [LLC_Q4_0] = llc_gemm4_q4_0_scalar, [LLC_BF16] = llc_gemm4_bf16_scalar}, \
     .act_q8_0 = llc_act_q8_0_scalar,                                                                                   \
-    .attn = {llc_attn_scores_scalar, llc_attn_max_scalar, llc_attn_exp_sum_scalar, llc_attn_accumulate_scalar,         \
-             llc_attn_to_f32_scalar}
+    .attn = {llc_attn_scores_scalar, llc_attn_scores_q8_0_scalar, llc_attn_max_scalar, llc_attn_exp_sum_scalar,        \
+             llc_attn_accumulate_scalar, llc_attn_to_f32_scalar}
 
 const llc_kernels llc_kernels_scalar = {.isa = LLC_ISA_SCALAR, .name = "scalar", SCALAR_SLOTS};
 

@@ -33,6 +33,9 @@
 #define SPLIT_ITEMS 64
 #define SPLIT_MAX 16
 #define SPLIT_MIN 256
+/* Unsplit batches (prompts): a task is up to this many consecutive tokens of one sequence and one KV
+ * head, which share one walk over the keys (llc_attn_tokens: a typed cache converted once for them). */
+#define MAX_TOK_BLOCK 16
 
 struct llc_forward {
     const llamac_model *m;
@@ -143,6 +146,8 @@ int llc_forward_n_threads(const llc_forward *f) { return f->n_threads; }
  * range of positions with a tiled online softmax. Here the batch is cut into tasks for the threads:
  *
  *   item = (KV head g, token t): the group's query heads of token t over positions [0, pos_t] of its sequence.
+ *   Unsplit, consecutive tokens of one sequence go together (up to MAX_TOK_BLOCK, fewer so that a batch
+ *   keeps SPLIT_ITEMS tasks): their walk over the keys is shared, each token's arithmetic unchanged.
  *
  * The rule, decided by the shape only (never by the thread count, so results are bit-identical for any
  * number of threads):
@@ -164,6 +169,7 @@ typedef struct attn_job {
     llc_forward *f;
     int n_tok;
     bool split;                     /* chunked items, partial results to f->attn_part */
+    int tok_block;                  /* unsplit: tokens of one sequence per task (tok_blocks) */
     const llc_attn_ops *ops;
 } attn_job;
 
@@ -191,14 +197,18 @@ static void attn_task(void *ctx, int ith, int nth) {
     double total = attn_total_work(j), from = total * ith / nth, to = total * (ith + 1) / nth, at = 0;
     /* Walk every task in order, running those whose work starts in [from, to). */
     for (int g = 0; g < hp->n_kv_heads && at < to; g++)
-        for (int t = 0; t < j->n_tok && at < to; t++) {
+        for (int t = 0, t_end; t < j->n_tok && at < to; t = t_end) {
             int n_pos = f->pos[t] + 1;
             const llc_kv_view *kv = &f->views[f->seq[t]];
             size_t rows_at = (size_t)t * hp->dim + (size_t)g * group * hd; /* the group's rows in q and attn */
             const float *q = f->q + rows_at;
+            t_end = t + 1;
             if (!j->split) {
-                if (at >= from) llc_attn(j->ops, kv, g, hd, q, group, n_pos, scale, f->attn + rows_at);
-                at += n_pos;
+                int np[MAX_TOK_BLOCK], work = n_pos;
+                for (np[0] = n_pos; t_end < j->n_tok && t_end - t < j->tok_block && f->seq[t_end] == f->seq[t]; t_end++)
+                    work += np[t_end - t] = f->pos[t_end] + 1;
+                if (at >= from) llc_attn_tokens(j->ops, kv, g, hd, t_end - t, np, q, (size_t)hp->dim, group, scale, f->attn + rows_at);
+                at += work;
                 continue;
             }
             int len = split_chunk_len(n_pos);
@@ -218,6 +228,9 @@ static void attention(llc_forward *f, int n) {
     int max_pos = 0;
     for (int t = 0; t < n; t++) max_pos = f->pos[t] + 1 > max_pos ? f->pos[t] + 1 : max_pos;
     aj.split = (long)n * hp->n_kv_heads < SPLIT_ITEMS && max_pos > SPLIT_MIN;
+    /* at least SPLIT_ITEMS tasks still, to balance the threads */
+    long tb = (long)n * hp->n_kv_heads / SPLIT_ITEMS;
+    aj.tok_block = tb < 1 ? 1 : tb > MAX_TOK_BLOCK ? MAX_TOK_BLOCK : (int)tb;
     double work = attn_total_work(&aj) * hp->head_dim * (hp->n_heads / hp->n_kv_heads);
     llc_pool_run_n(f->pool, attn_task, &aj, work < 65536 ? 1 : f->n_threads);
     if (!aj.split) return;

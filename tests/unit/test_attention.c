@@ -7,8 +7,12 @@
  *       head-major inside a block) against the contiguous view, bit for bit;
  *   (d) each SIMD inner kernel against its scalar twin, at sizes that are not multiples of the width;
  *   (e) views stored as f16, bf16 and q8_0 (contiguous and paged, heads that start inside a q8_0
- *       block) against the f32 view of the same values after the type's round trip, bit for bit, and
- *       each SIMD conversion against the scalar one;
+ *       block) against the f32 view of the same values after the type's round trip, bit for bit (q8_0
+ *       keys whose heads start blocks are scored with the integer dot on q8_0 queries: against the
+ *       double reference on the rounded queries), and each SIMD conversion against the scalar one;
+ *   (f) scores_q8_0 of every table against the exact integer definition in double; several tokens in
+ *       one walk (llc_attn_tokens) equal to one call per token, bit for bit; and each typed tile
+ *       converted once per walk, however many query rows and tokens share it (counted);
  *   and through the model: logits bit-identical for 1, 2 and 3 threads (the split rule depends on the
  *   shape only) and a long decode equal to the same tokens run as one batch, within rounding.
  */
@@ -493,7 +497,21 @@ static void check_typed(const llc_attn_ops *ops, enum llc_type type, int hd, int
         llc_attn(ops, &flat, g, hd, q, group, n_pos, scale, a);
         llc_attn(ops, &typed, g, hd, q, group, n_pos, scale, b1);
         llc_attn(ops, &paged, g, hd, q, group, n_pos, scale, b2);
-        if (hd <= 128) {
+        if (type == LLC_Q8_0 && hd % 32 == 0) {
+            /* q8_0 keys are scored with the integer dot: the queries are rounded to q8_0 too, so the
+             * reference is the double one on the rounded queries; the paged view is the same arithmetic */
+            float *qq = malloc((size_t)group * hd * sizeof *qq);
+            unsigned char *qb = malloc(llc_row_size(LLC_Q8_0, (int64_t)group * hd));
+            tr->from_float(q, qb, (int64_t)group * hd);
+            tr->to_float(qb, qq, (int64_t)group * hd);
+            reference(&c, g, qq, group, n_pos, r, mag);
+            assert_memory_equal(b1, b2, (size_t)group * hd * sizeof *a);
+            for (int i = 0; i < group * hd; i++)
+                if (!(fabs(r[i] - b1[i]) <= TOL_A * mag[i]))
+                    fail_msg("%s q8_0 keys hd=%d [%d]: reference %.9g vs %.9g", attn_name(ops), hd, i, r[i], b1[i]);
+            free(qq);
+            free(qb);
+        } else if (hd <= 128) {
             assert_memory_equal(a, b1, (size_t)group * hd * sizeof *a);
             assert_memory_equal(a, b2, (size_t)group * hd * sizeof *a);
             int lo = n_pos / 3, hi = n_pos - n_pos / 4;
@@ -577,6 +595,187 @@ static void test_to_f32_simd_vs_scalar(void **state) {
     }
 }
 
+/* (f) ------------------------------------------------------------------------------------------------- */
+
+static uint16_t random_half_scale(void) { /* a q8_0 block scale: 2^-12 .. 2^-2, random mantissa */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint16_t)(((3 + rng % 11) << 10) | (rng >> 20 & 0x3ff));
+}
+
+static void random_q8(block_q8_0 *b, int n_blocks, bool extreme) {
+    for (int i = 0; i < n_blocks; i++) {
+        b[i].d = random_half_scale();
+        for (int j = 0; j < 32; j++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            b[i].qs[j] = (int8_t)(extreme ? (rng & 1 ? 127 : -127) : (int)(rng % 255) - 127);
+        }
+    }
+}
+
+static double half(uint16_t h) { /* IEEE half, normal numbers */
+    return ldexp(1.0 + (h & 0x3ff) / 1024.0, (h >> 10 & 0x1f) - 15) * (h & 0x8000 ? -1 : 1);
+}
+
+/* Every table's scores_q8_0 (the scalar twin included) against Σ_blocks dq dk Σ q k in double, at
+ * head sizes of 1 to 8 blocks, tile lengths around the 4-position step and row counts to MAX_ROWS,
+ * keys in any order; extreme blocks (every value ±127) too, where vpmaddubsw's pair sums peak. */
+static void test_scores_q8_0(void **state) {
+    (void)state;
+    static const int hds[] = {32, 64, 96, 128, 256};
+    static const int ns[] = {1, 2, 3, 4, 5, 7, 31, 33, 63, 64};
+    for (int isa = -1; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = isa < 0 ? &llc_kernels_twins.attn : attn_for((enum llc_isa)isa);
+        if (!ops) continue;
+        for (size_t h = 0; h < sizeof hds / sizeof *hds; h++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                for (int rows = 1; rows <= LLC_ATTN_MAX_ROWS; rows += rows < 3 ? 1 : 3) {
+                    int hd = hds[h], n = ns[ni], nb = hd / 32;
+                    bool extreme = (h + ni) % 4 == 0;
+                    block_q8_0 *q = malloc((size_t)rows * nb * sizeof *q), *kd = malloc((size_t)n * nb * sizeof *kd);
+                    random_q8(q, rows * nb, extreme);
+                    random_q8(kd, n * nb, extreme);
+                    const void *kp[LLC_ATTN_TILE];
+                    for (int i = 0; i < n; i++) kp[i] = kd + (size_t)(n - 1 - i) * nb;
+                    float s[LLC_ATTN_MAX_ROWS * LLC_ATTN_TILE];
+                    ops->scores_q8_0(q, rows, hd, kp, n, 0.125f, s);
+                    for (int r = 0; r < rows; r++)
+                        for (int i = 0; i < n; i++) {
+                            const block_q8_0 *kr = kp[i], *qr = q + (size_t)r * nb;
+                            double want = 0, mag = 0;
+                            for (int b = 0; b < nb; b++) {
+                                long sumi = 0;
+                                for (int j = 0; j < 32; j++) sumi += qr[b].qs[j] * kr[b].qs[j];
+                                long sumabs = 0;
+                                for (int j = 0; j < 32; j++) sumabs += labs((long)qr[b].qs[j] * kr[b].qs[j]);
+                                want += half(qr[b].d) * half(kr[b].d) * (double)sumi * 0.125;
+                                mag += fabs(half(qr[b].d) * half(kr[b].d) * 0.125) * (double)sumabs;
+                            }
+                            /* the vector kernels scale partial integer sums (up to 8 lanes a block) and add
+                             * them in their order: (nb + 8 + 3) u of the terms' magnitudes */
+                            double tol = 6e-8 * (nb + 11) * mag + 1e-30;
+                            if (!(fabs(s[r * LLC_ATTN_TILE + i] - want) <= tol))
+                                fail_msg("%s scores_q8_0 hd=%d n=%d rows=%d [%d][%d]: %.9g vs %.9g", attn_name(ops), hd, n, rows, r,
+                                         i, s[r * LLC_ATTN_TILE + i], want);
+                        }
+                    free(q);
+                    free(kd);
+                }
+    }
+}
+
+/* A typed view of c (rounded by the type on the way in: c is overwritten by what the view decodes to),
+ * contiguous; *kt and *vt are the rows the view points at (free them). */
+static llc_kv_view typed_view(cache *c, enum llc_type type, unsigned char **kt, unsigned char **vt, const void **kp,
+                              const void **vp) {
+    size_t rb = llc_row_size(type, (int64_t)c->stride);
+    const llc_type_traits *tr = llc_type_get(type);
+    *kt = malloc((size_t)c->n_pos * rb);
+    *vt = malloc((size_t)c->n_pos * rb);
+    for (int p = 0; p < c->n_pos; p++) {
+        tr->from_float(c->k + p * c->stride, *kt + p * rb, (int64_t)c->stride);
+        tr->from_float(c->v + p * c->stride, *vt + p * rb, (int64_t)c->stride);
+        tr->to_float(*kt + p * rb, c->k + p * c->stride, (int64_t)c->stride);
+        tr->to_float(*vt + p * rb, c->v + p * c->stride, (int64_t)c->stride);
+    }
+    *kp = *kt;
+    *vp = *vt;
+    llc_kv_view v = {kp, vp, INT_MAX, c->stride, (size_t)c->hd, type};
+    return v;
+}
+
+/* The tokens of a prompt in one llc_attn_tokens call (tokens of different lengths, rows as in q and
+ * the output, dim floats apart) equal one llc_attn per token bit for bit, and the reference in double
+ * within (a)'s tolerance; for every table, f32, f16 and q8_0 (integer-dot keys) views, and groups of
+ * 4 and 12 rows (two passes of the kernels per token). */
+static void test_attn_tokens(void **state) {
+    (void)state;
+    const enum llc_type types[] = {LLC_F32, LLC_F16, LLC_Q8_0};
+    for (int isa = 0; isa < LLC_ISA_COUNT; isa++) {
+        const llc_attn_ops *ops = attn_for((enum llc_isa)isa);
+        if (!ops) continue;
+        for (int t = 0; t < 3; t++)
+            for (int group = 4; group <= 12; group += 8) {
+                enum { HD = 64, N_KV = 2, N_TOK = 37, N_POS = 150 };
+                int dim = group * N_KV * HD, n_pos[N_TOK];
+                cache c = make_cache(N_POS, N_KV, HD, 0, N_POS);
+                unsigned char *kt = NULL, *vt = NULL;
+                const void *kp, *vp;
+                llc_kv_view view = types[t] == LLC_F32 ? view_of(&c, &kp, &vp) : typed_view(&c, types[t], &kt, &vt, &kp, &vp);
+                float *q = random_q(N_TOK * N_KV * group, HD, 3.0f);
+                float *a = malloc((size_t)N_TOK * dim * sizeof *a), *b = malloc((size_t)N_TOK * dim * sizeof *b);
+                double *r = malloc((size_t)group * HD * sizeof *r), *mag = malloc((size_t)group * HD * sizeof *mag);
+                for (int i = 0; i < N_TOK; i++) n_pos[i] = N_POS - N_TOK + 1 + i - (i % 5 == 0 ? 40 : 0);
+                float scale = 1.0f / sqrtf((float)HD);
+                for (int g = 0; g < N_KV; g++) {
+                    size_t at = (size_t)g * group * HD;
+                    llc_attn_tokens(ops, &view, g, HD, N_TOK, n_pos, q + at, (size_t)dim, group, scale, a + at);
+                    for (int i = 0; i < N_TOK; i++) {
+                        size_t ti = (size_t)i * dim + at;
+                        llc_attn(ops, &view, g, HD, q + ti, group, n_pos[i], scale, b + ti);
+                        if (memcmp(a + ti, b + ti, (size_t)group * HD * sizeof *a) != 0)
+                            fail_msg("%s %s group %d token %d: tokens differ from one call per token", attn_name(ops),
+                                     llc_type_name(types[t]), group, i);
+                        if (types[t] != LLC_F32) continue;
+                        reference(&c, g, q + ti, group, n_pos[i], r, mag);
+                        for (int d = 0; d < group * HD; d++)
+                            if (!(fabs(a[ti + d] - r[d]) <= TOL_A * mag[d])) fail_msg("%s token %d [%d]", attn_name(ops), i, d);
+                    }
+                }
+                free(a);
+                free(b);
+                free(r);
+                free(mag);
+                free(q);
+                free(kt);
+                free(vt);
+                free_cache(&c);
+            }
+    }
+}
+
+/* to_f32 calls, counted: a typed tile must be converted once per walk over the keys */
+static long n_converted;
+static void counting_to_f32(enum llc_type type, const void *src, size_t skip, int n, float *dst) {
+    n_converted++;
+    llc_kernels_twins.attn.to_f32(type, src, skip, n, dst);
+}
+
+/* Each position's K and V row converted once per call, whatever the query rows (GQA group of 12: two
+ * kernel passes) and tokens (8 of a prompt: LLC_ATTN_MAX_UNITS passes) that share it; q8_0 keys
+ * (integer dot) not at all. */
+static void test_convert_once(void **state) {
+    (void)state;
+    llc_attn_ops ops = llc_kernels_twins.attn;
+    ops.to_f32 = counting_to_f32;
+    enum { HD = 64, GROUP = 12, N_TOK = LLC_ATTN_MAX_UNITS / 2, N_POS = 200 };
+    cache c = make_cache(N_POS, 1, HD, 0, N_POS);
+    unsigned char *kt, *vt;
+    const void *kp, *vp;
+    int n_pos[N_TOK];
+    for (int i = 0; i < N_TOK; i++) n_pos[i] = N_POS - N_TOK + 1 + i;
+    float *q = random_q(N_TOK * GROUP, HD, 1.0f), *out = malloc((size_t)N_TOK * GROUP * HD * sizeof *out);
+    float *part = malloc(llc_attn_part_floats(GROUP, HD) * sizeof *part);
+    const enum llc_type types[] = {LLC_F16, LLC_BF16, LLC_Q8_0};
+    for (int t = 0; t < 3; t++) {
+        llc_kv_view view = typed_view(&c, types[t], &kt, &vt, &kp, &vp);
+        long per_pos = types[t] == LLC_Q8_0 ? 1 : 2; /* V (and K unless scored as q8_0) */
+        n_converted = 0;
+        llc_attn_partial(&ops, &view, 0, HD, q, GROUP, 30, 170, 0.125f, part);
+        if (n_converted != per_pos * 140)
+            fail_msg("%s partial, group of %d: %ld conversions for 140 positions", llc_type_name(types[t]), GROUP, n_converted);
+        n_converted = 0;
+        llc_attn_tokens(&ops, &view, 0, HD, N_TOK, n_pos, q, (size_t)GROUP * HD, GROUP, 0.125f, out);
+        if (n_converted != per_pos * N_POS)
+            fail_msg("%s %d tokens: %ld conversions for %d positions", llc_type_name(types[t]), N_TOK, n_converted, N_POS);
+        free(kt);
+        free(vt);
+    }
+    free(q);
+    free(out);
+    free(part);
+    free_cache(&c);
+}
+
 /* Through the model -------------------------------------------------------------------------------------- */
 
 static char model_path[2048];
@@ -648,7 +847,8 @@ int main(void) {
         cmocka_unit_test(test_split_kv),          cmocka_unit_test(test_paged_view),
         cmocka_unit_test(test_simd_vs_scalar),    cmocka_unit_test(test_kernel_simd_vs_scalar),
         cmocka_unit_test(test_typed_views),       cmocka_unit_test(test_to_f32_simd_vs_scalar),
-        cmocka_unit_test(test_model_threads),
+        cmocka_unit_test(test_scores_q8_0),       cmocka_unit_test(test_attn_tokens),
+        cmocka_unit_test(test_convert_once),      cmocka_unit_test(test_model_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

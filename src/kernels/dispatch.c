@@ -45,6 +45,12 @@ static cpu_features detect(void) {
     return f;
 }
 
+static bool cpu_is_amd(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163; /* "AuthenticAMD" */
+}
+
 static bool cpu_has_avx2(void) {
     cpu_features f = detect();
     return f.avx2 && f.fma && f.f16c;
@@ -57,6 +63,8 @@ static bool cpu_has_avx512(void) {
     return cpu_has_avx2() && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.avx512bf16;
 }
 #endif
+
+llc_prefetch llc_pf = {4096, 0, false};
 
 const char *llc_isa_name(enum llc_isa isa) {
     static const char *const names[LLC_ISA_COUNT] = {"scalar", "avx2", "avx512"};
@@ -81,6 +89,10 @@ const llc_kernels *llc_kernels_get(void) {
         if (force && *force && strcmp(force, llc_isa_name((enum llc_isa)isa)) != 0) continue;
         k = llc_kernels_for((enum llc_isa)isa);
     }
+#if defined(__x86_64__)
+    /* Zen's L1 has few miss buffers for software prefetches: go further ahead, into L2 (kernels.h) */
+    if (cpu_is_amd()) llc_pf = (llc_prefetch){8192, 8192, true};
+#endif
     chosen = k ? k : &llc_kernels_scalar;
     return chosen;
 }

@@ -18,6 +18,7 @@
  * its cpuid check, kernel files <kind>_<isa>.c declared in a section below, and kernels_<isa>.c;
  * a slot it leaves NULL (gemm4, packed) falls back as documented, the others must be filled.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -96,6 +97,16 @@ typedef struct llc_kernels {
     /* twins llc_attn_<piece>_scalar */
     llc_attn_ops attn;
 } llc_kernels;
+
+/* How the packed kernels prefetch the weights they stream: `ahead` bytes ahead of use (K-quants:
+ * `ahead_k`, 0 for the kernel's own distance of a few superblocks), into L2 only (`l2`) or into L1.
+ * Chosen with the table, per CPU vendor: on Zen 4 prefetching 8 KB ahead into L2 reads 12-30% faster
+ * than 4 KB into L1, the choice measured best on an Intel Xeon (BENCHMARKS.md, "Decode on Zen 4"). */
+typedef struct llc_prefetch {
+    int ahead, ahead_k;
+    bool l2;
+} llc_prefetch;
+extern llc_prefetch llc_pf;
 
 /* The table in use (chosen on the first call). */
 const llc_kernels *llc_kernels_get(void);

@@ -31,8 +31,19 @@
  * AVX2 without VNNI reads the same layout (packed_avx2.c): a 64-byte vector is two ymm of 8 rows, and
  * vpmaddubsw + vpmaddwd stand in for vpdpbusd, with the int16 intermediates kept from saturating.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+
+/* One cache line of weights prefetched into L2 only or into L1 too (llc_prefetch in kernels.h); the
+ * hint must be an immediate, and the branch goes the same way for the whole run. */
+static inline void llc_prefetch_line(const char *p, bool l2) {
+    if (l2) _mm_prefetch(p, _MM_HINT_T1);
+    else _mm_prefetch(p, _MM_HINT_T0);
+}
+#endif
 
 #define LLC_PACK_ROWS 16
 #define LLC_PACK_TOKENS 8

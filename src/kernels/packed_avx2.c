@@ -58,6 +58,7 @@ AVX2 INLINE __m256 load_ph(const void *p) { return _mm256_cvtph_ps(_mm_loadu_si1
 /* Q4_0 and Q8_0. Per block and half: the weight vectors are unpacked once for all T tokens. */
 AVX2 INLINE void packed_tile(int q4, int64_t nb, const uint8_t *q, const uint16_t *d, const char *act, size_t act_rb,
                              const int T, float *out, size_t ldo) {
+    const llc_prefetch pf = llc_pf;
     const size_t qb = q4 ? 256 : 512;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m80 = _mm256_set1_epi8((char)0x80);
     const block_q8_0 *x[LLC_PACK_TOKENS];
@@ -75,7 +76,7 @@ AVX2 INLINE void packed_tile(int q4, int64_t nb, const uint8_t *q, const uint16_
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *qp = q + (size_t)b * qb;
         /* every cache line 4 KB ahead, as the AVX-512 kernels */
-        for (size_t l = 0; l < qb; l += 64) _mm_prefetch((const char *)qp + 4096 + l, _MM_HINT_T0);
+        for (size_t l = 0; l < qb; l += 64) llc_prefetch_line((const char *)qp + pf.ahead + l, pf.l2);
         #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const uint8_t *qh = qp + 32 * h;
@@ -143,6 +144,7 @@ AVX2 void llc_packed_gemm_q8_0_avx2(int64_t n_cols, const void *group, const voi
  * registers; decode gets more accumulators (A) so the FMA latency does not serialize it. */
 AVX2 INLINE void packed_tile_bf16(int64_t nb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
                                   size_t ldo) {
+    const llc_prefetch pf = llc_pf;
     enum { MAXA = 4 };
     const int A = T == 1 ? 4 : T == 2 ? 2 : 1;
     const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
@@ -156,7 +158,7 @@ AVX2 INLINE void packed_tile_bf16(int64_t nb, const uint8_t *w, const char *act,
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wp = w + (size_t)b * 1024;
-        for (size_t l = 0; l < 1024; l += 64) _mm_prefetch((const char *)wp + 4096 + l, _MM_HINT_T0);
+        for (size_t l = 0; l < 1024; l += 64) llc_prefetch_line((const char *)wp + pf.ahead + l, pf.l2);
         #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             __m256 we[2], wo[2];
@@ -211,6 +213,7 @@ AVX2 void llc_packed_gemm_bf16_avx2(int64_t n_cols, const void *group, const voi
 
 AVX2 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
                                   size_t ldo) {
+    const llc_prefetch pf = llc_pf;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const block_q8_K *x[LLC_PACK_TOKENS];
     __m256 acc[LLC_PACK_TOKENS][2];
@@ -221,7 +224,7 @@ AVX2 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *act
     }
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *o = w + (size_t)sb * PK_Q4_K_BYTES;
-        for (size_t l = 0; l < PK_Q4_K_BYTES; l += 64) _mm_prefetch((const char *)o + 4 * PK_Q4_K_BYTES + l, _MM_HINT_T0);
+        for (size_t l = 0; l < PK_Q4_K_BYTES; l += 64) llc_prefetch_line((const char *)o + (pf.ahead_k ? pf.ahead_k : 4 * PK_Q4_K_BYTES) + l, pf.l2);
         /* each token's sums of the 8 sub-blocks (|sum| <= 32 * 128: int16 exactly), as int16 pairs, one
          * 32-bit word per pair of mins */
         int32_t spair[LLC_PACK_TOKENS][4];
@@ -272,6 +275,7 @@ AVX2 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *act
 
 AVX2 INLINE void packed_tile_q6_K(int64_t nsb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
                                   size_t ldo) {
+    const llc_prefetch pf = llc_pf;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     const block_q8_K *x[LLC_PACK_TOKENS];
     __m256 acc[LLC_PACK_TOKENS][2];
@@ -282,7 +286,7 @@ AVX2 INLINE void packed_tile_q6_K(int64_t nsb, const uint8_t *w, const char *act
     }
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *o = w + (size_t)sb * PK_Q6_K_BYTES;
-        for (size_t l = 0; l < PK_Q6_K_BYTES; l += 64) _mm_prefetch((const char *)o + 2 * PK_Q6_K_BYTES + l, _MM_HINT_T0);
+        for (size_t l = 0; l < PK_Q6_K_BYTES; l += 64) llc_prefetch_line((const char *)o + (pf.ahead_k ? pf.ahead_k : 2 * PK_Q6_K_BYTES) + l, pf.l2);
         #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256 d = load_ph(o + PK_Q6_K_D + 16 * h);

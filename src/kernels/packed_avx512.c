@@ -10,17 +10,6 @@
 #include "kernels/packed.h"
 #include "kernels/types.h"
 
-/* Software prefetch of the weights ahead of use (tuning: bench/bench_packed.c, BENCHMARKS.md) */
-#ifndef PF_HINT
-#define PF_HINT _MM_HINT_T0
-#endif
-#ifndef PF_AHEAD
-#define PF_AHEAD 4096
-#endif
-#ifndef PF_AHEAD_K
-#define PF_AHEAD_K 0
-#endif
-
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -51,6 +40,7 @@ static inline int32_t load_i32(const void *p) {
  * sum) is subtracted once per block from a broadcast of the sum, off the chains. */
 AVX512 INLINE void packed_tile(const int q4, int64_t nb, const uint8_t *q, const uint16_t *d, const char *act, size_t act_rb,
                                const int T, float *out, size_t ldo) {
+    const llc_prefetch pf = llc_pf;
     const size_t qb = q4 ? 256 : 512;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const int offset_shift = q4 ? 3 : 7; /* offset 8 or 128 */
@@ -69,9 +59,8 @@ AVX512 INLINE void packed_tile(const int q4, int64_t nb, const uint8_t *q, const
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *qp = q + (size_t)b * qb;
-        /* Every cache line 4 KB ahead (best of 1/2/4/8/16 KB in bench/bench_packed.c, BENCHMARKS.md). */
         #pragma GCC unroll 8
-        for (size_t l = 0; l < qb; l += 64) _mm_prefetch((const char *)qp + PF_AHEAD + l, PF_HINT);
+        for (size_t l = 0; l < qb; l += 64) llc_prefetch_line((const char *)qp + pf.ahead + l, pf.l2);
         __m512i u[8];
         if (q4) {
             #pragma GCC unroll 4
@@ -121,6 +110,7 @@ AVX512 INLINE void packed_gemm(const int q4, int64_t n_cols, const void *group, 
  * does not serialize decode. */
 AVX512 INLINE void packed_tile_bf16(int64_t nb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
                                     size_t ldo) {
+    const llc_prefetch pf = llc_pf;
     enum { MAXA = 4 };
     const int A = T == 1 ? 4 : T <= 4 ? 2 : 1;
     const uint16_t *x[LLC_PACK_TOKENS];
@@ -133,7 +123,7 @@ AVX512 INLINE void packed_tile_bf16(int64_t nb, const uint8_t *w, const char *ac
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wp = w + (size_t)b * 1024;
-        for (size_t l = 0; l < 1024; l += 64) _mm_prefetch((const char *)wp + PF_AHEAD + l, PF_HINT);
+        for (size_t l = 0; l < 1024; l += 64) llc_prefetch_line((const char *)wp + pf.ahead + l, pf.l2);
         __m512bh u[16];
         #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) u[i] = (__m512bh)_mm512_load_si512((const void *)(wp + 64 * i));
@@ -175,6 +165,7 @@ AVX512 void llc_packed_gemm_q8_0_avx512(int64_t n_cols, const void *group, const
 
 AVX512 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
                                     size_t ldo) {
+    const llc_prefetch pf = llc_pf;
     const int C = T == 1 ? 2 : 1; /* dependency chains per token, as in packed_tile */
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const block_q8_K *x[LLC_PACK_TOKENS];
@@ -186,7 +177,7 @@ AVX512 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *a
     }
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *o = w + (size_t)sb * PK_Q4_K_BYTES;
-        for (size_t l = 0; l < PK_Q4_K_BYTES; l += 64) _mm_prefetch((const char *)o + (PF_AHEAD_K ? PF_AHEAD_K : 4 * PK_Q4_K_BYTES) + l, PF_HINT);
+        for (size_t l = 0; l < PK_Q4_K_BYTES; l += 64) llc_prefetch_line((const char *)o + (pf.ahead_k ? pf.ahead_k : 4 * PK_Q4_K_BYTES) + l, pf.l2);
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + PK_Q4_K_D)));
         __m512 sum[LLC_PACK_TOKENS];
         #pragma GCC unroll 8
@@ -238,6 +229,7 @@ AVX512 INLINE void packed_tile_q4_K(int64_t nsb, const uint8_t *w, const char *a
 
 AVX512 INLINE void packed_tile_q6_K(int64_t nsb, const uint8_t *w, const char *act, size_t act_rb, const int T, float *out,
                                     size_t ldo) {
+    const llc_prefetch pf = llc_pf;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     const block_q8_K *x[LLC_PACK_TOKENS];
     __m512 acc[LLC_PACK_TOKENS];
@@ -248,7 +240,7 @@ AVX512 INLINE void packed_tile_q6_K(int64_t nsb, const uint8_t *w, const char *a
     }
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *o = w + (size_t)sb * PK_Q6_K_BYTES;
-        for (size_t l = 0; l < PK_Q6_K_BYTES; l += 64) _mm_prefetch((const char *)o + (PF_AHEAD_K ? PF_AHEAD_K : 2 * PK_Q6_K_BYTES) + l, PF_HINT);
+        for (size_t l = 0; l < PK_Q6_K_BYTES; l += 64) llc_prefetch_line((const char *)o + (pf.ahead_k ? pf.ahead_k : 2 * PK_Q6_K_BYTES) + l, pf.l2);
         const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + PK_Q6_K_D)));
         __m512 sum[LLC_PACK_TOKENS];
         #pragma GCC unroll 8

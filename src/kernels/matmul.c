@@ -1,5 +1,7 @@
 #include "kernels/matmul.h"
 
+#include <stdatomic.h>
+
 #include "kernels/kernels.h"
 #include "kernels/ops.h"
 #include "kernels/packed.h"
@@ -125,6 +127,8 @@ typedef struct packed_job {
     const void *act;
     size_t act_rb;
     int n_tok;
+    long total, chunk;  /* row groups in all, handed out chunk at a time */
+    atomic_long next;   /* the first group no thread has taken */
 } packed_job;
 
 static long n_groups(const llc_tensor *W) { return (long)(W->n_rows / LLC_PACK_ROWS); }
@@ -135,11 +139,25 @@ static void packed_tile(const packed_job *j, int i, long g, int t, int nt, float
                  (const char *)j->act + (size_t)t * j->act_rb, j->act_rb, nt, out, ldo);
 }
 
+static void packed_range(const packed_job *j, long lo, long hi);
+
+/* The groups are handed out in chunks from a shared counter rather than split in equal parts up front:
+ * when one thread starts late (woken from sleep) or loses its core for a while (a busy machine), the
+ * other takes over its share instead of waiting for it at the end. Four chunks per thread keep each
+ * thread's reads in long runs for the prefetchers. */
 static void packed_task(void *ctx, int ith, int nth) {
-    const packed_job *j = ctx;
-    long total = 0, lo, hi;
-    for (int i = 0; i < (j->swiglu ? 1 : j->n_mats); i++) total += n_groups(j->W[i]);
-    llc_split(total, ith, nth, &lo, &hi);
+    (void)ith;
+    (void)nth;
+    packed_job *j = ctx;
+    for (;;) {
+        long lo = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+        if (lo >= j->total) return;
+        long hi = lo + j->chunk < j->total ? lo + j->chunk : j->total;
+        packed_range(j, lo, hi);
+    }
+}
+
+static void packed_range(const packed_job *j, long lo, long hi) {
     for (long item = lo; item < hi; item++) {
         int i = 0;
         long g = item;
@@ -174,6 +192,15 @@ static bool packed_job_make(packed_job *j, int n, float *const *outs, const llc_
     return true;
 }
 
+static void packed_run(llc_pool *pool, packed_job *j, int n_threads) {
+    j->total = 0;
+    for (int i = 0; i < (j->swiglu ? 1 : j->n_mats); i++) j->total += n_groups(j->W[i]);
+    j->chunk = j->total / (4L * n_threads);
+    if (j->chunk < 1) j->chunk = 1;
+    atomic_init(&j->next, 0);
+    llc_pool_run_n(pool, packed_task, j, n_threads);
+}
+
 /* Below ~64K multiply-adds a second thread costs more to wake than it saves. */
 static int threads_for(llc_pool *pool, double work) { return work < 65536 ? 1 : llc_pool_size(pool); }
 
@@ -187,7 +214,7 @@ void llc_matmul(llc_pool *pool, float *out, const llc_tensor *W, const void *x, 
     double work = (double)W->n_rows * (double)W->n_cols * n_tok;
     packed_job pj;
     if (packed_job_make(&pj, 1, &out, &W, x, n_tok)) {
-        llc_pool_run_n(pool, packed_task, &pj, threads_for(pool, work));
+        packed_run(pool, &pj, threads_for(pool, work));
         return;
     }
     const llc_kernels *k = llc_kernels_get();
@@ -200,7 +227,7 @@ void llc_matmul_multi(llc_pool *pool, int n, float *const *outs, const llc_tenso
     if (n <= 3 && packed_job_make(&pj, n, outs, Ws, act, n_tok)) {
         double work = 0;
         for (int i = 0; i < n; i++) work += (double)Ws[i]->n_rows * (double)Ws[i]->n_cols * n_tok;
-        llc_pool_run_n(pool, packed_task, &pj, threads_for(pool, work));
+        packed_run(pool, &pj, threads_for(pool, work));
         return;
     }
     for (int i = 0; i < n; i++) llc_matmul(pool, outs[i], Ws[i], act, n_tok, NULL, 1);
@@ -213,7 +240,7 @@ void llc_matmul_swiglu(llc_pool *pool, float *out, float *tmp, const llc_tensor 
     if (packed_job_make(&pj, 2, NULL, Ws, act, n_tok) && Wg->n_rows == Wu->n_rows) {
         pj.swiglu = true;
         pj.out[0] = out;
-        llc_pool_run_n(pool, packed_task, &pj, threads_for(pool, 2.0 * (double)Wg->n_rows * (double)Wg->n_cols * n_tok));
+        packed_run(pool, &pj, threads_for(pool, 2.0 * (double)Wg->n_rows * (double)Wg->n_cols * n_tok));
         return;
     }
     llc_matmul(pool, out, Wg, act, n_tok, NULL, 1);

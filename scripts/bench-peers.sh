@@ -51,7 +51,7 @@ for model in "$@"; do
   for d in $DEPTHS; do
     peer=""
     for dir in "${LLAMA_CPP:-}" "${IK_LLAMA:-}"; do
-      [ -n "$dir" ] && peer+="echo '## $dir'; $dir/llama-batched-bench -m $model -c $((d + GEN + 64)) -b 2048 -ub 512 -npp $d -ntg $GEN -npl 1 -t $THREADS 2>/dev/null | grep '^|'; "
+      [ -n "$dir" ] && peer+="echo '## $dir'; $dir/llama-batched-bench -m $model -c $((d + GEN + 64)) -b 2048 -ub 512 -npp $d -ntg $GEN -npl 1 -t $THREADS 2>&1 | grep '^|'; "
     done
     # shellcheck disable=SC2086
     "$LLAMAC" bench -m "$model" -p "$PROMPT" -n "$GEN" -t "$THREADS" --reps "$REPS" --md --decode-after "$d" ${LLAMAC_BENCH_ARGS:-} \

@@ -53,7 +53,7 @@ set_tests_properties(python_package PROPERTIES ENVIRONMENT "${LLAMAC_PY_PKG_ENV}
 foreach(name test_forward_reference test_golden_generate test_bench test_perplexity test_quantize)
   add_test(NAME py_${name}_avx2 COMMAND ${LLAMAC_PYTHON} tests/${name}.py WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(py_${name}_avx2 PROPERTIES ENVIRONMENT
-    "LLAMAC=$<TARGET_FILE:llamac_cli>;LLAMAC_SHARED=${LLAMAC_SHARED_DIR};LLAMAC_TMP=${CMAKE_BINARY_DIR}/testtmp-avx2;LLAMAC_ISA=avx2")
+    "LLAMAC=$<TARGET_FILE:llamac_cli>;LLAMAC_SHARED=${LLAMAC_SHARED_DIR};LLAMAC_TMP=${CMAKE_BINARY_DIR}/testtmp-avx2;LLAMAC_CACHE_DIR=${CMAKE_BINARY_DIR}/testtmp-avx2/pack-cache;LLAMAC_ISA=avx2")
 endforeach()
 add_test(NAME test_packed_avx2 COMMAND test_packed WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(test_packed_avx2 PROPERTIES ENVIRONMENT "${LLAMAC_TEST_ENV};LLAMAC_ISA=avx2")

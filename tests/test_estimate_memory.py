@@ -35,6 +35,8 @@ TYPES = {0: ("f32", 1, 4), 1: ("f16", 1, 2), 30: ("bf16", 1, 2), 8: ("q8_0", 32,
 BY_NAME = {v[0]: v for v in TYPES.values()}
 KV_BYTES = {"f32": lambda n: 4 * n, "f16": lambda n: 2 * n, "q8_0": lambda n: n // 32 * 34}
 
+# ASan's shadow memory, redzones and quarantine are not llamac's: the measured comparisons need a plain build
+SANITIZED = os.environ.get("LLAMAC_SANITIZE", "") not in ("", "0", "OFF", "off")
 failures = []
 
 
@@ -150,8 +152,9 @@ for path, label, bound in [(t256, "tiny-256 f32", 0.10), (STORIES, "stories260K"
     est = estimate(path, "--ctx", str(CTX))
     rss = measured_peak(path, CTX)
     total = est.get("total_bytes", 0)
-    check(rss > 0 and abs(total - rss) <= bound * rss,
-          "%s: estimate %.1f MiB within %d%% of the measured peak RSS %.1f MiB" % (label, total / 1048576, bound * 100, rss / 1048576))
+    check(SANITIZED or (rss > 0 and abs(total - rss) <= bound * rss),
+          "%s: estimate %.1f MiB within %d%% of the measured peak RSS %.1f MiB%s" %
+          (label, total / 1048576, bound * 100, rss / 1048576, " (not compared under sanitizers)" if SANITIZED else ""))
 q8 = os.path.join(TMP, "estimate-tiny256-q8_0.gguf")
 p = run(["quantize", t256, q8, "q8_0"])
 check(p.returncode == 0, "quantize tiny-256 to q8_0 (%s)" % p.stderr.strip()[-200:])
@@ -160,9 +163,9 @@ est = estimate(q8, "--ctx", str(CTX))
 check(est_as.get("weights_bytes") == est.get("weights_bytes") and got_types(est_as) == got_types(est),
       "--type q8_0 on the f32 file gives what the quantized file gives: %s, %s" % (est_as.get("weights_bytes"), est.get("weights_bytes")))
 rss = measured_peak(q8, CTX)
-check(rss > 0 and abs(est.get("total_bytes", 0) - rss) <= 0.10 * rss,
-      "tiny-256 q8_0 (repacked weights): estimate %.1f MiB within 10%% of the measured peak RSS %.1f MiB" %
-      (est.get("total_bytes", 0) / 1048576, rss / 1048576))
+check(SANITIZED or (rss > 0 and abs(est.get("total_bytes", 0) - rss) <= 0.10 * rss),
+      "tiny-256 q8_0 (repacked weights): estimate %.1f MiB within 10%% of the measured peak RSS %.1f MiB%s" %
+      (est.get("total_bytes", 0) / 1048576, rss / 1048576, " (not compared under sanitizers)" if SANITIZED else ""))
 
 # 3. other sources
 pre = estimate("tiny-256", "--ctx", str(CTX))

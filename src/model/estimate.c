@@ -77,7 +77,7 @@ static bool shape_tensors(est_model *em, uint32_t type, llamac_error *err) {
     return true;
 }
 
-static void share_add(llamac_memory_estimate *out, uint32_t type, uint64_t bytes, uint64_t elements) {
+static void share_add(llamac_memory_estimate *out, uint32_t type, uint64_t bytes, uint64_t elements, bool *ovf) {
     const char *name = llc_type_name(type);
     int k = 0;
     while (k < out->n_types && strcmp(out->types[k].type, name) != 0) k++;
@@ -86,8 +86,15 @@ static void share_add(llamac_memory_estimate *out, uint32_t type, uint64_t bytes
         out->types[out->n_types++] = (llamac_type_share){name, 0, 0, 0};
     }
     out->types[k].n_tensors++;
-    out->types[k].bytes += bytes;
-    out->types[k].n_elements += elements;
+    if (__builtin_add_overflow(out->types[k].bytes, bytes, &out->types[k].bytes) ||
+        __builtin_add_overflow(out->types[k].n_elements, elements, &out->types[k].n_elements))
+        *ovf = true;
+}
+
+/* a += b * c, remembering an overflow in *ovf (a hostile header's sizes must not wrap into small figures) */
+static void add_mul(uint64_t *a, uint64_t b, uint64_t c, bool *ovf) {
+    uint64_t p;
+    if (__builtin_mul_overflow(b, c, &p) || __builtin_add_overflow(*a, p, a)) *ovf = true;
 }
 
 static bool estimate(est_model *em, const llamac_memory_params *params, llamac_memory_estimate *out, llamac_error *err) {
@@ -117,32 +124,34 @@ static bool estimate(est_model *em, const llamac_memory_params *params, llamac_m
             t->nbytes = 0;
         }
         const llc_type_traits *tt = llc_type_get(t->type);
-        if (!tt || tt->block_size == 0 || t->cols % tt->block_size != 0)
-            return llc_fail(err, "tensor %s: type %s does not apply to rows of %lld", t->name, llc_type_name(t->type), (long long)t->cols);
-        uint64_t bytes = t->nbytes ? t->nbytes : (uint64_t)llc_row_size(t->type, t->cols) * (uint64_t)t->rows;
-        uint64_t n_el = (uint64_t)t->cols * (uint64_t)t->rows;
-        share_add(out, t->type, bytes, n_el);
-        out->n_params += n_el;
-        if (t->rows == 1) {
-            out->weights += 4 * n_el; /* vectors are used as f32 (converted when stored otherwise) */
-            continue;
-        }
-        if (!strcmp(t->name, embd) && !em->tied) {
-            out->embedding_by_row += bytes;
-            continue;
-        }
-        if (t->type < LLC_TYPE_COUNT) main_bytes[t->type] += bytes;
-        llc_tensor W = {.type = t->type, .n_cols = t->cols, .n_rows = t->rows, .row_bytes = llc_row_size(t->type, t->cols)};
-        if (packing && llc_tensor_packable(&W)) {
-            out->weights += llc_tensor_packed_bytes(&W);
-            llc_tensor *Wp = &W;
-            size_t b = llc_pack_buffer_bytes(&Wp, 1);
-            if (b > pack_buf) pack_buf = b;
+        if (!tt || tt->block_size == 0) return llc_fail(err, "tensor %s has unsupported type %s", t->name, llc_type_name(t->type));
+        if (t->cols < 0 || t->rows < 0 || t->cols % tt->block_size != 0)
+            return llc_fail(err, "tensor %s: rows of %lld values do not fit type %s", t->name, (long long)t->cols, tt->name);
+        bool ovf = false;
+        uint64_t bytes = t->nbytes, n_el = 0;
+        if (!bytes) add_mul(&bytes, (uint64_t)t->cols / (uint64_t)tt->block_size * tt->type_size, (uint64_t)t->rows, &ovf);
+        add_mul(&n_el, (uint64_t)t->cols, (uint64_t)t->rows, &ovf);
+        share_add(out, t->type, bytes, n_el, &ovf);
+        add_mul(&out->n_params, n_el, 1, &ovf);
+        if (t->rows <= 1) {
+            add_mul(&out->weights, n_el, 4, &ovf); /* vectors are used as f32 (converted when stored otherwise) */
+        } else if (!strcmp(t->name, embd) && !em->tied) {
+            add_mul(&out->embedding_by_row, bytes, 1, &ovf);
         } else {
-            out->weights += bytes;
+            if (t->type < LLC_TYPE_COUNT) add_mul(&main_bytes[t->type], bytes, 1, &ovf);
+            llc_tensor W = {.type = t->type, .n_cols = t->cols, .n_rows = t->rows, .row_bytes = llc_row_size(t->type, t->cols)};
+            if (packing && llc_tensor_packable(&W)) {
+                add_mul(&out->weights, llc_tensor_packed_bytes(&W), 1, &ovf);
+                llc_tensor *Wp = &W;
+                size_t b = llc_pack_buffer_bytes(&Wp, 1);
+                if (b > pack_buf) pack_buf = b;
+            } else {
+                add_mul(&out->weights, bytes, 1, &ovf);
+            }
+            size_t a = llc_act_row_bytes(t->type, t->cols);
+            if (a > act_row) act_row = a;
         }
-        size_t a = llc_act_row_bytes(t->type, t->cols);
-        if (a > act_row) act_row = a;
+        if (ovf) return llc_fail(err, "tensor %s: sizes too large to add up (%lld x %lld)", t->name, (long long)t->rows, (long long)t->cols);
     }
     uint32_t main_type = LLC_F32;
     for (uint32_t k = 0; k < LLC_TYPE_COUNT; k++)
@@ -159,8 +168,13 @@ static bool estimate(est_model *em, const llamac_memory_params *params, llamac_m
     /* KV cache: a session's pool is one block of n_ctx positions; the engine's n_seqs contexts in blocks */
     uint64_t positions = n_seqs == 1 ? (uint64_t)n_ctx : (uint64_t)n_seqs * (((uint64_t)n_ctx + EST_BLOCK - 1) / EST_BLOCK * EST_BLOCK);
     uint64_t n_blocks = n_seqs == 1 ? 1 : positions / EST_BLOCK;
-    uint64_t layer_bytes = (positions * llc_kv_row_bytes_of((enum llc_type)kv_elem, kv_dim) + 63) / 64 * 64;
-    out->kv_cache = 2 * (uint64_t)hp->n_layers * layer_bytes + positions * 4 + n_blocks * 80;
+    bool ovf = false;
+    uint64_t layer_bytes = 63, kv = 0;
+    add_mul(&layer_bytes, positions, llc_kv_row_bytes_of((enum llc_type)kv_elem, kv_dim), &ovf);
+    add_mul(&kv, layer_bytes / 64 * 64, 2 * (uint64_t)hp->n_layers, &ovf);
+    add_mul(&kv, positions, 4, &ovf);
+    add_mul(&kv, n_blocks, 80, &ovf);
+    out->kv_cache = kv;
 
     /* scratch: the forward pass, then the session's (one sequence) or the engine's buffers */
     uint64_t vocab_f = (uint64_t)hp->n_vocab * sizeof(float);
@@ -180,7 +194,13 @@ static bool estimate(est_model *em, const llamac_memory_params *params, llamac_m
     uint64_t meta = em->tok_meta_bytes ? em->tok_meta_bytes : TOK_META_PER_TOKEN * V + TOK_META_PER_MERGE * M;
     out->tokenizer = meta + (M ? TOK_BPE_PER_TOKEN * V + TOK_BPE_PER_MERGE * M : TOK_SPM_PER_TOKEN * V);
 
-    out->total = out->weights + out->kv_cache + out->scratch + out->tokenizer;
+    uint64_t total = 0;
+    add_mul(&total, out->weights, 1, &ovf);
+    add_mul(&total, out->kv_cache, 1, &ovf);
+    add_mul(&total, out->scratch, 1, &ovf);
+    add_mul(&total, out->tokenizer, 1, &ovf);
+    if (ovf) return llc_fail(err, "%d sequences of %d positions: too large to add up", n_seqs, n_ctx);
+    out->total = total;
     out->shape = (llamac_model_shape){hp->n_layers, hp->dim, hp->n_heads, hp->n_kv_heads, hp->ffn_dim, hp->n_vocab, hp->n_ctx_train,
                                       em->tied, em->rope_freqs, llc_type_name(main_type), (int)merges};
     out->n_ctx = n_ctx;

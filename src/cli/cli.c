@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -234,6 +235,14 @@ double cli_peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
+}
+
+void cli_json_string(FILE *f, const char *s) {
+    cJSON *j = cJSON_CreateString(s);
+    char *t = j ? cJSON_PrintUnformatted(j) : NULL;
+    fputs(t ? t : "null", f);
+    free(t);
+    cJSON_Delete(j);
 }
 
 double cli_rss_mb(void) { return proc_status_mb("VmRSS"); }

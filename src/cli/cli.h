@@ -2,6 +2,7 @@
 #define LLC_CLI_H
 /* Shared plumbing of the subcommands: strict option parsing and one-line errors. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "llamac.h"
@@ -80,6 +81,8 @@ double cli_now_ms(void);
 void cli_progress(const char *what, uint64_t done, uint64_t total, double t0_ms);
 /* This process's peak resident memory (VmHWM), its current one (VmRSS; -1 when /proc has none), and
  * the peak set back to the current RSS (false when the kernel cannot: the peak keeps running). */
+/* s as a JSON string (quoted, escaped); null when out of memory. */
+void cli_json_string(FILE *f, const char *s);
 double cli_peak_rss_mb(void);
 double cli_rss_mb(void);
 bool cli_peak_rss_reset(void);

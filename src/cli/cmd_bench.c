@@ -5,6 +5,7 @@
  * proves every configuration computes the same thing.
  */
 #include <math.h>
+#include <signal.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -290,12 +291,17 @@ static bool run_gnuplot(const char *script, size_t len, const char *path, llamac
     }
     close(in[0]);
     bool ok = pid > 0;
+    /* a gnuplot that quits early must fail the write, not kill us */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_pipe;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, &old_pipe);
     for (size_t off = 0; ok && off < len;) {
         ssize_t w = write(in[1], script + off, len - off);
         if (w <= 0) ok = false;
         else off += (size_t)w;
     }
     close(in[1]);
+    sigaction(SIGPIPE, &old_pipe, NULL);
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
     ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -307,12 +313,11 @@ static bool run_gnuplot(const char *script, size_t len, const char *path, llamac
         snprintf(err->message, sizeof err->message, "--plot: gnuplot failed: %s", line);
     }
     fclose(log);
-    /* gnuplot wrote through its own descriptor: what stdio holds of o.f is nothing */
+    /* gnuplot wrote through the descriptor it shares with o.f (nothing went through stdio) */
     if (ok && lseek(fileno(o.f), 0, SEEK_END) <= 0) {
         ok = false;
         snprintf(err->message, sizeof err->message, "--plot: gnuplot wrote nothing");
     }
-    if (ok) fseek(o.f, 0, SEEK_END);
     return llc_outfile_finish(&o, ok, err) && ok;
 }
 
@@ -382,13 +387,17 @@ static int run_sweep(const sweep_args *a) {
                 n++;
                 char hs[24];
                 snprintf(hs, sizeof hs, "%016llx%s", (unsigned long long)r->hash, r->same_hash ? "" : "!");
-                if (!strcmp(a->fmt, "json"))
-                    printf("{\"model\": \"%s\", \"type\": \"%s\", \"kv_type\": \"%s\", \"threads\": %d, \"reps\": %d, \"batch\": %d, "
+                if (!strcmp(a->fmt, "json")) {
+                    printf("{\"model\": ");
+                    cli_json_string(stdout, a->info->name);
+                    printf(", \"type\": \"%s\", \"kv_type\": \"%s\", \"threads\": %d, \"reps\": %d, \"batch\": %d, "
                            "\"input_tokens\": %d, \"output_tokens\": %d, \"tok_s\": %.2f, \"tok_s_sd\": %.2f, \"prefill_tok_s\": %.2f, "
-                           "\"decode_tok_s\": %.2f, \"peak_rss_mb\": %.1f, \"peak_reset\": %s, \"cpu\": \"%s\", \"hash\": \"%s\"}\n",
-                           a->info->name, a->info->weight_type, kvn, a->nt, a->reps, r->nb, r->np, r->ng, r->tok_s.mean, r->tok_s.sd,
-                           r->pre_s.mean, r->dec_s.mean, r->peak_mb, reset ? "true" : "false", a->cpu, hs);
-                else if (!strcmp(a->fmt, "csv"))
+                           "\"decode_tok_s\": %.2f, \"peak_rss_mb\": %.1f, \"peak_reset\": %s, \"cpu\": ",
+                           a->info->weight_type, kvn, a->nt, a->reps, r->nb, r->np, r->ng, r->tok_s.mean, r->tok_s.sd, r->pre_s.mean,
+                           r->dec_s.mean, r->peak_mb, reset ? "true" : "false");
+                    cli_json_string(stdout, a->cpu);
+                    printf(", \"hash\": \"%s\"}\n", hs);
+                } else if (!strcmp(a->fmt, "csv"))
                     printf("%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.1f,%s\n", r->nb, r->np, r->ng, r->tok_s.mean, r->tok_s.sd, r->pre_s.mean,
                            r->dec_s.mean, r->peak_mb, hs);
                 else

@@ -74,12 +74,9 @@ int cmd_estimate(int argc, char **argv) {
     const llamac_model_shape *s = &e.shape;
 
     if (json) {
-        printf("{\"model\": \"");
-        for (const char *c = model; *c; c++) {
-            if (*c == '"' || *c == '\\') putchar('\\');
-            if ((unsigned char)*c >= 0x20) putchar(*c);
-        }
-        printf("\", \"source\": \"%s\", \"n_layers\": %d, \"dim\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, \"ffn_dim\": %d, "
+        printf("{\"model\": ");
+        cli_json_string(stdout, model);
+        printf(", \"source\": \"%s\", \"n_layers\": %d, \"dim\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, \"ffn_dim\": %d, "
                "\"n_vocab\": %d, \"n_ctx_train\": %d, \"tied\": %s, \"type\": \"%s\", \"n_params\": %llu, \"n_ctx\": %d, "
                "\"n_seqs\": %d, \"kv_type\": \"%s\", \"weights_bytes\": %llu, \"embedding_by_row_bytes\": %llu, "
                "\"kv_cache_bytes\": %llu, \"scratch_bytes\": %llu, \"tokenizer_bytes\": %llu, \"model_total_bytes\": %llu, "

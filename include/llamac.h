@@ -194,8 +194,8 @@ typedef struct llamac_memory_estimate {
 } llamac_memory_estimate;
 
 /* From a file without loading it: a GGUF (its header), a llama2.c checkpoint (its header), a Hugging
- * Face folder or its config.json (the dtype from model.safetensors' header when it is there, else the
- * config's torch_dtype). params may be NULL. */
+ * Face folder or its config.json (the dtype from the header of model.safetensors, or of the shard
+ * model.safetensors.index.json names for the first layer, when there; else the config's torch_dtype). params may be NULL. */
 bool llamac_estimate_memory(const char *path, const llamac_memory_params *params, llamac_memory_estimate *out,
                             llamac_error *err);
 /* From bytes a caller fetched (the first bytes of a remote GGUF, with at least its whole header; or a

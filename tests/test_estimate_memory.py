@@ -205,6 +205,29 @@ check(got_types(hfe).get("bf16", (0, 0))[1] == 2 * mat, "HF folder: bf16 matrice
       (got_types(hfe).get("bf16"), 2 * mat))
 cfg = estimate(os.path.join(hf, "config.json"), "--ctx", str(CTX))
 check(cfg.get("weights_bytes") == hfe.get("weights_bytes"), "config.json beside its weights == the folder")
+# the weights' header decides over config.json's torch_dtype (set to float32 here), also through a shard index
+conf = json.load(open(os.path.join(hf, "config.json")))
+conf["torch_dtype"] = "float32"
+for sharded in (False, True):
+    d = os.path.join(TMP, "estimate-hf-%s" % ("sharded" if sharded else "single"))
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    json.dump(conf, open(os.path.join(d, "config.json"), "w"))
+    shard = "model-00001-of-00001.safetensors" if sharded else "model.safetensors"
+    os.symlink(os.path.abspath(os.path.join(hf, "model.safetensors")), os.path.join(d, shard))
+    if sharded:
+        json.dump({"weight_map": {"model.layers.0.self_attn.q_proj.weight": shard}},
+                  open(os.path.join(d, "model.safetensors.index.json"), "w"))
+    e = estimate(d, "--ctx", str(CTX))
+    check(set(got_types(e)) == {"bf16", "f32"} and got_types(e)["bf16"][1] == 2 * mat,
+          "HF folder (%s), torch_dtype float32: bf16 from the safetensors header: %s" % (shard, got_types(e)))
+no_weights = os.path.join(TMP, "estimate-hf-config-only")
+os.makedirs(no_weights, exist_ok=True)
+json.dump(conf, open(os.path.join(no_weights, "config.json"), "w"))
+e = estimate(no_weights, "--ctx", str(CTX))
+check(set(got_types(e)) == {"f32"} and got_types(e)["f32"][1] == 4 * mat + 4 * (2 * L + 1) * dim,
+      "config.json alone: torch_dtype float32 gives f32 matrices: %s" % got_types(e))
 # llama2.c: 7 int32 (dim, hidden_dim, layers, heads, kv_heads, vocab (negative: untied), seq_len), f32 weights
 BIN = os.path.join(SHARED, "models", "stories260K", "stories260K.bin")
 with open(BIN, "rb") as f:

@@ -305,10 +305,32 @@ bool llamac_estimate_memory_hf_config(const char *text, size_t len, const char *
     return finish(&em, ok, params, out, err);
 }
 
-/* The dtype of the first matrix in dir's model.safetensors header, NULL when there is none to read. */
-static const char *safetensors_dtype(const char *dir, char *buf, size_t cap) {
+/* The shard model.safetensors.index.json names for the first layer's query matrix, into name; false
+ * when there is no index or it names no plain file beside it. */
+static bool index_shard(const char *dir, char *name, size_t cap) {
     char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    llamac_error ignored = {{0}};
+    size_t len = 0;
+    char *text = llc_read_file(path, 64u << 20, &len, &ignored);
+    cJSON *idx = text ? llc_json_parse_opts(text, len, path, 0, (uint64_t)1 << 22, &ignored) : NULL;
+    free(text);
+    const cJSON *map = idx ? cJSON_GetObjectItemCaseSensitive(idx, "weight_map") : NULL;
+    const cJSON *f = map ? cJSON_GetObjectItemCaseSensitive(map, "model.layers.0.self_attn.q_proj.weight") : NULL;
+    bool ok = cJSON_IsString(f) && f->valuestring[0] && !strchr(f->valuestring, '/') && strcmp(f->valuestring, "..") &&
+              strlen(f->valuestring) < cap;
+    if (ok) snprintf(name, cap, "%s", f->valuestring);
+    cJSON_Delete(idx);
+    return ok;
+}
+
+/* The dtype of the first matrix in dir's model.safetensors header (or the index's shard holding the
+ * first layer), NULL when there is none to read. */
+static const char *safetensors_dtype(const char *dir, char *buf, size_t cap) {
+    char path[4096], shard[256];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0 && index_shard(dir, shard, sizeof shard)) snprintf(path, sizeof path, "%s/%s", dir, shard);
     llc_mapped_file f = {0};
     llamac_error ignored = {{0}};
     if (!llc_map_file(&f, path, &ignored)) return NULL;

@@ -169,7 +169,7 @@ typedef struct llamac_memory_params {
     llamac_kv_type kv_type;
 } llamac_memory_params;
 
-#define LLAMAC_MEMORY_MAX_TYPES 16
+#define LLAMAC_MEMORY_MAX_TYPES 64 /* every element type llamac knows fits */
 typedef struct llamac_memory_estimate {
     /* Resident bytes, once the context is full. weights: every matrix as the kernels read it (repacked
      * where this machine repacks, llamac_model_info.weight_type), the norms; an untied token embedding

@@ -144,7 +144,7 @@ class MemoryParams(Structure):
 
 class MemoryEstimate(Structure):
     _fields_ = [("weights", c_uint64), ("embedding_by_row", c_uint64), ("kv_cache", c_uint64), ("scratch", c_uint64),
-                ("tokenizer", c_uint64), ("total", c_uint64), ("types", TypeShare * 16), ("n_types", c_int),
+                ("tokenizer", c_uint64), ("total", c_uint64), ("types", TypeShare * 64), ("n_types", c_int),
                 ("n_params", c_uint64), ("shape", ModelShape), ("n_ctx", c_int), ("n_seqs", c_int), ("kv_type", c_char_p)]
 
 

@@ -82,7 +82,7 @@ static void share_add(llamac_memory_estimate *out, uint32_t type, uint64_t bytes
     int k = 0;
     while (k < out->n_types && strcmp(out->types[k].type, name) != 0) k++;
     if (k == out->n_types) {
-        if (k == LLAMAC_MEMORY_MAX_TYPES) return; /* a model of more than 16 types: the rest are not listed */
+        if (k == LLAMAC_MEMORY_MAX_TYPES) return; /* cannot happen: asserted below */
         out->types[out->n_types++] = (llamac_type_share){name, 0, 0, 0};
     }
     out->types[k].n_tensors++;
@@ -90,6 +90,8 @@ static void share_add(llamac_memory_estimate *out, uint32_t type, uint64_t bytes
         __builtin_add_overflow(out->types[k].n_elements, elements, &out->types[k].n_elements))
         *ovf = true;
 }
+
+_Static_assert(LLAMAC_MEMORY_MAX_TYPES >= LLC_TYPE_COUNT + 1, "every type name fits llamac_memory_estimate.types");
 
 /* a += b * c, remembering an overflow in *ovf (a hostile header's sizes must not wrap into small figures) */
 static void add_mul(uint64_t *a, uint64_t b, uint64_t c, bool *ovf) {

@@ -121,6 +121,14 @@ lines = r.stderr.strip().splitlines()
 check(r.returncode == 1 and len(lines) == 1 and "gnuplot" in lines[0] and lines[0].startswith("llamac: error:") and not r.stdout
       and not os.path.exists(plot), "--plot without gnuplot: one error line (%r)" % r.stderr.strip())
 
+# --peer: the peer's command runs after each counted repetition of each configuration, its output after the table
+r = run(SWEEP + ["--csv", "--peer", "echo peer-ran"])
+out = r.stdout.splitlines()
+runs = [i for i, line in enumerate(out) if line == "peer-ran"]
+last_row = max(i for i, line in enumerate(out) if line.endswith(expected[(2, 16)]))
+check(r.returncode == 0 and len(runs) == len(combos) and runs[0] > last_row,
+      "--peer ran once per configuration and repetition (%d), printed after the rows" % len(runs))
+
 # usage errors
 for args in [["--plot", plot], ["--sweep", "-t", "1,2"], ["--sweep", "--decode-after", "16"]]:
     r = run(["bench", "-m", MODEL] + args)

@@ -2,7 +2,8 @@
  * Fast libFuzzer target: GGUF bytes -> the reader only (header, kvs, tensor infos), then every kv
  * through the printer, the typed getters and the array accessors, and every tensor's bytes and lookup.
  * No tokenizer, no model: thousands of inputs per second, so the parser gets the depth that
- * fuzz_gguf.c (the whole load) cannot.
+ * fuzz_gguf.c (the whole load) cannot. First the same bytes go through llamac_estimate_memory_gguf
+ * (the header-only parse, a header's hyperparameters and the estimate's arithmetic).
  *
  *   FUZZ: speed=fast dict=gguf seeds=gguf_parse,gguf
  *
@@ -27,6 +28,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     llamac_error err = {{0}};
+    /* the same bytes as a header fetched alone, and the memory estimate made from it */
+    llamac_memory_estimate est;
+    if (!llamac_estimate_memory_gguf(data, size, NULL, &est, &err)) check_message(&err);
+    else if (est.total != est.weights + est.kv_cache + est.scratch + est.tokenizer || est.n_types > LLAMAC_MEMORY_MAX_TYPES) abort();
+    err.message[0] = 0;
     llc_gguf_file *g = llc_gguf_open_memory(data, size, &err);
     if (!g) {
         check_message(&err);

@@ -148,6 +148,65 @@ typedef struct llamac_synth_params {
  * before any work; shapes that do not make a Llama are refused. */
 bool llamac_model_synth(const char *path, const llamac_synth_params *params, llamac_error *err);
 
+/* ---- memory estimates: what running a model will take, from its header alone ------------------- */
+
+/* A model described by its sizes alone (`llamac synth`'s presets). */
+typedef struct llamac_model_shape {
+    int n_layers, dim, n_heads, n_kv_heads, ffn_dim, n_vocab, n_ctx_train;
+    bool tied;            /* no output matrix: logits from the token embedding */
+    bool rope_freqs;      /* Llama 3.1 rope scaling factors stored */
+    const char *type;     /* every matrix's type or mix as llamac_save_params.type; NULL: f32 */
+    int n_merges;         /* BPE merges of the vocabulary (Llama 3: 280147; SentencePiece: 0); -1: guessed
+                           * from n_vocab */
+} llamac_model_shape;
+
+typedef struct llamac_memory_params {
+    int n_ctx;            /* positions per sequence; 0: min(training context, 4096), as a session */
+    int n_seqs;           /* sequences run together (1: a session; more: the batching engine with
+                           * max_seqs = n_seqs and a KV cache of n_seqs full contexts); 0: 1 */
+    const char *type;     /* as if re-encoded to this type or mix (llamac_save_params.type, the rule
+                           * `llamac quantize` applies per tensor); NULL: as stored */
+    llamac_kv_type kv_type;
+} llamac_memory_params;
+
+#define LLAMAC_MEMORY_MAX_TYPES 64 /* every element type llamac knows fits */
+typedef struct llamac_memory_estimate {
+    /* Resident bytes, once the context is full. weights: every matrix as the kernels read it (repacked
+     * where this machine repacks, llamac_model_info.weight_type), the norms; an untied token embedding
+     * is left out: it stays in the mapped file and only the rows of tokens seen are read, so it is
+     * given on its own in embedding_by_row. */
+    uint64_t weights, embedding_by_row;
+    uint64_t kv_cache;    /* keys and values of n_seqs x n_ctx positions, and the pool's bookkeeping */
+    /* The forward pass's scratch (activations of a 256-token chunk), the logits, the session's or
+     * engine's batch buffers, and the buffer a first run packs the weights through. */
+    uint64_t scratch;
+    /* The vocabulary and BPE tables (from the per-token and per-merge costs measured on Llama 2's and
+     * Llama 3's vocabularies) and the GGUF metadata pages they are read from. */
+    uint64_t tokenizer;
+    uint64_t total;       /* weights + kv_cache + scratch + tokenizer; the process's own code is not counted */
+    /* The tensors as stored (after type, the file's bytes of each), by element type, biggest first. */
+    llamac_type_share types[LLAMAC_MEMORY_MAX_TYPES];
+    int n_types;
+    uint64_t n_params;
+    llamac_model_shape shape; /* what the source gave (type: the dominant matrix type after params->type) */
+    int n_ctx, n_seqs;    /* as resolved */
+    const char *kv_type;  /* "f32", … */
+} llamac_memory_estimate;
+
+/* From a file without loading it: a GGUF (its header), a llama2.c checkpoint (its header), a Hugging
+ * Face folder or its config.json (the dtype from the header of model.safetensors, or of the shard
+ * model.safetensors.index.json names for the first layer, when there; else the config's torch_dtype). params may be NULL. */
+bool llamac_estimate_memory(const char *path, const llamac_memory_params *params, llamac_memory_estimate *out,
+                            llamac_error *err);
+/* From bytes a caller fetched (the first bytes of a remote GGUF, with at least its whole header; or a
+ * config.json's text and the weights' dtype, "bf16", "f16" or "f32", NULL: the config's torch_dtype). */
+bool llamac_estimate_memory_gguf(const void *header, size_t len, const llamac_memory_params *params,
+                                 llamac_memory_estimate *out, llamac_error *err);
+bool llamac_estimate_memory_hf_config(const char *config_json, size_t len, const char *dtype,
+                                      const llamac_memory_params *params, llamac_memory_estimate *out, llamac_error *err);
+bool llamac_estimate_memory_shape(const llamac_model_shape *shape, const llamac_memory_params *params,
+                                  llamac_memory_estimate *out, llamac_error *err);
+
 /* Instruction set the kernels run with on this CPU ("scalar", "avx2", "avx512"); LLAMAC_ISA forces one. */
 const char *llamac_isa(void);
 

@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcjson-dev libcmocka-dev libmicrohttpd-dev libcurl4-openssl-dev
-      python3 python3-numpy python3-sentencepiece python3-regex python3-jinja2 python3-pytest)
+      python3 python3-numpy python3-sentencepiece python3-regex python3-jinja2 python3-pytest
+      gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -128,7 +128,29 @@ class EngineStats(Structure):
 
 
 # Every struct the header declares, by its C name (the ABI test walks this).
+class TypeShare(Structure):
+    _fields_ = [("type", c_char_p), ("n_tensors", c_int), ("bytes", c_uint64), ("n_elements", c_uint64)]
+
+
+class ModelShape(Structure):
+    _fields_ = [("n_layers", c_int), ("dim", c_int), ("n_heads", c_int), ("n_kv_heads", c_int), ("ffn_dim", c_int),
+                ("n_vocab", c_int), ("n_ctx_train", c_int), ("tied", c_bool), ("rope_freqs", c_bool), ("type", c_char_p),
+                ("n_merges", c_int)]
+
+
+class MemoryParams(Structure):
+    _fields_ = [("n_ctx", c_int), ("n_seqs", c_int), ("type", c_char_p), ("kv_type", c_int)]
+
+
+class MemoryEstimate(Structure):
+    _fields_ = [("weights", c_uint64), ("embedding_by_row", c_uint64), ("kv_cache", c_uint64), ("scratch", c_uint64),
+                ("tokenizer", c_uint64), ("total", c_uint64), ("types", TypeShare * 64), ("n_types", c_int),
+                ("n_params", c_uint64), ("shape", ModelShape), ("n_ctx", c_int), ("n_seqs", c_int), ("kv_type", c_char_p)]
+
+
 STRUCTS = {
+    "llamac_type_share": TypeShare, "llamac_model_shape": ModelShape, "llamac_memory_params": MemoryParams,
+    "llamac_memory_estimate": MemoryEstimate,
     "llamac_error": Error, "llamac_model_params": ModelParams, "llamac_model_info": ModelInfo,
     "llamac_tensor_info": TensorInfo, "llamac_save_params": SaveParams, "llamac_save_stats": SaveStats,
     "llamac_detokenizer": Detokenizer, "llamac_session_params": SessionParams,
@@ -192,6 +214,10 @@ _PROTOTYPES = {
     "llamac_engine_step": (POINTER(Event), [c_void_p, POINTER(c_int), _ERR]),
     "llamac_engine_pending": (c_int, [c_void_p]),
     "llamac_engine_get_stats": (None, [c_void_p, POINTER(EngineStats)]),
+    "llamac_estimate_memory": (c_bool, [c_char_p, POINTER(MemoryParams), POINTER(MemoryEstimate), _ERR]),
+    "llamac_estimate_memory_gguf": (c_bool, [c_char_p, c_size_t, POINTER(MemoryParams), POINTER(MemoryEstimate), _ERR]),
+    "llamac_estimate_memory_hf_config": (c_bool, [c_char_p, c_size_t, c_char_p, POINTER(MemoryParams), POINTER(MemoryEstimate),
+                                                  _ERR]),
 }
 for _name, (_res, _args) in _PROTOTYPES.items():
     _fn = getattr(lib, _name)

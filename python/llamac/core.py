@@ -183,6 +183,26 @@ def _kv_type(name):
     return t
 
 
+def estimate_memory(source, n_ctx=0, n_seqs=1, type=None, kv_type="f32"):
+    """The memory a run of a model will take, from its header alone (llamac_estimate_memory): source is a
+    path (GGUF, llama2.c .bin, Hugging Face folder or config.json) or the first bytes of a GGUF (bytes
+    holding its whole header). A dict of byte counts: weights, embedding_by_row (an untied embedding, not
+    in total), kv_cache, scratch, tokenizer, total; and types ({type: bytes as stored}), n_params, n_ctx."""
+    params = N.MemoryParams(_check_int("n_ctx", n_ctx, 0, 1 << 24), _check_int("n_seqs", n_seqs, 1, 65536),
+                            type.encode() if type else None, _kv_type(kv_type))
+    est, err = N.MemoryEstimate(), N.Error()
+    if isinstance(source, (bytes, bytearray)):
+        ok = N.lib.llamac_estimate_memory_gguf(bytes(source), len(source), byref(params), byref(est), byref(err))
+    else:
+        ok = N.lib.llamac_estimate_memory(_path(source, "model"), byref(params), byref(est), byref(err))
+    if not ok:
+        raise N.fail(err)
+    out = {k: getattr(est, k) for k in ("weights", "embedding_by_row", "kv_cache", "scratch", "tokenizer", "total", "n_params",
+                                        "n_ctx", "n_seqs")}
+    out["types"] = {est.types[i].type.decode(): est.types[i].bytes for i in range(est.n_types)}
+    return out
+
+
 def isa():
     """The instruction set the kernels use on this CPU ("scalar", "avx2", "avx512")."""
     return N.lib.llamac_isa().decode()

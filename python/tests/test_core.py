@@ -227,3 +227,21 @@ def test_nul_characters(model):
         tok.tokenize("a\ud800b")  # a lone surrogate: no UTF-8 form, never a silent '?'
 
     assert tok.token_id("</s>\0") is None and tok.token_id("</s>") == 2
+
+
+def test_estimate_memory():
+    est = llamac.estimate_memory(GGUF, n_ctx=256)
+    # stories260K: 5 layers of 4 KV heads x 8 values, f32: 2 x 5 x 256 x 32 x 4 bytes of keys and values
+    assert 2 * 5 * 256 * 32 * 4 <= est["kv_cache"] < 2 * 5 * 256 * 32 * 4 + 8192
+    assert est["n_ctx"] == 256 and est["n_seqs"] == 1 and set(est["types"]) == {"f32"}
+    assert est["total"] == est["weights"] + est["kv_cache"] + est["scratch"] + est["tokenizer"]
+    # the same figures from the file's bytes (what a ranged fetch of a remote GGUF's head brings)
+    with open(GGUF, "rb") as f:
+        head = f.read()
+    assert llamac.estimate_memory(head, n_ctx=256) == est
+    q4 = llamac.estimate_memory(GGUF, n_ctx=256, type="q4_0", n_seqs=4, kv_type="f16")
+    assert q4["types"]["q4_0"] > 0 and q4["n_seqs"] == 4
+    with pytest.raises(llamac.LlamacError):
+        llamac.estimate_memory(b"GGUF\x03\x00\x00\x00garbage")
+    with pytest.raises(llamac.LlamacError):
+        llamac.estimate_memory(GGUF, type="q3_z")

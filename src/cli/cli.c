@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -210,10 +211,49 @@ void cli_progress(const char *what, uint64_t done, uint64_t total, double t0_ms)
     fflush(stderr);
 }
 
+/* A "Vm...:  N kB" line of /proc/self/status in MiB, -1 when there is none. */
+static double proc_status_mb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double mb = -1;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':') {
+            mb = strtod(line + n + 1, NULL) / 1024.0;
+            break;
+        }
+    fclose(f);
+    return mb;
+}
+
 double cli_peak_rss_mb(void) {
+    /* VmHWM is this process's own peak. getrusage's ru_maxrss also keeps the peak of the process image
+     * exec replaced (a Python parent's pages, for a child it spawned), which can hide ours. */
+    double mb = proc_status_mb("VmHWM");
+    if (mb >= 0) return mb;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
+}
+
+void cli_json_string(FILE *f, const char *s) {
+    cJSON *j = cJSON_CreateString(s);
+    char *t = j ? cJSON_PrintUnformatted(j) : NULL;
+    fputs(t ? t : "null", f);
+    free(t);
+    cJSON_Delete(j);
+}
+
+double cli_rss_mb(void) { return proc_status_mb("VmRSS"); }
+
+bool cli_peak_rss_reset(void) {
+    /* Linux >= 4.0: writing 5 to clear_refs sets VmHWM back to the current RSS. */
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return false;
+    bool ok = fputs("5", f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    return ok && proc_status_mb("VmHWM") >= 0;
 }
 
 int cli_default_ctx(const llamac_model *m) {

@@ -2,6 +2,7 @@
 #define LLC_CLI_H
 /* Shared plumbing of the subcommands: strict option parsing and one-line errors. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "llamac.h"
@@ -78,7 +79,13 @@ double cli_now_ms(void);
 /* A one-line progress bar on stderr when it is a terminal ("\r"-updated, at most ~10 times a second);
  * a final newline when done == total. Silent when stderr is not a terminal. */
 void cli_progress(const char *what, uint64_t done, uint64_t total, double t0_ms);
+/* This process's peak resident memory (VmHWM), its current one (VmRSS; -1 when /proc has none), and
+ * the peak set back to the current RSS (false when the kernel cannot: the peak keeps running). */
+/* s as a JSON string (quoted, escaped); null when out of memory. */
+void cli_json_string(FILE *f, const char *s);
 double cli_peak_rss_mb(void);
+double cli_rss_mb(void);
+bool cli_peak_rss_reset(void);
 /* Loads a model, honouring an optional tokenizer file; prints the error itself. */
 llamac_model *cli_load_model(const char *path, const char *tokenizer_path);
 /* The context a session gets for --ctx 0: the model's training context, at most 4096 (as
@@ -94,6 +101,11 @@ char *cli_read_text(const char *path, size_t *len);
  * n_threads (0: all cores), a progress bar labelled verb, and a summary on stderr. Returns the exit code. */
 int cli_write_gguf(const char *in, const char *out, const char *tok_path, const char *type, int n_threads, const char *verb);
 
+/* The shape of synth's preset `name` (cmd_synth.c; its default vocabulary's size), false if none; and
+ * the presets' names for messages. */
+bool cli_synth_preset(const char *name, llamac_model_shape *out);
+const char *cli_synth_preset_names(void);
+
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -108,5 +120,6 @@ int cmd_batch(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_bench_tokenizer(int argc, char **argv);
 int cmd_bench_serve(int argc, char **argv);
+int cmd_estimate(int argc, char **argv);
 
 #endif

@@ -5,12 +5,17 @@
  * proves every configuration computes the same thing.
  */
 #include <math.h>
+#include <signal.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/outfile.h"
 #include "base/threadpool.h"
 #include "cli/cli.h"
 #include "cli/probe.h"
@@ -39,7 +44,14 @@ static const char usage_text[] =
     "  --kv-type T element type of the KV cache: f32 (default), f16, bf16, q8_0\n"
     "  --reps R    repetitions, reported as mean ± sd (default 3)\n"
     "  --peer CMD  a peer's benchmark command run between repetitions, its output printed after ours\n"
-    "  --json      one JSON object per line and configuration; --csv, --md (default) tables\n";
+    "  --json      one JSON object per line and configuration; --csv, --md (default) tables\n"
+    "  --sweep     every combination of -b x -p x -n through the batching engine (B prompts of -p random ids, each\n"
+    "              generating -n tokens greedily), as a table of batch, input tokens, output tokens, throughput\n"
+    "              (B x n / the whole run's time, prefill included), peak memory (the process's VmHWM over the\n"
+    "              configuration, set back between configurations where the kernel allows: else the running peak,\n"
+    "              said on stderr and in --json's peak_reset) and the hash of every sequence's tokens. One -t only\n"
+    "  --plot FILE with --sweep: a PNG of tok/s against batch size (a line per prompt length) and against prompt\n"
+    "              length (a line per batch size), drawn by gnuplot (Debian: gnuplot-nox)\n";
 
 #define MAX_LIST CLI_MAX_LIST
 #define parse_list cli_int_list
@@ -188,8 +200,233 @@ static llamac_session *fill_depth(const llamac_model *m, int n_vocab, int depth,
     return s;
 }
 
+/* One configuration of a sweep: its figures over the repetitions. */
+typedef struct sweep_row {
+    int nb, np, ng;
+    stats tok_s, pre_s, dec_s;
+    double peak_mb;
+    uint64_t hash;
+    bool same_hash;
+} sweep_row;
+
+/* s as a gnuplot single-quoted string: '' stands for ', control bytes are dropped. */
+static void gp_quote(FILE *f, const char *s) {
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'') fputc('\'', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+/* Whether an executable called name is on the PATH. */
+static bool on_path(const char *name) {
+    const char *path = getenv("PATH");
+    if (!path) return false;
+    char buf[4096];
+    for (const char *p = path; *p;) {
+        const char *e = strchr(p, ':');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? p : ".", name);
+        if (access(buf, X_OK) == 0) return true;
+        p += n + (e ? 1 : 0);
+        if (!e) break;
+    }
+    return false;
+}
+
+/* The sweep's two plots: tok/s against batch size, a line per prompt length (and output length when
+ * several), and against prompt length, a line per batch size. */
+static void plot_script(FILE *f, const sweep_row *r, int n, const int *prompts, int n_p, const int *gens, int n_n, const int *batches, int n_b,
+                        const char *title) {
+    fprintf(f, "set terminal pngcairo size 1200,480 noenhanced\nset multiplot layout 1,2 title ");
+    gp_quote(f, title);
+    fprintf(f, "\nset grid\nset yrange [0:*]\nset key top left\nset ylabel 'tok/s (B x output / total time)'\nset logscale x 2\nset xlabel 'batch size'\n");
+    for (int pass = 0; pass < 2; pass++) {
+        int n_series = pass == 0 ? n_p * n_n : n_b * n_n, k = 0;
+        for (int a = 0; a < (pass == 0 ? n_p : n_b); a++)
+            for (int ni = 0; ni < n_n; ni++, k++) {
+                fprintf(f, "$s%d_%d << EOD\n", pass, k);
+                for (int i = 0; i < n; i++)
+                    if (r[i].ng == gens[ni] && (pass == 0 ? r[i].np == prompts[a] : r[i].nb == batches[a]))
+                        fprintf(f, "%d %.4f\n", pass == 0 ? r[i].nb : r[i].np, r[i].tok_s.mean);
+                fprintf(f, "EOD\n");
+            }
+        if (pass == 1) fprintf(f, "set xlabel 'prompt tokens'\n");
+        fprintf(f, "plot ");
+        k = 0;
+        for (int a = 0; a < (pass == 0 ? n_p : n_b); a++)
+            for (int ni = 0; ni < n_n; ni++, k++) {
+                char t[96];
+                if (n_n > 1) snprintf(t, sizeof t, "%s %d, output %d", pass == 0 ? "prompt" : "batch", pass == 0 ? prompts[a] : batches[a], gens[ni]);
+                else snprintf(t, sizeof t, "%s %d", pass == 0 ? "prompt" : "batch", pass == 0 ? prompts[a] : batches[a]);
+                fprintf(f, "$s%d_%d with linespoints lw 2 title '%s'%s", pass, k, t, k + 1 < n_series ? ", " : "\n");
+            }
+    }
+    fprintf(f, "unset multiplot\n");
+}
+
+/* Feeds the script to gnuplot, whose PNG (on its stdout) becomes the output file path. */
+static bool run_gnuplot(const char *script, size_t len, const char *path, llamac_error *err) {
+    llc_outfile o;
+    if (!llc_outfile_open(&o, path, err)) return false;
+    fflush(o.f);
+    FILE *log = tmpfile();
+    int in[2];
+    if (!log || pipe(in) != 0) {
+        if (log) fclose(log);
+        llc_outfile_abort(&o);
+        snprintf(err->message, sizeof err->message, "--plot: cannot start gnuplot (pipe)");
+        return false;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(fileno(o.f), 1);
+        dup2(fileno(log), 2);
+        close(in[0]);
+        close(in[1]);
+        execlp("gnuplot", "gnuplot", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    bool ok = pid > 0;
+    /* a gnuplot that quits early must fail the write, not kill us */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_pipe;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, &old_pipe);
+    for (size_t off = 0; ok && off < len;) {
+        ssize_t w = write(in[1], script + off, len - off);
+        if (w <= 0) ok = false;
+        else off += (size_t)w;
+    }
+    close(in[1]);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    int status = 0;
+    if (pid > 0) waitpid(pid, &status, 0);
+    ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok) {
+        char line[256] = "";
+        rewind(log);
+        if (!fgets(line, sizeof line, log)) snprintf(line, sizeof line, "exit status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        line[strcspn(line, "\n")] = 0;
+        snprintf(err->message, sizeof err->message, "--plot: gnuplot failed: %s", line);
+    }
+    fclose(log);
+    /* gnuplot wrote through the descriptor it shares with o.f (nothing went through stdio) */
+    if (ok && lseek(fileno(o.f), 0, SEEK_END) <= 0) {
+        ok = false;
+        snprintf(err->message, sizeof err->message, "--plot: gnuplot wrote nothing");
+    }
+    return llc_outfile_finish(&o, ok, err) && ok;
+}
+
+typedef struct sweep_args {
+    const llamac_model *m;
+    const llamac_model_info *info;
+    const int *prompts, *gens, *batches;
+    int n_p, n_n, n_b, nt, reps;
+    llamac_kv_type kv_type;
+    const char *fmt, *plot, *cpu;
+    FILE *peer_out;
+    const char *peer;
+} sweep_args;
+
+static int run_sweep(const sweep_args *a) {
+    int n_rows = a->n_p * a->n_n * a->n_b, n = 0;
+    sweep_row *rows = calloc((size_t)n_rows, sizeof *rows);
+    if (!rows) return cli_error("out of memory");
+    bool reset = cli_peak_rss_reset();
+    if (!reset) fprintf(stderr, "llamac bench: the peak RSS cannot be reset here (/proc/self/clear_refs): each row shows the running peak\n");
+    const char *kvn = llamac_kv_type_name(a->kv_type);
+    if (!strcmp(a->fmt, "md")) {
+        printf("| batch | input tokens | output tokens | throughput tok/s | peak memory MB%s | hash |\n", reset ? "" : " (running)");
+        printf("|---:|---:|---:|---:|---:|---|\n");
+    } else if (!strcmp(a->fmt, "csv")) {
+        printf("batch,input_tokens,output_tokens,tok_s,tok_s_sd,prefill_tok_s,decode_tok_s,peak_rss_mb,hash\n");
+    }
+    int rc = 0;
+    for (int pi = 0; pi < a->n_p && !rc; pi++)
+        for (int ni = 0; ni < a->n_n && !rc; ni++)
+            for (int bi = 0; bi < a->n_b && !rc; bi++) {
+                sweep_row *r = &rows[n];
+                *r = (sweep_row){.nb = a->batches[bi], .np = a->prompts[pi], .ng = a->gens[ni], .same_hash = true};
+                double tok[1000], pre[1000], dec[1000];
+                if (reset) {
+#ifdef __GLIBC__
+                    /* what the previous configuration freed to the heap goes back to the kernel, so the peak
+                     * starts from what is live */
+                    malloc_trim(0);
+#endif
+                    cli_peak_rss_reset();
+                }
+                /* rep -1 warms the page cache and the allocator and is not counted */
+                for (int rep = -1; rep < a->reps && !rc; rep++) {
+                    llamac_error err = {{0}};
+                    uint64_t h = 1469598103934665603ull, brng = 0x9e3779b97f4a7c15ull ^ (uint64_t)r->np;
+                    double t_pre = 0, t_dec = 0;
+                    batch_kv kv;
+                    if (!bench_batch(a->m, r->nb, r->np, r->ng, a->nt, a->kv_type, &brng, &t_pre, &t_dec, &h, &kv, &err)) {
+                        rc = cli_error("%s", err.message);
+                        break;
+                    }
+                    if (rep < 0) continue;
+                    double t = t_pre + t_dec;
+                    tok[rep] = t > 0 ? (double)r->nb * r->ng * 1000.0 / t : 0;
+                    pre[rep] = t_pre > 0 ? (double)r->nb * r->np * 1000.0 / t_pre : 0;
+                    dec[rep] = t_dec > 0 ? (double)r->nb * (r->ng - 1) * 1000.0 / t_dec : 0;
+                    if (rep == 0) r->hash = h;
+                    else if (h != r->hash) r->same_hash = false;
+                    if (a->peer_out) run_peer(a->peer, a->peer_out);
+                }
+                if (rc) break;
+                r->tok_s = summarize(tok, a->reps);
+                r->pre_s = summarize(pre, a->reps);
+                r->dec_s = summarize(dec, a->reps);
+                r->peak_mb = cli_peak_rss_mb();
+                n++;
+                char hs[24];
+                snprintf(hs, sizeof hs, "%016llx%s", (unsigned long long)r->hash, r->same_hash ? "" : "!");
+                if (!strcmp(a->fmt, "json")) {
+                    printf("{\"model\": ");
+                    cli_json_string(stdout, a->info->name);
+                    printf(", \"type\": \"%s\", \"kv_type\": \"%s\", \"threads\": %d, \"reps\": %d, \"batch\": %d, "
+                           "\"input_tokens\": %d, \"output_tokens\": %d, \"tok_s\": %.2f, \"tok_s_sd\": %.2f, \"prefill_tok_s\": %.2f, "
+                           "\"decode_tok_s\": %.2f, \"peak_rss_mb\": %.1f, \"peak_reset\": %s, \"cpu\": ",
+                           a->info->weight_type, kvn, a->nt, a->reps, r->nb, r->np, r->ng, r->tok_s.mean, r->tok_s.sd, r->pre_s.mean,
+                           r->dec_s.mean, r->peak_mb, reset ? "true" : "false");
+                    cli_json_string(stdout, a->cpu);
+                    printf(", \"hash\": \"%s\"}\n", hs);
+                } else if (!strcmp(a->fmt, "csv"))
+                    printf("%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.1f,%s\n", r->nb, r->np, r->ng, r->tok_s.mean, r->tok_s.sd, r->pre_s.mean,
+                           r->dec_s.mean, r->peak_mb, hs);
+                else
+                    printf("| %d | %d | %d | %.1f ± %.1f | %.1f | %s |\n", r->nb, r->np, r->ng, r->tok_s.mean, r->tok_s.sd, r->peak_mb, hs);
+                fflush(stdout);
+            }
+    if (!rc && a->plot) {
+        char *script = NULL, title[512];
+        size_t len = 0;
+        FILE *f = open_memstream(&script, &len);
+        if (!f) {
+            free(rows);
+            return cli_error("out of memory");
+        }
+        snprintf(title, sizeof title, "llamac bench --sweep: %s (%s), %s, %d threads", a->info->name, a->info->weight_type, a->cpu, a->nt);
+        plot_script(f, rows, n, a->prompts, a->n_p, a->gens, a->n_n, a->batches, a->n_b, title);
+        fclose(f);
+        llamac_error err = {{0}};
+        if (!run_gnuplot(script, len, a->plot, &err)) rc = cli_error("%s", err.message);
+        else fprintf(stderr, "llamac bench: plot written to %s\n", a->plot);
+        free(script);
+    }
+    free(rows);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL, *peer = NULL, *fmt = "md", *v;
+    const char *model_path = NULL, *peer = NULL, *fmt = "md", *plot = NULL, *v;
+    bool sweep = false;
     int prompts[MAX_LIST] = {512}, gens[MAX_LIST] = {64}, batches[MAX_LIST] = {1}, threads[MAX_LIST] = {0}, depths[MAX_LIST] = {0};
     int n_p = 1, n_n = 1, n_b = 1, n_t = 1, n_d = 1, reps = 3;
     cli_args a = {argc, 1, argv, false};
@@ -212,6 +449,10 @@ int cmd_bench(int argc, char **argv) {
             if (!(v = cli_value(&a, o)) || !cli_int(o, v, 1, 1000, &reps)) return 2;
         } else if (!strcmp(o, "--peer")) {
             if (!(peer = cli_value(&a, o))) return 2;
+        } else if (!strcmp(o, "--sweep")) {
+            sweep = true;
+        } else if (!strcmp(o, "--plot")) {
+            if (!(plot = cli_value(&a, o))) return 2;
         } else if (!strcmp(o, "--json") || !strcmp(o, "--csv") || !strcmp(o, "--md")) {
             fmt = o + 2;
         } else {
@@ -219,6 +460,15 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (!model_path) return cli_usage("bench: -m MODEL is required");
+    if (plot && !sweep) return cli_usage("bench: --plot draws a --sweep");
+    if (sweep && n_t > 1) return cli_usage("bench: --sweep takes one thread count (-t N)");
+    if (sweep && n_d > 1) return cli_usage("bench: --sweep does not take --decode-after");
+    if (sweep && depths[0] > 0) return cli_usage("bench: --sweep does not take --decode-after");
+    if (plot) {
+        llamac_error perr = {{0}};
+        if (!on_path("gnuplot")) return cli_error("--plot needs gnuplot, which is not on the PATH (Debian: apt-get install gnuplot-nox)");
+        if (!llc_outfile_check(plot, &perr)) return cli_error("%s", perr.message);
+    }
     if (threads[0] == 0) threads[0] = llc_n_cores();
     int max_d = 0, max_n = 0;
     for (int i = 0; i < n_d; i++) max_d = depths[i] > max_d ? depths[i] : max_d;
@@ -259,9 +509,25 @@ int cmd_bench(int argc, char **argv) {
                 !strcmp(info.weight_type, "q6_k");
     enum cli_peak_kind kind = !strcmp(info.weight_type, "bf16") ? CLI_PEAK_BF16_DOT : int8 ? CLI_PEAK_INT8_DOT : CLI_PEAK_FP32_FMA;
     double bw = 0, peak = 0;
-    probe_machine(max_t, kind, &bw, &peak);
     char cpu[192];
     cli_cpu_name(cpu, sizeof cpu);
+    if (sweep) {
+        fprintf(stderr, "llamac bench --sweep: %s (%s), %s, %s kernels, loaded in %.2f s, %d threads, KV %s, %d repetitions\n", info.name,
+                info.weight_type, cpu, llamac_isa(), t_load, threads[0], llamac_kv_type_name(kv_type), reps);
+        char *peer_log = NULL;
+        size_t peer_len = 0;
+        FILE *peer_out = peer ? open_memstream(&peer_log, &peer_len) : NULL;
+        sweep_args sa = {m, &info, prompts, gens, batches, n_p, n_n, n_b, threads[0], reps, kv_type, fmt, plot, cpu, peer_out, peer};
+        int src = run_sweep(&sa);
+        if (peer_out) {
+            fclose(peer_out);
+            if (peer_len) printf("\npeer (%s), run between our repetitions:\n%s", peer, peer_log);
+            free(peer_log);
+        }
+        llamac_model_free(m);
+        return src;
+    }
+    probe_machine(max_t, kind, &bw, &peak);
     fprintf(stderr, "llamac bench: %s, %s, %s kernels, loaded in %.2f s, read bandwidth %.1f GB/s, %s peak %.0f G-op/s (%d threads)\n",
             info.name, cpu, llamac_isa(), t_load, bw, cli_peak_name(kind), peak / 1e9, max_t);
 

@@ -34,6 +34,26 @@ static const preset presets[] = {
     {"llama-2-7b", "synthetic Llama-2-7B", 32, 4096, 32, 32, 11008, 4096, false, 10000.0f, 0.0f, true},
 };
 
+/* Vocabularies the presets copy by default: Llama 3's tokenizer.json, Llama 2's tokenizer.model. */
+#define LLAMA3_VOCAB 128256
+#define LLAMA3_MERGES 280147
+#define LLAMA2_VOCAB 32000
+
+bool cli_synth_preset(const char *name, llamac_model_shape *out) {
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        const preset *p = &presets[i];
+        if (strcmp(p->name, name)) continue;
+        *out = (llamac_model_shape){p->n_layers, p->dim, p->n_heads, p->n_kv_heads, p->ffn_dim, p->llama2 ? LLAMA2_VOCAB : LLAMA3_VOCAB,
+                                    p->n_ctx, p->tied, p->rope_factor > 0, NULL, p->llama2 ? 0 : LLAMA3_MERGES};
+        return true;
+    }
+    return false;
+}
+
+const char *cli_synth_preset_names(void) {
+    return "tiny, tiny-llama2, tiny-256, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, llama-2-7b";
+}
+
 static const char usage_text[] =
     "usage: llamac synth --preset NAME -o OUT [--format gguf|hf|meta] [--type TYPE] [--seed S] [--vocab FILE] [--layers N]\n"
     "  presets: tiny, tiny-llama2, tiny-256, llama-3.2-1b(-instruct), llama-3.2-3b(-instruct), llama-3.1-8b, llama-2-7b\n"
@@ -77,8 +97,7 @@ int cmd_synth(int argc, char **argv) {
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (!strcmp(presets[i].name, preset_name)) pp = &presets[i];
     if (!pp)
-        return cli_usage("synth: unknown preset '%s' (tiny, tiny-llama2, tiny-256, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, llama-2-7b)",
-                         preset_name);
+        return cli_usage("synth: unknown preset '%s' (%s)", preset_name, cli_synth_preset_names());
     preset shape = *pp;
     if (n_layers > 0) shape.n_layers = n_layers;
     const preset *p = &shape;

@@ -18,6 +18,7 @@ static const struct {
     {"chat", cmd_chat, "chat with a model in the terminal (Llama 3 and Llama 2 formats)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"info", cmd_info, "show a model's hyperparameters, tensors and memory needs"},
+    {"estimate-memory", cmd_estimate, "estimate the memory a run will take, from a model's header or a preset"},
     {"logits", cmd_logits, "print the next-token logits after a prompt (JSON)"},
     {"perplexity", cmd_perplexity, "measure perplexity on a text file (llama.cpp's convention)"},
     {"synth", cmd_synth, "write a random-weight model with the shapes of a real one"},

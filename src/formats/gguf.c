@@ -220,7 +220,9 @@ static void gguf_free_parts(llc_gguf_file *g) {
     free(g);
 }
 
-static llc_gguf_file *gguf_parse(llc_gguf_file *g, llamac_error *err) {
+/* header_only: the bytes may end after the tensor list (a file's head fetched alone); the tensors'
+ * offsets are checked against each other, not against data that is not there, and their data is NULL. */
+static llc_gguf_file *gguf_parse(llc_gguf_file *g, bool header_only, llamac_error *err) {
     cursor c = {g->map.data, g->map.data + g->map.size, err};
     if (g->map.size < 4 || memcmp(g->map.data, GGUF_MAGIC, 4) != 0) {
         llc_fail(err, "not a GGUF file (bad magic)");
@@ -281,7 +283,8 @@ static llc_gguf_file *gguf_parse(llc_gguf_file *g, llamac_error *err) {
     uint64_t header_end = (uint64_t)(c.p - g->map.data);
     g->data_offset = (header_end + g->alignment - 1) / g->alignment * g->alignment;
     uint64_t data_size = g->data_offset <= g->map.size ? g->map.size - g->data_offset : 0;
-    if (g->n_tensors > 0 && g->data_offset > g->map.size) {
+    if (header_only) data_size = UINT64_MAX;
+    if (g->n_tensors > 0 && g->data_offset > g->map.size && !header_only) {
         llc_fail(err, "truncated file: tensor data section is missing");
         goto fail;
     }
@@ -297,7 +300,7 @@ static llc_gguf_file *gguf_parse(llc_gguf_file *g, llamac_error *err) {
                      t->name.ptr, t->nbytes, t->offset);
             goto fail;
         }
-        t->data = g->map.data + g->data_offset + t->offset;
+        t->data = header_only ? NULL : g->map.data + g->data_offset + t->offset;
     }
     /* Overlapping tensors and duplicate names: sort by offset, then neighbours must not overlap. */
     if (g->n_tensors > 1) {
@@ -341,12 +344,12 @@ llc_gguf_file *llc_gguf_open(const char *path, llamac_error *err) {
         free(g);
         return NULL;
     }
-    g = gguf_parse(g, err);
+    g = gguf_parse(g, false, err);
     if (!g) llc_error_prefix(err, "%s", path);
     return g;
 }
 
-llc_gguf_file *llc_gguf_open_memory(const void *data, size_t size, llamac_error *err) {
+static llc_gguf_file *open_memory(const void *data, size_t size, bool header_only, llamac_error *err) {
     llc_gguf_file *g = calloc(1, sizeof *g);
     if (!g) {
         llc_fail(err, "out of memory");
@@ -355,8 +358,12 @@ llc_gguf_file *llc_gguf_open_memory(const void *data, size_t size, llamac_error 
     g->map.data = data;
     g->map.size = size;
     g->map.owns_map = 0;
-    return gguf_parse(g, err);
+    return gguf_parse(g, header_only, err);
 }
+
+llc_gguf_file *llc_gguf_open_memory(const void *data, size_t size, llamac_error *err) { return open_memory(data, size, false, err); }
+
+llc_gguf_file *llc_gguf_open_header(const void *data, size_t size, llamac_error *err) { return open_memory(data, size, true, err); }
 
 void llc_gguf_close(llc_gguf_file *g) {
     if (g) gguf_free_parts(g);

@@ -63,6 +63,9 @@ typedef struct llc_gguf_file {
 llc_gguf_file *llc_gguf_open(const char *path, llamac_error *err);
 /* Same on bytes the caller keeps alive (fuzzing, tests). */
 llc_gguf_file *llc_gguf_open_memory(const void *data, size_t size, llamac_error *err);
+/* The header alone: size bytes from the file's start that hold at least the metadata and the tensor
+ * list (the data section may be cut off or absent). Tensor data pointers are NULL. */
+llc_gguf_file *llc_gguf_open_header(const void *data, size_t size, llamac_error *err);
 void llc_gguf_close(llc_gguf_file *g);
 
 const llc_gguf_kv *llc_gguf_find(const llc_gguf_file *g, const char *key);

@@ -121,22 +121,14 @@ static const float *bind_vector(void *ctx, const llc_tensor_desc *d, const char 
     return llc_bind_vector(m, t->data, t->type, n, t->nbytes, err);
 }
 
-bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
-    m->format = "gguf";
-    m->gguf = llc_gguf_open(path, err);
-    if (!m->gguf) return false;
-    const llc_gguf_file *g = m->gguf;
+bool llc_gguf_read_hparams(const llc_gguf_file *g, const char *path, llc_hparams *hp, llamac_error *err) {
     llc_str arch;
     if (!llc_gguf_find(g, "general.architecture"))
         return llc_fail(err, "%s: missing metadata general.architecture (a vocabulary-only file? use it with tokenize)", path);
     if (!llc_gguf_get_str(g, "general.architecture", &arch, err)) return false;
     if (!llc_str_eq(arch, "llama"))
         return llc_fail(err, "%s: architecture '%.*s' is not supported (llamac runs 'llama')", path, (int)(arch.len > 32 ? 32 : arch.len), arch.ptr);
-    llc_str name;
-    if (llc_gguf_get_str(g, "general.name", &name, NULL))
-        snprintf(m->name, sizeof m->name, "%.*s", (int)(name.len > 127 ? 127 : name.len), name.ptr);
 
-    llc_hparams *hp = &m->hp;
     hp->rms_eps = 1e-5f;
     hp->rope_theta = 10000.0f;
     hp->n_ctx_train = 2048;
@@ -176,6 +168,20 @@ bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
         llc_error_prefix(err, "%s", path);
         return false;
     }
+    return true;
+}
+
+bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err) {
+    m->format = "gguf";
+    m->gguf = llc_gguf_open(path, err);
+    if (!m->gguf) return false;
+    const llc_gguf_file *g = m->gguf;
+    llc_str name;
+    if (llc_gguf_get_str(g, "general.name", &name, NULL))
+        snprintf(m->name, sizeof m->name, "%.*s", (int)(name.len > 127 ? 127 : name.len), name.ptr);
+    if (!llc_gguf_read_hparams(g, path, &m->hp, err)) return false;
+    const llc_hparams *hp = &m->hp;
+    bool ok = true;
 
     /* No output.weight: the logits use the embedding, as llama.cpp does. */
     m->tied = !llc_gguf_find_tensor(g, llc_t_output->name[LLC_NAMES_GGUF]);

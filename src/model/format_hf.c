@@ -237,11 +237,8 @@ static bool refuse_unsupported(const cJSON *cfg, const char *path, llamac_error 
     return true;
 }
 
-static bool parse_config(llamac_model *m, const char *dir, id_list *eos, llamac_error *err) {
-    char path[4096];
-    if (!join(path, sizeof path, dir, "config.json", err)) return false;
-    cJSON *cfg = read_json(path, MAX_CONFIG_BYTES, err);
-    if (!cfg) return false;
+/* config.json's sizes and options into m (path names the file in messages). */
+static bool apply_config(llamac_model *m, const cJSON *cfg, const char *path, id_list *eos, llamac_error *err) {
     llc_hparams *hp = &m->hp;
     bool ok = true;
 
@@ -308,6 +305,24 @@ static bool parse_config(llamac_model *m, const char *dir, id_list *eos, llamac_
     ok = check_ids(cfg, "bos_token_id", hp->n_vocab, NULL, path, err) &&
          check_ids(cfg, "eos_token_id", hp->n_vocab, eos, path, err) && rope_scaling(m, cfg, path, err);
 done:
+    return ok;
+}
+
+static bool parse_config(llamac_model *m, const char *dir, id_list *eos, llamac_error *err) {
+    char path[4096];
+    if (!join(path, sizeof path, dir, "config.json", err)) return false;
+    cJSON *cfg = read_json(path, MAX_CONFIG_BYTES, err);
+    if (!cfg) return false;
+    bool ok = apply_config(m, cfg, path, eos, err);
+    cJSON_Delete(cfg);
+    return ok;
+}
+
+bool llc_hf_config_read(llamac_model *m, const char *text, size_t len, const char *label, llamac_error *err) {
+    if (len > MAX_CONFIG_BYTES) return llc_fail(err, "%s: larger than %d bytes: not a config.json", label, (int)MAX_CONFIG_BYTES);
+    cJSON *cfg = llc_json_parse_opts(text, len, label, 0, (uint64_t)1 << 20, err);
+    if (!cfg) return false;
+    bool ok = cJSON_IsObject(cfg) ? apply_config(m, cfg, label, NULL, err) : llc_fail(err, "%s: not a JSON object", label);
     cJSON_Delete(cfg);
     return ok;
 }

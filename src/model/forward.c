@@ -69,6 +69,14 @@ static size_t max_act_bytes(const llamac_model *m) {
     return best;
 }
 
+size_t llc_forward_scratch_bytes(const llc_hparams *hp, size_t act_row_bytes) {
+    /* what llc_forward_create allocates below */
+    size_t kv_dim = (size_t)hp->n_kv_heads * hp->head_dim, dim = (size_t)hp->dim, ffn = (size_t)hp->ffn_dim;
+    size_t group = (size_t)(hp->n_heads / hp->n_kv_heads);
+    return (size_t)hp->rope_dim / 2 * sizeof(double) + MAX_BATCH * (4 * dim + 2 * kv_dim + 2 * ffn + (size_t)hp->rope_dim) * sizeof(float) +
+           (size_t)SPLIT_ITEMS * SPLIT_MAX * llc_attn_part_floats((int)group, hp->head_dim) * sizeof(float) + MAX_BATCH * act_row_bytes;
+}
+
 llc_forward *llc_forward_create(const llamac_model *m, int n_threads, llamac_error *err) {
     const llc_hparams *hp = &m->hp;
     if (n_threads < 0 || n_threads > 1024) {

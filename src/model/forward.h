@@ -14,12 +14,19 @@
 
 #include "kv/kv_cache.h"
 #include "llamac.h"
+#include "model/model.h"
 
 typedef struct llc_forward llc_forward;
 
 /* Scratch and threads for batches of any size (run in chunks of a few hundred tokens). */
 llc_forward *llc_forward_create(const llamac_model *m, int n_threads, llamac_error *err);
 void llc_forward_free(llc_forward *f);
+/* Bytes of scratch llc_forward_create allocates for a model of these sizes whose largest converted
+ * activation row (llc_act_row_bytes over its matrices) is act_row_bytes. */
+size_t llc_forward_scratch_bytes(const llc_hparams *hp, size_t act_row_bytes);
+/* The context n_ctx = 0 stands for: the training context, at most 4096 (a model trained on a long
+ * context would otherwise claim a huge cache nobody asked for). */
+int llc_default_n_ctx(int n_ctx_train);
 int llc_forward_n_threads(const llc_forward *f);
 
 /* What a session's or an engine's parameters come to, decided in one place (model/forward_setup.c). */

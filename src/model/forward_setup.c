@@ -7,6 +7,8 @@
 #include "model/forward.h"
 #include "model/model.h"
 
+int llc_default_n_ctx(int n_ctx_train) { return n_ctx_train < 4096 ? n_ctx_train : 4096; }
+
 bool llc_forward_config_resolve(const llamac_model *m, int n_ctx, int n_threads, llamac_kv_type kv_type,
                                 llc_forward_config *c, llamac_error *err) {
     const llc_hparams *hp = &m->hp;
@@ -16,8 +18,7 @@ bool llc_forward_config_resolve(const llamac_model *m, int n_ctx, int n_threads,
     if (elem < 0) return false;
     c->type = (enum llc_type)elem;
     c->n_threads = n_threads;
-    /* a model trained on a long context would otherwise claim a huge cache nobody asked for */
-    c->n_ctx = n_ctx ? n_ctx : hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    c->n_ctx = n_ctx ? n_ctx : llc_default_n_ctx(hp->n_ctx_train);
     return true;
 }
 

@@ -80,6 +80,9 @@ const llc_mapped_file *llc_model_map(llamac_model *m, const char *path, llamac_e
  * weights. LLAMAC_PACK=0 in the environment turns packing off (for comparisons). The packed copy
  * of a single-file model is kept on disk and mapped the next time (model/pack_cache.h). */
 bool llc_model_pack(const llamac_model *m, llc_pool *pool, llamac_error *err);
+/* The buffer packing W[0..n) (the packable matrices) into a new cache file takes: the largest slice
+ * packed at once, and what a write may leave over. */
+size_t llc_pack_buffer_bytes(llc_tensor *const *W, int n);
 
 /* Format-specific loaders (model/format_*.c, each beside its format's writer). They fill m; the caller frees m on failure. A folder is told apart by
  * what it holds: config.json (Hugging Face) or params.json (Meta's original checkpoints). */
@@ -87,5 +90,11 @@ bool llc_model_load_gguf(llamac_model *m, const char *path, llamac_error *err);
 bool llc_model_load_llama2c(llamac_model *m, const char *path, llamac_error *err);
 bool llc_model_load_hf(llamac_model *m, const char *dir, llamac_error *err);   /* format_hf.c */
 bool llc_model_load_meta(llamac_model *m, const char *dir, llamac_error *err); /* format_meta.c */
+/* The hyperparameters a GGUF's metadata gives (architecture, sizes, what llamac refuses, tensor
+ * names), checked; path names the file in messages. */
+bool llc_gguf_read_hparams(const llc_gguf_file *g, const char *path, llc_hparams *hp, llamac_error *err);
+/* A Hugging Face config.json given as text (len bytes; label names it in messages) into m's
+ * hyperparameters, m->tied and m->rope_freqs, with the checks loading does. */
+bool llc_hf_config_read(llamac_model *m, const char *text, size_t len, const char *label, llamac_error *err);
 
 #endif

@@ -86,19 +86,23 @@ static void pack_tensor(const llamac_model *m, llc_pool *pool, const llc_tensor 
     for (long g = 0; g < n_groups; g += step) pack_slice(m, pool, W, g, g + step < n_groups ? g + step : n_groups, dst + (size_t)g * gb);
 }
 
+size_t llc_pack_buffer_bytes(llc_tensor *const *W, int n) {
+    size_t max_slice = 0;
+    for (int i = 0; i < n; i++) {
+        size_t s = (size_t)slice_groups(W[i]) * llc_packed_group_bytes(W[i]->type, W[i]->n_cols);
+        if (s > max_slice) max_slice = s;
+    }
+    return max_slice + (2u << 20); /* what a write leaves over is under 2 MiB */
+}
+
 /* Packs W[0..n) slice by slice into a small buffer written out to a new cache file, then maps that:
  * the packed weights never take anonymous memory (which the kernel zeroes before it is written) and
  * the next process finds them in the page cache. false: no cache file (the caller packs in memory). */
 static bool pack_to_cache(llamac_model *m, llc_pool *pool, llc_tensor *const *W, int n) {
     llc_pack_cache *c = llc_pack_cache_create(m, W, n);
     if (!c) return false;
-    size_t max_slice = 0;
-    for (int i = 0; i < n; i++) {
-        size_t s = (size_t)slice_groups(W[i]) * llc_packed_group_bytes(W[i]->type, W[i]->n_cols);
-        if (s > max_slice) max_slice = s;
-    }
-    size_t cap = max_slice + (2u << 20), fill = 0; /* what a write leaves over is under 2 MiB */
-    uint8_t *buf = malloc(cap);
+    size_t fill = 0;
+    uint8_t *buf = malloc(llc_pack_buffer_bytes(W, n));
     if (!buf) {
         llc_pack_cache_abort(c);
         return false;

@@ -60,17 +60,18 @@ static void on_progress(void *user, llc_hub_event ev, const char *file, uint64_t
     }
 }
 
-/* Pulls (or, pull false, finds in the cache) a hub id; out gets the path to load. */
-static bool hub_path(const char *spec, bool pull, llc_hub_opts *o, char *out, size_t cap) {
+/* Pulls (or, pull false, finds in the cache) a hub id; out gets the path to load. Returns the exit
+ * code: 0, 2 for a malformed id, 1 for the rest. */
+static int hub_path(const char *spec, bool pull, llc_hub_opts *o, char *out, size_t cap) {
     llamac_error err = {{0}};
     llc_hub_id id;
     progress p = {.tty = isatty(2)};
     o->progress = on_progress;
     o->user = &p;
-    if (!llc_hub_parse_id(spec, &id, &err)) return cli_usage("%s", err.message), false;
+    if (!llc_hub_parse_id(spec, &id, &err)) return cli_usage("%s", err.message);
     if (!(pull ? llc_hub_pull(&id, o, out, cap, &err) : llc_hub_resolve(&id, o, out, cap, &err)))
-        return cli_error("%s", err.message), false;
-    return true;
+        return cli_error("%s", err.message);
+    return 0;
 }
 
 const char *cli_model_path(const char *path, bool pull, char *buf, size_t cap) {
@@ -81,10 +82,7 @@ const char *cli_model_path(const char *path, bool pull, char *buf, size_t cap) {
     llamac_error err = {{0}};
     llc_hub_opts o;
     if (!llc_hub_opts_from_env(&o, &err)) return cli_error("%s", err.message), NULL;
-    if (!hub_path(path, pull, &o, buf, cap)) {
-        return NULL;
-    }
-    return buf;
+    return hub_path(path, pull, &o, buf, cap) ? NULL : buf;
 }
 
 int cmd_pull(int argc, char **argv) {
@@ -126,7 +124,8 @@ int cmd_pull(int argc, char **argv) {
     o.filter.include = include, o.filter.n_include = n_inc;
     o.filter.exclude = exclude, o.filter.n_exclude = n_exc;
     char out[4096];
-    if (!hub_path(spec, true, &o, out, sizeof out)) return strchr(spec, '/') ? 1 : 2;
+    int rc = hub_path(spec, true, &o, out, sizeof out);
+    if (rc) return rc;
     printf("%s\n", out);
     return 0;
 }

@@ -92,6 +92,7 @@ class Hub:
 
     def __init__(self):
         self.repos = {}
+        self.renamed = {}
         self.log = []
         self.lock = threading.Lock()
         self.cdn_delay = 0.0
@@ -173,6 +174,11 @@ class Hub:
 
     def serve_hub(self, h, get):
         path = urllib.parse.urlsplit(h.path).path
+        for old, new in self.renamed.items():
+            # a renamed repository: the hub answers with a relative redirect to the new name
+            for pre in ("/api/models/", "/"):
+                if path.startswith(pre + old + "/"):
+                    return h.send(307, {"Location": pre + new + path[len(pre + old):]}, b"", get)
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/revision/(.+)", path)
         if m and get:
             repo = self.repos.get(m.group(1))
@@ -461,6 +467,11 @@ def tests(hub, gguf):
     rc, out, err = run(["generate", "-m", "test/tiny-GGUF", "--pull", "-p", prompt, "-n", "256", "--temp", "0"],
                        env_for("c-pullflag"))
     check(rc == 0 and out.startswith(want_text), "generate --pull: %d %r %s" % (rc, out[:80], err[-300:]))
+
+    # a renamed repository: relative redirects followed for the listing and the HEADs
+    hub.renamed["test/old-name-GGUF"] = "test/tiny-GGUF"
+    rc, out, err = run(["pull", "test/old-name-GGUF"], env_for("c-renamed"))
+    check(rc == 0 and out.strip().endswith("/stories260K.gguf"), "renamed repository: %d %r %s" % (rc, out, err[-300:]))
 
     # ---- a cache written by hand the way huggingface_hub 0.2x writes it ------------------------------
     hand = os.path.join(TMP, "c-hand")

@@ -487,8 +487,9 @@ static bool head_file(ctx *c, const char *commit, const char *path, file_meta *m
         bool redirect = rc == CURLE_OK && r.status >= 300 && r.status < 400 && r.location[0];
         char next[URL_MAX] = "";
         if (redirect && !resolve_location(url, r.location, next, sizeof next)) return llc_fail(err, "%s: a bad redirect", path);
-        /* a redirect within the hub (a renamed repository) is followed; one elsewhere is the CDN */
-        if (redirect && same_origin(next, c->o->endpoint)) {
+        /* a relative redirect (a renamed repository) is followed, as huggingface_hub does; an absolute
+         * one is where the file is served from (the CDN) */
+        if (redirect && !strstr(r.location, "://")) {
             if (hops++ >= MAX_REDIRECTS) return llc_fail(err, "%s: too many redirects", path);
             memcpy(url, next, sizeof url);
             continue;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/error.h"
 #include "cli/cli.h"
 #include "hub/hub.h"
 
@@ -69,9 +70,10 @@ static int hub_path(const char *spec, bool pull, llc_hub_opts *o, char *out, siz
     o->progress = on_progress;
     o->user = &p;
     if (!llc_hub_parse_id(spec, &id, &err)) return cli_usage("%s", err.message);
-    if (!(pull ? llc_hub_pull(&id, o, out, cap, &err) : llc_hub_resolve(&id, o, out, cap, &err)))
-        return cli_error("%s", err.message);
-    return 0;
+    if (pull ? llc_hub_pull(&id, o, out, cap, &err) : llc_hub_resolve(&id, o, out, cap, &err)) return 0;
+    /* -m ORG/NAME may also be a mistyped path: say both */
+    if (!pull) llc_error_prefix(&err, "no file or folder '%s', and as a hub id", spec);
+    return cli_error("%s", err.message);
 }
 
 const char *cli_model_path(const char *path, bool pull, char *buf, size_t cap) {

@@ -275,7 +275,10 @@ def run(args, env, timeout=120):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     e.update(env)
     p = subprocess.run([LLAMAC] + args, capture_output=True, timeout=timeout, env=e)
-    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    err = p.stderr.decode(errors="replace")
+    if "Sanitizer" in err or "runtime error:" in err:
+        fail("%s: a sanitizer report: %s" % (" ".join(args), err[-1500:]))
+    return p.returncode, p.stdout.decode(errors="replace"), err
 
 
 def one_line_error(rc, err, want_rc=1):
@@ -378,6 +381,7 @@ def tests(hub, gguf):
     junk = bytes(range(256)) * 40
     g = hub.add("test/stories-GGUF", {
         "README.md": b"# stories260K\n",
+        "LIC": b"MIT",  # shorter than ".gguf": the split-suffix check must not read before it
         "stories260K-Q4_K_M.gguf": gguf,
         "stories260K-Q8_0.gguf": junk + b"q8",
         "stories260K-F16-00001-of-00002.gguf": junk + b"f16a",
@@ -640,6 +644,7 @@ def tests(hub, gguf):
     results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
     hub.cdn_delay = 0
     for o, er, rc in results:
+        check(b"Sanitizer" not in er and b"runtime error:" not in er, "concurrent pull: a sanitizer report: %r" % er[-1500:])
         check(rc == 0, "concurrent pull: exit %d: %s" % (rc, er.decode(errors="replace")[-300:]))
     check_layout("concurrent", env["HF_HUB_CACHE"], "test/concurrent-GGUF", big, ["m-Q4_K_M.gguf"])
     check(len(hub.requests("cdn", "GET")) == 1, "the blob is fetched once by two pulls: %d GETs" % len(hub.requests("cdn", "GET")))

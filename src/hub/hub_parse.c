@@ -290,8 +290,7 @@ bool llc_hub_select(int n, char *const *files, const llc_hub_filter *f, bool *pi
         }
         for (int i = 0; i < n; i++) {
             int part;
-            gguf_stem(files[i], &part);
-            if (cand[i] && part == 1) *main = i;
+            if (cand[i] && (gguf_stem(files[i], &part), part == 1)) *main = i;
         }
         if (*main < 0) {
             llc_fail(err, "the GGUF model %s has no first part (-00001-of-…)", list_stems(n, files, cand, list, sizeof list));

@@ -608,6 +608,39 @@ def tests(hub, gguf):
         check_layout("resumed", env["HF_HUB_CACHE"], "test/partial-GGUF", part, ["m.gguf"])
         check([e[4] for e in hub.requests("cdn", "GET")] == ["bytes=1000-"], "resume from the .incomplete: %r" % hub.requests("cdn"))
 
+    # a pull killed (SIGKILL) in the middle of a file: no blob or link under a final name, and the next
+    # pull resumes from what the killed one wrote
+    killed = hub.add("test/killed-GGUF", {"m.gguf": os.urandom(2 << 20)})
+    env = env_for("c-killed")
+    blobs = os.path.join(env["HF_HUB_CACHE"], "models--test--killed-GGUF", "blobs")
+    inc = os.path.join(blobs, killed.etag("m.gguf") + ".incomplete")
+    hub.cdn_delay = 0.05
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    e.update(env)
+    p = subprocess.Popen([LLAMAC, "pull", "test/killed-GGUF"], env=e, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            if os.path.exists(inc) and os.path.getsize(inc) >= 65536:
+                break
+            time.sleep(0.1)
+        p.kill()
+    finally:
+        p.wait(timeout=60)
+        hub.cdn_delay = 0
+    have = os.path.getsize(inc) if os.path.exists(inc) else 0
+    if check(0 < have < len(killed.files["m.gguf"]), "the killed pull left part of the file (%d bytes)" % have):
+        check(sorted(os.listdir(blobs)) == [os.path.basename(inc)] and
+              not os.path.exists(os.path.join(env["HF_HUB_CACHE"], "models--test--killed-GGUF", "snapshots")),
+              "a killed pull leaves only the .incomplete: %r" % os.listdir(blobs))
+        hub.clear_log()
+        rc, out, err = run(["pull", "test/killed-GGUF"], env)
+        if check(rc == 0, "pull after a kill: %s" % err[-300:]):
+            check_layout("after a kill", env["HF_HUB_CACHE"], "test/killed-GGUF", killed, ["m.gguf"])
+            ranges = [x[4] for x in hub.requests("cdn", "GET")]
+            check(len(ranges) == 1 and ranges[0] and int(ranges[0][6:-1]) == have,
+                  "resumed after the kill from the bytes on disk (%d): %r" % (have, ranges))
+
     # too many 429s with a long Retry-After: stop at once with a message
     slow = hub.add("test/ratelimited-GGUF", {"m.gguf": junk})
     slow.faults[("head", "m.gguf")] = [(429, {"Retry-After": "3600"})]

@@ -48,6 +48,9 @@ const char *cli_value(cli_args *a, const char *opt) {
     return a->argv[++a->i];
 }
 
+/* --pull: -m names a hub id to download before loading (read by cli_load_model). */
+static bool pull_model;
+
 int cli_common_option(cli_args *a, const cli_common *c, const char *usage) {
     const char *o = a->argv[a->i], *v;
     if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
@@ -55,6 +58,7 @@ int cli_common_option(cli_args *a, const cli_common *c, const char *usage) {
         return CLI_HELP;
     }
     if (c->model && (!strcmp(o, "-m") || !strcmp(o, "--model"))) return (*c->model = cli_value(a, o)) ? 1 : -1;
+    if (c->model && !strcmp(o, "--pull")) return pull_model = true, 1;
     if (c->tokenizer && !strcmp(o, "--tokenizer")) return (*c->tokenizer = cli_value(a, o)) ? 1 : -1;
     if (c->threads && (!strcmp(o, "-t") || !strcmp(o, "--threads")))
         return (v = cli_value(a, o)) && cli_int(o, v, 1, 1024, c->threads) ? 1 : -1;
@@ -206,7 +210,9 @@ void cli_progress(const char *what, uint64_t done, uint64_t total, double t0_ms)
     for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
     bar[width] = 0;
     double eta = frac > 0 ? secs / frac - secs : 0;
-    fprintf(stderr, "\r%s [%s] %5.1f%% %8.1f MiB  %5.1f s  eta %5.1f s", what, bar, 100 * frac, (double)done / 1048576.0, secs, eta);
+    double mib = (double)done / 1048576.0;
+    fprintf(stderr, "\r%s [%s] %5.1f%% %8.1f MiB %7.1f MiB/s  %5.1f s  eta %5.1f s", what, bar, 100 * frac, mib,
+            secs > 0 ? mib / secs : 0.0, secs, eta);
     if (done >= total) fputc('\n', stderr);
     fflush(stderr);
 }
@@ -265,6 +271,8 @@ int cli_default_ctx(const llamac_model *m) {
 llamac_model *cli_load_model(const char *path, const char *tokenizer_path) {
     llamac_error err = {{0}};
     llamac_model_params mp = {.tokenizer_path = tokenizer_path};
+    char buf[4096];
+    if (!(path = cli_model_path(path, pull_model, buf, sizeof buf))) return NULL;
     llamac_model *m = llamac_model_load(path, &mp, &err);
     if (!m) cli_error("%s", err.message);
     return m;

@@ -19,7 +19,7 @@ typedef struct cli_args {
     bool failed;
 } cli_args;
 
-/* Options most commands share: -h/--help, -m/--model, --tokenizer, -t/--threads, -c/--ctx, --kv-type. A
+/* Options most commands share: -h/--help, -m/--model (and --pull with it), --tokenizer, -t/--threads, -c/--ctx, --kv-type. A
  * command points the fields it accepts at its variables and leaves the others NULL (then those options
  * are unknown to it, not silently ignored). Returns 1 if argument a->i was one of them, 0 if not,
  * CLI_HELP after printing usage, -1 after a usage error. */
@@ -76,17 +76,22 @@ void cli_sampling_finish(cli_sampling *s, const llamac_model *m);
     "  -s, --seed S            random seed (default: from the clock; printed on stderr)\n"
 
 double cli_now_ms(void);
-/* A one-line progress bar on stderr when it is a terminal ("\r"-updated, at most ~10 times a second);
+/* A one-line progress bar (bytes, rate, ETA) on stderr when it is a terminal ("\r"-updated, at most ~10 times a second);
  * a final newline when done == total. Silent when stderr is not a terminal. */
 void cli_progress(const char *what, uint64_t done, uint64_t total, double t0_ms);
-/* This process's peak resident memory (VmHWM), its current one (VmRSS; -1 when /proc has none), and
- * the peak set back to the current RSS (false when the kernel cannot: the peak keeps running). */
 /* s as a JSON string (quoted, escaped); null when out of memory. */
 void cli_json_string(FILE *f, const char *s);
+/* This process's peak resident memory (VmHWM), its current one (VmRSS; -1 when /proc has none), and
+ * the peak set back to the current RSS (false when the kernel cannot: the peak keeps running). */
 double cli_peak_rss_mb(void);
 double cli_rss_mb(void);
 bool cli_peak_rss_reset(void);
-/* Loads a model, honouring an optional tokenizer file; prints the error itself. */
+/* A -m value as a path to load: itself, or for a hub id ORG/NAME[:QUANT] (not an existing path) the
+ * cached GGUF file or snapshot folder, pulled first when pull is set (cmd_pull.c). NULL after printing
+ * the error. */
+const char *cli_model_path(const char *path, bool pull, char *buf, size_t cap);
+/* Loads a model (a path or a hub id, pulled first after --pull), honouring an optional tokenizer file;
+ * prints the error itself. */
 llamac_model *cli_load_model(const char *path, const char *tokenizer_path);
 /* The context a session gets for --ctx 0: the model's training context, at most 4096 (as
  * llamac_session_params.n_ctx = 0 does). */
@@ -121,5 +126,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_bench_tokenizer(int argc, char **argv);
 int cmd_bench_serve(int argc, char **argv);
 int cmd_estimate(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 #endif

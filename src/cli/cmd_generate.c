@@ -10,6 +10,8 @@
 static const char usage_text[] =
     "usage: llamac generate -m MODEL -p PROMPT [options]\n"
     "  -m, --model PATH        GGUF, llama2.c .bin, or a Hugging Face / Meta checkpoint folder\n"
+    "                          or ORG/NAME[:QUANT] from the Hugging Face cache (every -m; see llamac pull)\n"
+    "  --pull                  with -m ORG/NAME: download it first (every -m)\n"
     "  --tokenizer FILE        tokenizer to use (needed for .bin models without tokenizer.bin beside them)\n"
     "  -p, --prompt TEXT       prompt (BOS is added as the vocabulary asks)\n"
     "  -f, --file FILE         read the prompt from a file\n"

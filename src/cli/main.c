@@ -25,6 +25,7 @@ static const struct {
     {"bench", cmd_bench, "measure prefill and decode speed against the machine's limits"},
     {"bench-tokenizer", cmd_bench_tokenizer, "measure tokenizer speed on one thread (against tiktoken with --tiktoken)"},
     {"bench-serve", cmd_bench_serve, "benchmark an OpenAI-compatible server: throughput, TTFT, TPOT, ITL (vLLM's shape)"},
+    {"pull", cmd_pull, "download a model from the Hugging Face hub into its shared cache"},
     {"convert", cmd_convert, "write any model llamac loads as a GGUF (optionally re-encoded)"},
     {"quantize", cmd_quantize, "write a model as a GGUF of one type or a llama.cpp mix (q4_k_m, q4_k_s)"},
 };
